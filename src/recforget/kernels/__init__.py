@@ -1,0 +1,1 @@
+"""Pure numerical kernels over arrays: no classes, no I/O."""

@@ -1,0 +1,202 @@
+"""``unlearn(model, data, request, method=...)``: the one entry point for forgetting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from recforget.data.interactions import Interactions, Removal
+from recforget.models.base import Recommender
+from recforget.unlearn.requests import DeletionRequest, hash_id
+
+# method name -> model kind -> implementation(model, removal, **options) -> (model, info)
+UnlearnFn = Callable[..., tuple[Recommender, dict[str, Any]]]
+_METHODS: dict[str, dict[str, UnlearnFn]] = {}
+
+
+def register(method: str, kind: str) -> Callable[[UnlearnFn], UnlearnFn]:
+    """Register an unlearning implementation for models of ``kind`` ("als", "ncf")."""
+
+    def deco(fn: UnlearnFn) -> UnlearnFn:
+        _METHODS.setdefault(method, {})[kind] = fn
+        return fn
+
+    return deco
+
+
+def _load_methods() -> None:
+    from recforget.unlearn import als  # noqa: F401  (registers the ALS methods)
+
+    try:
+        from recforget.unlearn import ncf  # noqa: F401
+    except ImportError:  # torch missing: neural methods unavailable
+        pass
+
+
+def methods(kind: str | None = None) -> list[str]:
+    """Names of the registered methods (for one model kind, or all)."""
+    _load_methods()
+    return sorted(m for m, impls in _METHODS.items() if kind is None or kind in impls)
+
+
+@dataclass(frozen=True)
+class UnlearnResult:
+    """What :func:`unlearn` returns: the new model, the data it stands on, and a receipt."""
+
+    model: Recommender
+    data: Interactions
+    receipt: dict[str, Any]
+
+
+def model_kind(model: Recommender) -> str:
+    from recforget.models.als import ALS
+
+    if isinstance(model, ALS):
+        return "als"
+    return getattr(model, "kind", type(model).__name__.lower())
+
+
+def unlearn(
+    model: Recommender,
+    data: Interactions | None,
+    request: DeletionRequest,
+    method: str = "unlearn-als",
+    *,
+    missing: Literal["error", "ignore"] = "error",
+    **options: Any,
+) -> UnlearnResult:
+    """Make ``model`` forget ``request`` as if it had been trained without it.
+
+    Parameters
+    ----------
+    model : fitted Recommender
+        Left untouched; a new model is returned.
+    data : Interactions or None
+        The data the model stands on (default: ``model.seen_``). It must be that data.
+    request : DeletionRequest
+    method : str
+        ALS: "retrain" (the oracle: same parameters and seed, fitted on the remaining data),
+        "warmstart" (a fixed number of sweeps from the current factors), "unlearn-als" (warm
+        sweeps until the stationarity certificate holds) and "unlearn-als-selective" (re-solve
+        only rows whose gradient exceeds the tolerance, until every row is within it).
+        Neural models: "retrain", "finetune", "alteraser", "influence".
+    missing : {"error", "ignore"}
+        Unknown ids raise :class:`~recforget.UnknownIdError` listing them, or are skipped and
+        reported in the receipt. Ids this model forgot earlier are never unknown: forgetting
+        twice is a no-op.
+    **options
+        Method options (``tol``, ``max_sweeps``, ``sweeps``, ...).
+
+    Returns
+    -------
+    UnlearnResult
+        ``.model``, ``.data`` (remaining interactions) and ``.receipt`` (JSON-serialisable).
+    """
+    from recforget import __version__
+
+    model._check_fitted()
+    if not isinstance(request, DeletionRequest):
+        raise TypeError(f"request must be a DeletionRequest, got {type(request).__name__}")
+    _load_methods()
+    kind = model_kind(model)
+    if method not in _METHODS or kind not in _METHODS[method]:
+        raise ValueError(
+            f"unknown method {method!r} for a {kind} model; choose from {methods(kind)}"
+        )
+    if data is None:
+        data = model.seen_
+    elif data is not model.seen_ and (
+        data.users != model.users_
+        or data.items != model.items_
+        or data.fingerprint() != model.seen_.fingerprint()
+    ):
+        raise ValueError(
+            "data differs from the data the model stands on (model.seen_); pass data=None to use it"
+        )
+
+    forgotten = getattr(model, "forgotten_", {"users": [], "items": []})
+    old_users = set(forgotten.get("users", []))
+    old_items = set(forgotten.get("items", []))
+    unknown_users = set(data.users.unknown(request.users))
+    unknown_items = set(data.items.unknown(request.items))
+    again_users = [u for u in request.users if u in unknown_users and hash_id(u) in old_users]
+    again_items = [i for i in request.items if i in unknown_items and hash_id(i) in old_items]
+    users = [u for u in request.users if u not in set(again_users)]
+    items = [i for i in request.items if i not in set(again_items)]
+    pairs = list(request.pairs)
+    if again_users or again_items:  # pairs of forgotten users/items are gone too
+        gu, gi = {hash_id(u) for u in again_users} | old_users, old_items
+        pairs = [
+            (u, i)
+            for u, i in pairs
+            if not (
+                (u in set(data.users.unknown([u])) and hash_id(u) in gu)
+                or (i in set(data.items.unknown([i])) and hash_id(i) in gi)
+            )
+        ]
+
+    start = time.perf_counter()
+    removal = data.remove(pairs=pairs, users=users, items=items, missing=missing)
+    info: dict[str, Any]
+    if removal.is_noop:
+        new_model, info = model, {"noop": True, "sweeps": 0, "rows_solved": 0}
+    else:
+        new_model, info = _METHODS[method][kind](model, removal, **options)
+        info["noop"] = False
+        new_model.forgotten_ = {
+            "users": sorted(
+                old_users | {hash_id(data.users.ids[u]) for u in removal.dropped_users}
+            ),
+            "items": sorted(
+                old_items | {hash_id(data.items.ids[i]) for i in removal.dropped_items}
+            ),
+        }
+    seconds = time.perf_counter() - start
+
+    receipt = {
+        "method": method,
+        "model": kind,
+        "request_id": request.request_id,
+        "request_digest": request.digest(),
+        "request": {
+            "pairs": len(request.pairs),
+            "users": len(request.users),
+            "items": len(request.items),
+        },
+        "removed": {
+            "interactions": removal.n_removed,
+            "users": len(removal.dropped_users),
+            "items": len(removal.dropped_items),
+            "absent_pairs": removal.absent_pairs,
+            "already_forgotten": len(again_users) + len(again_items),
+            "unknown": {k: [str(x) for x in v] for k, v in removal.unknown.items()},
+        },
+        "data_fingerprint_before": data.fingerprint(),
+        "data_fingerprint_after": removal.data.fingerprint(),
+        "seconds": seconds,
+        "library_version": __version__,
+        **info,
+    }
+    if hasattr(new_model, "model_hash"):
+        receipt["model_hash"] = new_model.model_hash()
+    if not info["noop"]:
+        log = list(getattr(model, "deletions_", []))
+        log.append(
+            {
+                k: receipt[k]
+                for k in (
+                    "method",
+                    "request_digest",
+                    "removed",
+                    "data_fingerprint_after",
+                    "seconds",
+                )
+            }
+        )
+        new_model.deletions_ = log
+    return UnlearnResult(model=new_model, data=removal.data, receipt=receipt)
+
+
+__all__ = ["Removal", "UnlearnResult", "methods", "register", "unlearn"]

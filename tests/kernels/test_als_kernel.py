@@ -1,0 +1,155 @@
+"""The numba row kernels against the dense textbook formulas of kernels.als_reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from recforget.kernels import als as K
+from recforget.kernels import als_reference as ref
+from recforget.kernels.weighting import bm25_weight, confidence
+
+
+def _problem(seed: int, m: int, n: int, k: int, density: float, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    R = (rng.random((m, n)) < density) * rng.integers(1, 5, (m, n)).astype(np.float64)
+    csr = sp.csr_array(R)
+    X = rng.standard_normal((m, k)).astype(dtype)
+    Y = rng.standard_normal((n, k)).astype(dtype)
+    return R, csr, X, Y
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    k=st.integers(1, 7),
+    density=st.floats(0.0, 0.9),
+    alpha=st.floats(0.0, 20.0),
+    reg=st.floats(1e-3, 5.0),
+)
+def test_implicit_cholesky_equals_closed_form(dtype, seed, k, density, alpha, reg):
+    R, csr, X, Y = _problem(seed, 9, 7, k, density, dtype)
+    c = 1.0 + alpha * csr.data
+    w, v = (c - 1).astype(dtype), c.astype(dtype)
+    regs = np.full(9, reg)
+    K.solve_rows_cholesky(
+        csr.indptr.astype(np.int64), csr.indices, w, v, X, Y, K.gram(Y), regs, K.all_rows(9)
+    )
+    C = 1.0 + alpha * R
+    P = (R > 0).astype(float)
+    for u in range(9):
+        expect = ref.implicit_solve_row(C[u], P[u], Y.astype(np.float64), reg)
+        tol = 1e-8 if dtype == np.float64 else 2e-3
+        np.testing.assert_allclose(X[u], expect, rtol=tol, atol=tol)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 6), reg=st.floats(1e-2, 5.0))
+def test_explicit_cholesky_equals_closed_form(seed, k, reg):
+    R, csr, X, Y = _problem(seed, 8, 10, k, 0.5)
+    ones = np.ones(csr.nnz)
+    K.solve_rows_cholesky(
+        csr.indptr.astype(np.int64),
+        csr.indices,
+        ones,
+        csr.data.copy(),
+        X,
+        Y,
+        np.zeros((k, k)),
+        np.full(8, reg),
+        K.all_rows(8),
+    )
+    for u in range(8):
+        expect = ref.explicit_solve_row(R[u], R[u] > 0, Y, reg)
+        np.testing.assert_allclose(X[u], expect, rtol=1e-8, atol=1e-10)
+
+
+def test_rows_subset_touches_only_those_rows():
+    _R, csr, X, Y = _problem(3, 12, 9, 4, 0.4)
+    before = X.copy()
+    rows = np.array([2, 7], dtype=np.int64)
+    c = 1 + 3.0 * csr.data
+    K.solve_rows_cholesky(
+        csr.indptr.astype(np.int64), csr.indices, c - 1, c, X, Y, K.gram(Y), np.full(12, 0.5), rows
+    )
+    untouched = np.setdiff1d(np.arange(12), rows)
+    np.testing.assert_array_equal(X[untouched], before[untouched])
+    assert not np.allclose(X[rows], before[rows])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cg_converges_to_cholesky(seed):
+    _R, csr, X, Y = _problem(seed, 15, 11, 5, 0.4)
+    c = 1 + 4.0 * csr.data
+    args = (csr.indptr.astype(np.int64), csr.indices, c - 1, c)
+    Xc = X.copy()
+    K.solve_rows_cholesky(*args, Xc, Y, K.gram(Y), np.full(15, 0.3), K.all_rows(15))
+    Xg = X.copy()
+    K.solve_rows_cg(*args, Xg, Y, K.gram(Y), np.full(15, 0.3), K.all_rows(15), 30)
+    np.testing.assert_allclose(Xg, Xc, rtol=1e-6, atol=1e-8)
+    # a few steps already reduce the residual
+    X3 = X.copy()
+    K.solve_rows_cg(*args, X3, Y, K.gram(Y), np.full(15, 0.3), K.all_rows(15), 2)
+    g0, _ = K.row_residuals(*args, X, Y, K.gram(Y), np.full(15, 0.3), K.all_rows(15))
+    g3, _ = K.row_residuals(*args, X3, Y, K.gram(Y), np.full(15, 0.3), K.all_rows(15))
+    assert np.all(g3 <= g0 + 1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(1, 6))
+def test_row_residual_is_the_gradient_of_the_dense_objective(seed, k):
+    R, csr, X, Y = _problem(seed, 7, 6, k, 0.5)
+    alpha, reg = 2.5, 0.7
+    C = 1 + alpha * R
+    P = (R > 0).astype(float)
+    c = 1 + alpha * csr.data
+    g, b = K.row_residuals(
+        csr.indptr.astype(np.int64),
+        csr.indices,
+        c - 1,
+        c,
+        X,
+        Y,
+        K.gram(Y),
+        np.full(7, reg),
+        K.all_rows(7),
+    )
+    # analytic gradient of the dense objective w.r.t. X
+    S = X @ Y.T
+    grad = -2 * (C * (P - S)) @ Y + 2 * reg * X
+    np.testing.assert_allclose(g, np.linalg.norm(grad, axis=1), rtol=1e-9, atol=1e-10)
+    grad0 = -2 * (C * P) @ Y
+    np.testing.assert_allclose(b, np.linalg.norm(grad0, axis=1), rtol=1e-9, atol=1e-10)
+
+
+def test_entry_dots():
+    _R, csr, X, Y = _problem(1, 10, 8, 3, 0.5)
+    s = K.entry_dots(csr.indptr.astype(np.int64), csr.indices, X, Y)
+    rows = np.repeat(np.arange(10), np.diff(csr.indptr))
+    np.testing.assert_allclose(s, (X @ Y.T)[rows, csr.indices])
+
+
+def test_bm25_matches_formula_and_recomputes_from_data():
+    R = np.array([[1.0, 2, 0], [0, 3, 1], [4, 0, 0], [0, 1, 0]])
+    csr = sp.csr_array(R)
+    w = bm25_weight(csr.indptr, csr.indices, csr.data, 3, k1=1.2, b=0.75)
+    n_users = 4
+    df = (R > 0).sum(0)
+    idf = np.maximum(np.log(n_users) - np.log1p(df), 0)
+    length = R.sum(1)
+    norm = 0.25 + 0.75 * length / length.mean()
+    expect = []
+    for u in range(4):
+        for i in np.flatnonzero(R[u]):
+            expect.append(R[u, i] * 2.2 / (1.2 * norm[u] + R[u, i]) * idf[i])
+    np.testing.assert_allclose(w, expect)
+    c = confidence(
+        csr.indptr, csr.indices, csr.data, 3, weighting="bm25", alpha=2.0, bm25_k1=1.2, bm25_b=0.75
+    )
+    np.testing.assert_allclose(c, 1 + 2.0 * np.array(expect))
+    with pytest.raises(ValueError, match="weighting"):
+        confidence(csr.indptr, csr.indices, csr.data, 3, weighting="tfidf")
