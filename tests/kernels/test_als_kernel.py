@@ -153,3 +153,33 @@ def test_bm25_matches_formula_and_recomputes_from_data():
     np.testing.assert_allclose(c, 1 + 2.0 * np.array(expect))
     with pytest.raises(ValueError, match="weighting"):
         confidence(csr.indptr, csr.indices, csr.data, 3, weighting="tfidf")
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_propagated_gradients_equal_recomputed(implicit):
+    """Incremental gradient updates after some rows move equal a full recomputation."""
+    from recforget import Interactions
+    from recforget.models._als_objective import ALSObjective, Factors
+
+    R, csr, X, Y = _problem(11, 25, 18, 4, 0.3)
+    data = Interactions.from_csr(R)
+    obj = ALSObjective(data, feedback="implicit" if implicit else "explicit",
+                       regularization=0.4, alpha=2.0, dtype=np.float64)
+    F = Factors(X.copy(), Y.copy())
+    gu, bu = obj.gradients("users", F)
+    gi, bi = obj.gradients("items", F)
+    rows = np.array([1, 4, 9, 20], dtype=np.int64)
+    old = F.X[rows].copy()
+    obj.solve("users", F, rows)
+    gu[rows], bu[rows] = obj.gradients("users", F, rows)
+    obj.propagate("users", F, rows, old, gi, bi)
+    gi2, bi2 = obj.gradients("items", F)
+    np.testing.assert_allclose(gi, gi2, atol=1e-9)
+    np.testing.assert_allclose(bi, bi2, atol=1e-9)
+    rows_i = np.array([0, 3, 17], dtype=np.int64)
+    old_i = F.Y[rows_i].copy()
+    obj.solve("items", F, rows_i)
+    obj.propagate("items", F, rows_i, old_i, gu, bu)
+    gu2, bu2 = obj.gradients("users", F)
+    np.testing.assert_allclose(gu, gu2, atol=1e-9)
+    np.testing.assert_allclose(bu, bu2, atol=1e-9)

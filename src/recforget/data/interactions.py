@@ -166,11 +166,13 @@ class Interactions:
                 ts = tsf.astype(np.int64)
 
         if users is None:
-            users = Vocabulary.from_values(df[user_col].to_numpy(), name="user")
+            u, users = _factorize(df[user_col], "user")
+        else:
+            u = users.index(df[user_col].to_numpy(), missing="ignore")
         if items is None:
-            items = Vocabulary.from_values(df[item_col].to_numpy(), name="item")
-        u = users.index(df[user_col].to_numpy(), missing="ignore")
-        i = items.index(df[item_col].to_numpy(), missing="ignore")
+            i, items = _factorize(df[item_col], "item")
+        else:
+            i = items.index(df[item_col].to_numpy(), missing="ignore")
         for idx, col, vocab in ((u, user_col, users), (i, item_col, items)):
             if (idx < 0).any():
                 row = int(np.flatnonzero(idx < 0)[0])
@@ -356,21 +358,21 @@ class Interactions:
         return np.bincount(self._indices, minlength=self.n_items)
 
     def fingerprint(self) -> str:
-        """sha256 of the (user, item, value) triples sorted by raw ids: content, not layout.
+        """sha256 of the (user, item, value) triples in a canonical order: content, not layout.
 
-        Two objects with the same interactions have the same fingerprint whatever their
-        vocabularies' order or unused ids.
+        Each raw id is hashed from its text (blake2b, 8 bytes); entries are ordered by
+        (user hash, item hash) and the hashes and values are digested with sha256. Two objects
+        with the same interactions have the same fingerprint whatever their vocabularies' order
+        or unused ids.
         """
         if "fp" not in self._cache:
-            uid = self.users.ids[self.row_of_entry].astype(str)
-            iid = self.items.ids[self._indices].astype(str)
-            order = np.lexsort((iid, uid))
+            hu = _id_hashes(self.users)[self.row_of_entry]
+            hi = _id_hashes(self.items)[self._indices]
+            order = np.lexsort((hi, hu))
             h = hashlib.sha256()
             h.update(b"recforget-interactions-v1\n")
-            h.update("\x1f".join(uid[order].tolist()).encode())
-            h.update(b"\x1e")
-            h.update("\x1f".join(iid[order].tolist()).encode())
-            h.update(b"\x1e")
+            h.update(np.ascontiguousarray(hu[order], dtype="<u8").tobytes())
+            h.update(np.ascontiguousarray(hi[order], dtype="<u8").tobytes())
             h.update(np.ascontiguousarray(self._values[order], dtype="<f8").tobytes())
             self._cache["fp"] = h.hexdigest()
         return self._cache["fp"]  # type: ignore[return-value]
@@ -565,6 +567,24 @@ class Removal:
     @property
     def is_noop(self) -> bool:
         return self.n_removed == 0 and len(self.dropped_users) == 0 and len(self.dropped_items) == 0
+
+
+def _id_hashes(vocab: Vocabulary) -> np.ndarray:
+    """64-bit hash of each id's text, uint64 array in index order."""
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(str(x).encode(), digest_size=8).digest(), "little")
+         for x in vocab.ids.tolist()),
+        dtype=np.uint64, count=len(vocab),
+    )
+
+
+def _factorize(col: pd.Series, name: str) -> tuple[np.ndarray, Vocabulary]:
+    """Codes and the sorted vocabulary of an id column in one pass."""
+    codes, uniques = pd.factorize(col, sort=True)
+    vocab = Vocabulary(np.asarray(uniques), name=name)
+    if vocab.is_integer or len(vocab) == len(uniques):
+        return codes.astype(np.int64), vocab
+    raise AssertionError("factorize lost ids")  # pragma: no cover
 
 
 def _unique(values: list[object]) -> list[object]:

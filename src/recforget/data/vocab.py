@@ -40,8 +40,8 @@ class Vocabulary:
     @classmethod
     def from_values(cls, values: Iterable[object], name: str = "id") -> Vocabulary:
         """Vocabulary of the sorted distinct values."""
-        arr = _as_id_array(np.asarray(values))
-        return cls(np.unique(arr), name=name)
+        arr = _as_id_array(np.asarray(pd.unique(np.asarray(values))))
+        return cls(np.sort(arr), name=name)
 
     def __len__(self) -> int:
         return len(self._index)

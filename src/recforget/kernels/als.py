@@ -30,6 +30,8 @@ __all__ = [
     "all_rows",
     "entry_dots",
     "gram",
+    "propagate_rows",
+    "row_gradients",
     "row_residuals",
     "solve_rows_cg",
     "solve_rows_cholesky",
@@ -196,50 +198,84 @@ def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps):  # pragma: 
             X[r, f] = x[f]
 
 
-@njit(parallel=True, cache=True)
-def row_residuals(indptr, indices, w, v, X, Y, G, reg, rows):  # pragma: no cover
-    """Gradient norm of each selected row's sub-problem, in float64.
-
-    Returns ``(grad, rhs)``, arrays of shape (len(rows),): ``grad[t] = ||2 (A_r x_r - b_r)||``
-    (the row's block of the objective's gradient) and ``rhs[t] = ||2 b_r||`` (the same gradient
-    at ``x_r = 0``, a natural scale). Costs ``O(nnz k + n_rows k^2)``, far less than a solve.
-    """
+@njit(parallel=True, cache=True, fastmath=True)
+def _row_gradients(indptr, indices, w, v, X, Y, GX, reg, rows):  # pragma: no cover
     k = Y.shape[1]
-    out = np.empty(rows.shape[0])
-    rhs = np.empty(rows.shape[0])
+    grad = np.empty((rows.shape[0], k))
+    rhs = np.zeros((rows.shape[0], k))
     for t in prange(rows.shape[0]):
         r = rows[t]
-        start, end = indptr[r], indptr[r + 1]
         lam = reg[r]
-        g = np.empty(k)
-        bb = np.zeros(k)
         for f in range(k):
-            acc = 0.0
-            for h in range(k):
-                acc += G[f, h] * X[r, h]
-            g[f] = acc + lam * X[r, f]
-        for jj in range(start, end):
+            grad[t, f] = GX[t, f] + lam * np.float64(X[r, f])
+        for jj in range(indptr[r], indptr[r + 1]):
             j = indices[jj]
             dot = 0.0
             for f in range(k):
-                dot += np.float64(Y[j, f]) * X[r, f]
-            coef = w[jj] * dot - v[jj]
+                dot += np.float64(Y[j, f]) * np.float64(X[r, f])
+            coef = np.float64(w[jj]) * dot - np.float64(v[jj])
+            vj = np.float64(v[jj])
             for f in range(k):
-                g[f] += coef * Y[j, f]
-                bb[f] += v[jj] * Y[j, f]
-        s = 0.0
-        sb = 0.0
+                yf = np.float64(Y[j, f])
+                grad[t, f] += coef * yf
+                rhs[t, f] += vj * yf
         for f in range(k):
-            s += g[f] * g[f]
-            sb += bb[f] * bb[f]
-        out[t] = 2.0 * np.sqrt(s)
-        rhs[t] = 2.0 * np.sqrt(sb)
-    return out, rhs
+            grad[t, f] *= 2.0
+            rhs[t, f] *= 2.0
+    return grad, rhs
 
 
-def num_threads() -> int:
-    """Threads numba uses for the kernels."""
-    return int(numba.get_num_threads())
+def row_gradients(indptr, indices, w, v, X, Y, G, reg, rows):
+    """Gradient of each selected row's sub-problem, and its value at zero, in float64.
+
+    Returns ``(grad, rhs)``, arrays of shape (len(rows), k): ``grad[t] = 2 (A_r x_r - b_r)``
+    (the row's block of the objective's gradient) and ``rhs[t] = 2 b_r`` (minus the gradient at
+    ``x_r = 0``, a natural scale). Costs ``O(nnz k + n_rows k^2)``, far less than a solve; the
+    ``G x`` products are one BLAS call.
+    """
+    GX = X[rows].astype(np.float64) @ G
+    return _row_gradients(indptr, indices, w, v, X, Y, GX, reg, rows)
+
+
+def row_residuals(indptr, indices, w, v, X, Y, G, reg, rows):
+    """Norms of :func:`row_gradients`: ``(||grad_r||, ||rhs_r||)``, each of shape (len(rows),)."""
+    grad, rhs = row_gradients(indptr, indices, w, v, X, Y, G, reg, rows)
+    return np.sqrt(np.einsum("ij,ij->i", grad, grad)), np.sqrt(np.einsum("ij,ij->i", rhs, rhs))
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def propagate_rows(
+    o_indptr, o_indices, o_w, o_v, moved, X_old, X_new, Y, grad, rhs
+):  # pragma: no cover
+    """Update the other side's gradients after some rows of this side moved (in place).
+
+    ``o_indptr, o_indices, o_w, o_v`` are the *other* side's CSR and per-entry arrays;
+    ``moved[r]`` is ``t`` when this side's row ``r`` moved from ``X_old[t]`` to ``X_new[t]``,
+    else -1. For every entry ``(j, r)`` of the other side with a moved ``r``, row ``j``'s data
+    terms change: ``grad[j] += 2 (w (x'.y_j) x' - w (x.y_j) x - v (x' - x))`` and
+    ``rhs[j] += 2 v (x' - x)``. Parallel over the other side's rows (no write conflicts); the
+    arithmetic is proportional to the moved rows' entries. The shared Gram term (implicit
+    feedback) is updated by the caller with one BLAS call.
+    """
+    k = Y.shape[1]
+    for j in prange(o_indptr.shape[0] - 1):
+        for e in range(o_indptr[j], o_indptr[j + 1]):
+            t = moved[o_indices[e]]
+            if t < 0:
+                continue
+            do = 0.0
+            dn = 0.0
+            for f in range(k):
+                yf = np.float64(Y[j, f])
+                do += np.float64(X_old[t, f]) * yf
+                dn += np.float64(X_new[t, f]) * yf
+            we = np.float64(o_w[e])
+            ve = np.float64(o_v[e])
+            for f in range(k):
+                xo = np.float64(X_old[t, f])
+                xn = np.float64(X_new[t, f])
+                grad[j, f] += 2.0 * (we * (dn * xn - do * xo) - ve * (xn - xo))
+                rhs[j, f] += 2.0 * ve * (xn - xo)
 
 
 @njit(parallel=True, cache=True)

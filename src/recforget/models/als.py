@@ -340,6 +340,22 @@ class ALS(Recommender):
         self._check_vocab(data)
         return self.objective(data).stationarity(self._factors())
 
+    def certify(self, tol: float | None = None) -> dict[str, Any]:
+        """Objective and stationarity certificate on the data the model stands on.
+
+        Returns ``{"objective", "certificate": {..., "tol"}, "certified"}`` (``certified`` only
+        when ``tol`` is given): the receipt's proof that the model is a stationary point of the
+        objective built on its own data.
+        """
+        self._check_fitted()
+        obj = self.objective(self.seen_)
+        F = self._factors()
+        cert = obj.stationarity(F)
+        out: dict[str, Any] = {"objective": obj.loss(F), "certificate": {**cert, "tol": tol}}
+        if tol is not None:
+            out["certified"] = bool(cert["max_relative"] <= tol)
+        return out
+
     # ------------------------------------------------------------------ scoring
     def _score_rows(self, user_idx: np.ndarray) -> np.ndarray:
         scores = self.user_factors_[user_idx] @ self.item_factors_.T

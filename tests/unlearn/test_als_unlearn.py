@@ -1,0 +1,181 @@
+"""Unlearn-ALS and its baselines: exactness, certificates, contracts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recforget import ALS, DeletionRequest, Interactions, unlearn
+from recforget.kernels import als_reference as ref
+from recforget.testing import UnlearnerContract
+
+TOL = 1e-5
+
+
+def _fit(data, **kw):
+    params = dict(regularization=1.0, alpha=3.0, grad_tol=TOL, iterations=2000,
+                  dtype="float64", random_state=0)
+    params.update(kw)
+    return ALS(4, **params).fit(data)
+
+
+class TestRetrainContract(UnlearnerContract):
+    method = "retrain"
+    exact = True
+
+    def make_model(self, data):
+        return _fit(data)
+
+
+class TestWarmstartContract(UnlearnerContract):
+    method = "warmstart"
+    options = {"sweeps": 3}
+
+    def make_model(self, data):
+        return _fit(data)
+
+
+class TestUnlearnALSContract(UnlearnerContract):
+    method = "unlearn-als"
+    exact = True
+
+    def make_model(self, data):
+        return _fit(data)
+
+
+class TestSelectiveContract(UnlearnerContract):
+    method = "unlearn-als-selective"
+    exact = True
+
+    def make_model(self, data):
+        return _fit(data)
+
+
+class TestSelectiveExplicitBiasContract(UnlearnerContract):
+    method = "unlearn-als-selective"
+    exact = True
+
+    def make_model(self, data):
+        return _fit(data, feedback="explicit", biases=True)
+
+
+def _pairs(data: Interactions, rng, n):
+    pick = rng.choice(data.nnz, n, replace=False)
+    return [(data.users.ids[data.row_of_entry[e]], data.items.ids[data.indices[e]])
+            for e in pick]
+
+
+@pytest.mark.parametrize("config", [
+    dict(), dict(weighting="bm25", bm25_k1=1.2, regularization_scaling="frequency"),
+    dict(feedback="explicit", biases=True, regularization_scaling="frequency"),
+], ids=["hkv", "bm25-frequency", "explicit-bias"])
+@pytest.mark.parametrize("method", ["unlearn-als", "unlearn-als-selective"])
+def test_deleted_values_leave_no_trace(small_ratings, rng, config, method):
+    """Changing the deleted cells' old values changes neither the result nor its objective."""
+    data = Interactions.from_csr(small_ratings)
+    model = _fit(data, **config)
+    pairs = _pairs(data, rng, 8)
+    request = DeletionRequest(pairs=pairs)
+    # the same training data except for the deleted cells' values
+    R2 = small_ratings.copy()
+    for u, i in pairs:
+        R2[u, i] = 1.0 if R2[u, i] != 1.0 else 5.0
+    data2 = Interactions.from_csr(R2)
+    assert data2.fingerprint() != data.fingerprint()
+    twin = ALS.from_factors(model.user_factors_, model.item_factors_, data2,
+                            user_bias=model.user_bias_, item_bias=model.item_bias_,
+                            **{k: v for k, v in model.get_params().items() if k != "factors"})
+    a = unlearn(model, None, request, method, tol=TOL)
+    b = unlearn(twin, None, request, method, tol=TOL)
+    assert a.receipt["data_fingerprint_after"] == b.receipt["data_fingerprint_after"]
+    np.testing.assert_array_equal(a.model.user_factors_, b.model.user_factors_)
+    np.testing.assert_array_equal(a.model.item_factors_, b.model.item_factors_)
+    assert a.receipt["objective"] == b.receipt["objective"]
+    assert a.receipt["certified"] and a.receipt["certificate"]["max_relative"] <= TOL
+
+
+def test_unlearned_objective_is_the_retraining_objective(small_ratings, rng):
+    """The receipt's objective is the dense HKV objective of the remaining data."""
+    data = Interactions.from_csr(small_ratings)
+    model = _fit(data)
+    pairs = _pairs(data, rng, 5)
+    result = unlearn(model, None, DeletionRequest(pairs=pairs), "unlearn-als", tol=TOL)
+    R = small_ratings.copy()
+    for u, i in pairs:
+        R[u, i] = 0.0  # an ordinary unobserved cell: p = 0, c = 1
+    C, P = 1 + 3.0 * R, (R > 0).astype(float)
+    X, Y = result.model.user_factors_, result.model.item_factors_
+    assert result.receipt["objective"] == pytest.approx(
+        ref.implicit_objective(C, P, X, Y, 1.0, 1.0), rel=1e-10)
+    # one side fixed: every user row equals the closed form on the remaining data
+    for u in range(5):
+        expect = ref.implicit_solve_row(C[u], P[u], Y, 1.0)
+        np.testing.assert_allclose(X[u], expect, atol=1e-4 * np.abs(expect).max())
+
+
+def test_selective_and_full_reach_the_same_certificate_and_point(small_ratings, rng):
+    data = Interactions.from_csr(small_ratings)
+    model = _fit(data)
+    request = DeletionRequest(pairs=_pairs(data, rng, 4))
+    full = unlearn(model, None, request, "unlearn-als", tol=TOL)
+    sel = unlearn(model, None, request, "unlearn-als-selective", tol=TOL)
+    retrain = unlearn(model, None, request, "retrain", tol=TOL)
+    for r in (full, sel, retrain):
+        assert r.receipt["certified"]
+    assert sel.receipt["objective"] == pytest.approx(full.receipt["objective"], rel=1e-6)
+    assert sel.receipt["rows_solved"] < full.receipt["rows_solved"]
+    np.testing.assert_allclose(sel.model.user_factors_ @ sel.model.item_factors_.T,
+                               full.model.user_factors_ @ full.model.item_factors_.T, atol=1e-3)
+
+
+def test_whole_item_deletion_removes_the_row(small_data):
+    model = _fit(small_data)
+    item = small_data.items.ids[2]
+    result = unlearn(model, None, DeletionRequest(items=[item]), "unlearn-als-selective",
+                     tol=TOL)
+    assert result.model.item_factors_.shape == (small_data.n_items - 1, 4)
+    assert item not in result.model.items_
+    assert result.receipt["removed"]["items"] == 1
+    assert result.receipt["removed"]["interactions"] == int(small_data.item_counts()[2])
+    with pytest.raises(KeyError, match="unknown item"):
+        result.model.score([small_data.users.ids[0]], [item])
+
+
+def test_unlearn_refuses_other_data_and_methods(small_data):
+    model = _fit(small_data)
+    other = small_data.select(np.arange(small_data.nnz) > 0)
+    with pytest.raises(ValueError, match="differs"):
+        unlearn(model, other, DeletionRequest(users=[0]))
+    with pytest.raises(ValueError, match="unknown method"):
+        unlearn(model, None, DeletionRequest(users=[0]), method="magic")
+
+
+def test_forgetting_persists_through_save_and_load(tmp_path, small_data):
+    model = _fit(small_data)
+    result = unlearn(model, None, DeletionRequest(users=[1]), "unlearn-als-selective", tol=TOL)
+    result.model.save(tmp_path / "m")
+    loaded = ALS.load(tmp_path / "m")
+    assert loaded.deletions_[0]["method"] == "unlearn-als-selective"
+    again = unlearn(loaded, None, DeletionRequest(users=[1]), "unlearn-als")
+    assert again.receipt["noop"] and again.receipt["removed"]["already_forgotten"] == 1
+    # the raw id itself is not stored, only its hash
+    assert '"1"' not in (tmp_path / "m" / "manifest.json").read_text().split('"forgotten"')[1][:80]
+
+
+def test_works_on_factors_from_another_library(small_ratings):
+    implicit = pytest.importorskip("implicit")
+    import scipy.sparse as sp
+    from threadpoolctl import threadpool_limits
+
+    data = Interactions.from_csr(small_ratings)
+    C = sp.csr_matrix(small_ratings)
+    C.data = 1 + 3.0 * C.data
+    with threadpool_limits(1, "blas"):
+        ext = implicit.cpu.als.AlternatingLeastSquares(
+            factors=4, regularization=1.0, alpha=1.0, iterations=5, random_state=0)
+        ext.fit(C, show_progress=False)
+    model = ALS.from_factors(ext.user_factors, ext.item_factors, data, regularization=1.0,
+                             alpha=3.0, dtype="float64")
+    result = unlearn(model, None, DeletionRequest(users=[0, 1]), "unlearn-als", tol=TOL)
+    assert result.receipt["certified"]
+    assert result.model.user_factors_.shape == (data.n_users - 2, 4)
