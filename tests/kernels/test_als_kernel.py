@@ -161,10 +161,15 @@ def test_propagated_gradients_equal_recomputed(implicit):
     from recforget import Interactions
     from recforget.models._als_objective import ALSObjective, Factors
 
-    R, csr, X, Y = _problem(11, 25, 18, 4, 0.3)
+    R, _csr, X, Y = _problem(11, 25, 18, 4, 0.3)
     data = Interactions.from_csr(R)
-    obj = ALSObjective(data, feedback="implicit" if implicit else "explicit",
-                       regularization=0.4, alpha=2.0, dtype=np.float64)
+    obj = ALSObjective(
+        data,
+        feedback="implicit" if implicit else "explicit",
+        regularization=0.4,
+        alpha=2.0,
+        dtype=np.float64,
+    )
     F = Factors(X.copy(), Y.copy())
     gu, bu = obj.gradients("users", F)
     gi, bi = obj.gradients("items", F)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
@@ -13,8 +15,14 @@ TOL = 1e-5
 
 
 def _fit(data, **kw):
-    params = dict(regularization=1.0, alpha=3.0, grad_tol=TOL, iterations=2000,
-                  dtype="float64", random_state=0)
+    params = dict(
+        regularization=1.0,
+        alpha=3.0,
+        grad_tol=TOL,
+        iterations=2000,
+        dtype="float64",
+        random_state=0,
+    )
     params.update(kw)
     return ALS(4, **params).fit(data)
 
@@ -29,7 +37,7 @@ class TestRetrainContract(UnlearnerContract):
 
 class TestWarmstartContract(UnlearnerContract):
     method = "warmstart"
-    options = {"sweeps": 3}
+    options: ClassVar[dict] = {"sweeps": 3}
 
     def make_model(self, data):
         return _fit(data)
@@ -61,14 +69,18 @@ class TestSelectiveExplicitBiasContract(UnlearnerContract):
 
 def _pairs(data: Interactions, rng, n):
     pick = rng.choice(data.nnz, n, replace=False)
-    return [(data.users.ids[data.row_of_entry[e]], data.items.ids[data.indices[e]])
-            for e in pick]
+    return [(data.users.ids[data.row_of_entry[e]], data.items.ids[data.indices[e]]) for e in pick]
 
 
-@pytest.mark.parametrize("config", [
-    dict(), dict(weighting="bm25", bm25_k1=1.2, regularization_scaling="frequency"),
-    dict(feedback="explicit", biases=True, regularization_scaling="frequency"),
-], ids=["hkv", "bm25-frequency", "explicit-bias"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(),
+        dict(weighting="bm25", bm25_k1=1.2, regularization_scaling="frequency"),
+        dict(feedback="explicit", biases=True, regularization_scaling="frequency"),
+    ],
+    ids=["hkv", "bm25-frequency", "explicit-bias"],
+)
 @pytest.mark.parametrize("method", ["unlearn-als", "unlearn-als-selective"])
 def test_deleted_values_leave_no_trace(small_ratings, rng, config, method):
     """Changing the deleted cells' old values changes neither the result nor its objective."""
@@ -82,9 +94,14 @@ def test_deleted_values_leave_no_trace(small_ratings, rng, config, method):
         R2[u, i] = 1.0 if R2[u, i] != 1.0 else 5.0
     data2 = Interactions.from_csr(R2)
     assert data2.fingerprint() != data.fingerprint()
-    twin = ALS.from_factors(model.user_factors_, model.item_factors_, data2,
-                            user_bias=model.user_bias_, item_bias=model.item_bias_,
-                            **{k: v for k, v in model.get_params().items() if k != "factors"})
+    twin = ALS.from_factors(
+        model.user_factors_,
+        model.item_factors_,
+        data2,
+        user_bias=model.user_bias_,
+        item_bias=model.item_bias_,
+        **{k: v for k, v in model.get_params().items() if k != "factors"},
+    )
     a = unlearn(model, None, request, method, tol=TOL)
     b = unlearn(twin, None, request, method, tol=TOL)
     assert a.receipt["data_fingerprint_after"] == b.receipt["data_fingerprint_after"]
@@ -106,7 +123,8 @@ def test_unlearned_objective_is_the_retraining_objective(small_ratings, rng):
     C, P = 1 + 3.0 * R, (R > 0).astype(float)
     X, Y = result.model.user_factors_, result.model.item_factors_
     assert result.receipt["objective"] == pytest.approx(
-        ref.implicit_objective(C, P, X, Y, 1.0, 1.0), rel=1e-10)
+        ref.implicit_objective(C, P, X, Y, 1.0, 1.0), rel=1e-10
+    )
     # one side fixed: every user row equals the closed form on the remaining data
     for u in range(5):
         expect = ref.implicit_solve_row(C[u], P[u], Y, 1.0)
@@ -124,15 +142,17 @@ def test_selective_and_full_reach_the_same_certificate_and_point(small_ratings, 
         assert r.receipt["certified"]
     assert sel.receipt["objective"] == pytest.approx(full.receipt["objective"], rel=1e-6)
     assert sel.receipt["rows_solved"] < full.receipt["rows_solved"]
-    np.testing.assert_allclose(sel.model.user_factors_ @ sel.model.item_factors_.T,
-                               full.model.user_factors_ @ full.model.item_factors_.T, atol=1e-3)
+    np.testing.assert_allclose(
+        sel.model.user_factors_ @ sel.model.item_factors_.T,
+        full.model.user_factors_ @ full.model.item_factors_.T,
+        atol=1e-3,
+    )
 
 
 def test_whole_item_deletion_removes_the_row(small_data):
     model = _fit(small_data)
     item = small_data.items.ids[2]
-    result = unlearn(model, None, DeletionRequest(items=[item]), "unlearn-als-selective",
-                     tol=TOL)
+    result = unlearn(model, None, DeletionRequest(items=[item]), "unlearn-als-selective", tol=TOL)
     assert result.model.item_factors_.shape == (small_data.n_items - 1, 4)
     assert item not in result.model.items_
     assert result.receipt["removed"]["items"] == 1
@@ -172,10 +192,12 @@ def test_works_on_factors_from_another_library(small_ratings):
     C.data = 1 + 3.0 * C.data
     with threadpool_limits(1, "blas"):
         ext = implicit.cpu.als.AlternatingLeastSquares(
-            factors=4, regularization=1.0, alpha=1.0, iterations=5, random_state=0)
+            factors=4, regularization=1.0, alpha=1.0, iterations=5, random_state=0
+        )
         ext.fit(C, show_progress=False)
-    model = ALS.from_factors(ext.user_factors, ext.item_factors, data, regularization=1.0,
-                             alpha=3.0, dtype="float64")
+    model = ALS.from_factors(
+        ext.user_factors, ext.item_factors, data, regularization=1.0, alpha=3.0, dtype="float64"
+    )
     result = unlearn(model, None, DeletionRequest(users=[0, 1]), "unlearn-als", tol=TOL)
     assert result.receipt["certified"]
     assert result.model.user_factors_.shape == (data.n_users - 2, 4)

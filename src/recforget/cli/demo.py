@@ -8,8 +8,9 @@ from recforget.cli._common import emit_json, handle_errors
 
 
 @click.command()
-@click.option("--dataset", type=click.Choice(["ml-100k", "ml-1m"]), default="ml-100k",
-              show_default=True)
+@click.option(
+    "--dataset", type=click.Choice(["ml-100k", "ml-1m"]), default="ml-100k", show_default=True
+)
 @click.option("--delete", "scenario", default="interactions:0.01", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "json_path", default=None, help="Also write the JSON result here.")
@@ -19,13 +20,27 @@ def demo(dataset, scenario, seed, json_path):
     from recforget.cli.bench import print_result, run_from_options
 
     result = run_from_options(
-        dataset=dataset, model="als", factors=64, iterations=100, tol=1e-3,
-        regularization=0.05, alpha=10.0, solver="cholesky", warm_sweeps=3, epochs=0,
-        scenario=scenario, methods=None, threshold=None, test_fraction=0.2, seed=seed,
+        dataset=dataset,
+        model="als",
+        factors=64,
+        iterations=100,
+        tol=1e-3,
+        regularization=0.05,
+        alpha=10.0,
+        solver="cholesky",
+        warm_sweeps=3,
+        epochs=0,
+        scenario=scenario,
+        methods=None,
+        threshold=None,
+        test_fraction=0.2,
+        seed=seed,
     )
     print_result(result)
     if json_path:
         emit_json(result, json_path)
-    click.echo("\ndeleted_score: mean score of the deleted pairs (the trace to remove); "
-               "gap_closed: share of the original->retrain gap closed; residual: max relative "
-               "row gradient of the retraining objective (certified when <= tol).")
+    click.echo(
+        "\ndeleted_score: mean score of the deleted pairs (the trace to remove); "
+        "gap_closed: share of the original->retrain gap closed; residual: max relative "
+        "row gradient of the retraining objective (certified when <= tol)."
+    )

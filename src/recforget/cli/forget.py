@@ -1,4 +1,4 @@
-"""``recforget forget``: apply a deletion request to a saved model, write the new model + receipt."""
+"""``recforget forget``: apply a deletion request to a saved model; write the new model."""
 
 from __future__ import annotations
 
@@ -12,17 +12,38 @@ from recforget.cli._common import emit_json, handle_errors
 @click.command()
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.argument("request_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True,
-              help="Directory for the new model (must not be MODEL_DIR).")
-@click.option("--method", default="unlearn-als-selective", show_default=True,
-              help="retrain | warmstart | unlearn-als | unlearn-als-selective (ALS); "
-                   "retrain | finetune | alteraser | influence (neural).")
-@click.option("--tol", type=float, default=None,
-              help="Certificate tolerance (relative row gradient); default: the model's.")
-@click.option("--ignore-unknown", is_flag=True,
-              help="Skip ids the model does not know (they are listed in the receipt).")
-@click.option("--receipt", "receipt_path", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the receipt JSON (default: OUT/receipt.json).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Directory for the new model (must not be MODEL_DIR).",
+)
+@click.option(
+    "--method",
+    default="unlearn-als-selective",
+    show_default=True,
+    help="retrain | warmstart | unlearn-als | unlearn-als-selective (ALS); "
+    "retrain | finetune | alteraser | influence (neural).",
+)
+@click.option(
+    "--tol",
+    type=float,
+    default=None,
+    help="Certificate tolerance (relative row gradient); default: the model's.",
+)
+@click.option(
+    "--ignore-unknown",
+    is_flag=True,
+    help="Skip ids the model does not know (they are listed in the receipt).",
+)
+@click.option(
+    "--receipt",
+    "receipt_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the receipt JSON (default: OUT/receipt.json).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
 @handle_errors
 def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receipt_path, as_json):
@@ -37,8 +58,9 @@ def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receip
     options = {} if tol is None else {"tol": tol}
     if method in ("warmstart", "finetune"):
         options.pop("tol", None)
-    result = unlearn(model, None, request, method,
-                     missing="ignore" if ignore_unknown else "error", **options)
+    result = unlearn(
+        model, None, request, method, missing="ignore" if ignore_unknown else "error", **options
+    )
     result.model.save(out_dir)
     receipt_file = Path(receipt_path) if receipt_path else Path(out_dir) / "receipt.json"
     emit_json(result.receipt, str(receipt_file))
@@ -47,14 +69,19 @@ def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receip
         return
     r = result.receipt
     removed = r["removed"]
-    click.echo(f"{method}: removed {removed['interactions']} interaction(s), {removed['users']} "
-               f"user(s), {removed['items']} item(s) in {r['seconds']:.3f}s")
+    click.echo(
+        f"{method}: removed {removed['interactions']} interaction(s), {removed['users']} "
+        f"user(s), {removed['items']} item(s) in {r['seconds']:.3f}s"
+    )
     if r.get("noop"):
         click.echo("nothing to forget: the model is unchanged")
     elif "certificate" in r:
         c = r["certificate"]
         status = {True: "certified", False: "NOT certified", None: "no tolerance"}[
-            r.get("certified")]
-        click.echo(f"stationarity: max relative residual {c['max_relative']:.3g} "
-                   f"(tol {c['tol']}) -> {status}")
+            r.get("certified")
+        ]
+        click.echo(
+            f"stationarity: max relative residual {c['max_relative']:.3g} "
+            f"(tol {c['tol']}) -> {status}"
+        )
     click.echo(f"model saved to {out_dir}, receipt {receipt_file}")

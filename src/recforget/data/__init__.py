@@ -1,7 +1,31 @@
 """Interaction data: vocabularies, the Interactions matrix, readers, data sets, splits."""
 
+from recforget.data.datasets import block_diagonal, load, load_item_genres, synthetic
 from recforget.data.errors import DataError, UnknownIdError
 from recforget.data.interactions import Interactions, Removal
+from recforget.data.readers import read_interactions, read_movielens
+from recforget.data.split import leave_k_out, random_holdout, temporal, temporal_leave_k_out
+from recforget.data.transforms import drop_empty, filter_values, k_core, to_implicit
 from recforget.data.vocab import Vocabulary
 
-__all__ = ["DataError", "Interactions", "Removal", "UnknownIdError", "Vocabulary"]
+__all__ = [
+    "DataError",
+    "Interactions",
+    "Removal",
+    "UnknownIdError",
+    "Vocabulary",
+    "block_diagonal",
+    "drop_empty",
+    "filter_values",
+    "k_core",
+    "leave_k_out",
+    "load",
+    "load_item_genres",
+    "random_holdout",
+    "read_interactions",
+    "read_movielens",
+    "synthetic",
+    "temporal",
+    "temporal_leave_k_out",
+    "to_implicit",
+]

