@@ -42,8 +42,14 @@ def _one(config: str, args: argparse.Namespace) -> dict:
     solver = config.split("-")[1]
     if config.startswith("recforget"):
         ALS(args.factors, iterations=1, solver=solver, random_state=0).fit(train)  # JIT warm-up
-        model = ALS(args.factors, regularization=args.regularization, alpha=args.alpha,
-                    iterations=args.iterations, solver=solver, random_state=args.seed)
+        model = ALS(
+            args.factors,
+            regularization=args.regularization,
+            alpha=args.alpha,
+            iterations=args.iterations,
+            solver=solver,
+            random_state=args.seed,
+        )
         start = time.perf_counter()
         model.fit(train)
         seconds = time.perf_counter() - start
@@ -53,8 +59,12 @@ def _one(config: str, args: argparse.Namespace) -> dict:
         C = train.to_csr()
         C.data = 1.0 + args.alpha * C.data
         ext = implicit.cpu.als.AlternatingLeastSquares(
-            factors=args.factors, regularization=args.regularization, alpha=1.0,
-            iterations=args.iterations, use_cg=solver == "cg", random_state=args.seed,
+            factors=args.factors,
+            regularization=args.regularization,
+            alpha=1.0,
+            iterations=args.iterations,
+            use_cg=solver == "cg",
+            random_state=args.seed,
         )
         import scipy.sparse as sp
 
@@ -63,13 +73,24 @@ def _one(config: str, args: argparse.Namespace) -> dict:
             start = time.perf_counter()
             ext.fit(C, show_progress=False)
             seconds = time.perf_counter() - start
-        model = ALS.from_factors(ext.user_factors, ext.item_factors, train,
-                                 regularization=args.regularization, alpha=args.alpha)
+        model = ALS.from_factors(
+            ext.user_factors,
+            ext.item_factors,
+            train,
+            regularization=args.regularization,
+            alpha=args.alpha,
+        )
     metrics = evaluate_ranking(model, train, test, ks=(10,))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"config": config, "seconds": seconds, "peak_rss_mb": peak_mb,
-            "auc": float(metrics["auc"]), "recall@10": float(metrics["recall@10"]),
-            "ndcg@10": float(metrics["ndcg@10"]), "objective": float(model.loss())}
+    return {
+        "config": config,
+        "seconds": seconds,
+        "peak_rss_mb": peak_mb,
+        "auc": float(metrics["auc"]),
+        "recall@10": float(metrics["recall@10"]),
+        "ndcg@10": float(metrics["ndcg@10"]),
+        "objective": float(model.loss()),
+    }
 
 
 def main() -> None:
@@ -101,17 +122,27 @@ def main() -> None:
         solver: results[f"recforget-{solver}"]["auc"] - results[f"implicit-{solver}"]["auc"]
         for solver in ("cg", "cholesky")
     }
-    report = {"dataset": args.dataset, "factors": args.factors, "iterations": args.iterations,
-              "regularization": args.regularization, "alpha": args.alpha,
-              "results": results, "time_ratio_vs_implicit": ratios, "auc_gap_vs_implicit": auc_gap}
+    report = {
+        "dataset": args.dataset,
+        "factors": args.factors,
+        "iterations": args.iterations,
+        "regularization": args.regularization,
+        "alpha": args.alpha,
+        "results": results,
+        "time_ratio_vs_implicit": ratios,
+        "auc_gap_vs_implicit": auc_gap,
+    }
     print(json.dumps(report, indent=2))
     print(f"\n{'config':<20}{'seconds':>9}{'peak MB':>9}{'AUC':>8}{'R@10':>8}{'NDCG@10':>9}")
     for r in results.values():
-        print(f"{r['config']:<20}{r['seconds']:>9.2f}{r['peak_rss_mb']:>9.0f}{r['auc']:>8.4f}"
-              f"{r['recall@10']:>8.4f}{r['ndcg@10']:>9.4f}")
+        print(
+            f"{r['config']:<20}{r['seconds']:>9.2f}{r['peak_rss_mb']:>9.0f}{r['auc']:>8.4f}"
+            f"{r['recall@10']:>8.4f}{r['ndcg@10']:>9.4f}"
+        )
     for solver, ratio in ratios.items():
-        print(f"{solver}: recforget/implicit time ratio {ratio:.2f}, "
-              f"AUC gap {auc_gap[solver]:+.4f}")
+        print(
+            f"{solver}: recforget/implicit time ratio {ratio:.2f}, AUC gap {auc_gap[solver]:+.4f}"
+        )
 
 
 if __name__ == "__main__":

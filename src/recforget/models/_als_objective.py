@@ -205,8 +205,13 @@ class ALSObjective:
         return not self.biases
 
     def propagate(
-        self, which: str, F: Factors, rows: np.ndarray, old: np.ndarray,
-        grad_other: np.ndarray, rhs_other: np.ndarray,
+        self,
+        which: str,
+        F: Factors,
+        rows: np.ndarray,
+        old: np.ndarray,
+        grad_other: np.ndarray,
+        rhs_other: np.ndarray,
     ) -> None:
         """Update the other side's gradients after ``which``'s ``rows`` moved from ``old``.
 
@@ -221,8 +226,9 @@ class ALSObjective:
         new = X[rows]
         moved = np.full(len(X), -1, dtype=np.int64)
         moved[rows] = np.arange(len(rows))
-        K.propagate_rows(other.indptr, other.indices, other.w, other.v, moved, old, new, Y,
-                         grad_other, rhs_other)
+        K.propagate_rows(
+            other.indptr, other.indices, other.w, other.v, moved, old, new, Y, grad_other, rhs_other
+        )
         if self.feedback == "implicit":
             n64, o64 = new.astype(np.float64), old.astype(np.float64)
             dG = n64.T @ n64 - o64.T @ o64

@@ -24,7 +24,6 @@ from recforget.data.errors import UnknownIdError
 from recforget.data.interactions import Interactions
 from recforget.unlearn import DeletionRequest, unlearn
 
-
 _MODELS: dict[tuple[str, str], Any] = {}
 
 
@@ -93,31 +92,45 @@ class UnlearnerContract:
 
     def test_whole_user_leaves_the_model(self, contract_model, contract_data):
         gone = contract_data.users.ids[3]
-        result = unlearn(contract_model, None, DeletionRequest(users=[gone]), self.method,
-                         **self.options)
+        result = unlearn(
+            contract_model, None, DeletionRequest(users=[gone]), self.method, **self.options
+        )
         assert gone not in result.model.users_
         assert result.data.n_users == contract_data.n_users - 1
         with pytest.raises(UnknownIdError):
             result.model.recommend([gone])
-        again = unlearn(result.model, None, DeletionRequest(users=[gone]), self.method,
-                        **self.options)
+        again = unlearn(
+            result.model, None, DeletionRequest(users=[gone]), self.method, **self.options
+        )
         assert again.receipt["noop"] is True
         assert again.receipt["removed"]["already_forgotten"] == 1
 
     def test_unknown_ids_are_listed(self, contract_model):
         with pytest.raises(UnknownIdError, match="nobody"):
-            unlearn(contract_model, None, DeletionRequest(users=["nobody"]), self.method,
-                    **self.options)
-        result = unlearn(contract_model, None, DeletionRequest(users=["nobody"]), self.method,
-                         missing="ignore", **self.options)
+            unlearn(
+                contract_model, None, DeletionRequest(users=["nobody"]), self.method, **self.options
+            )
+        result = unlearn(
+            contract_model,
+            None,
+            DeletionRequest(users=["nobody"]),
+            self.method,
+            missing="ignore",
+            **self.options,
+        )
         assert result.receipt["removed"]["unknown"]["users"] == ["nobody"]
         assert result.receipt["noop"] is True
 
     def test_receipt_is_json(self, contract_model, contract_data):
         import json
 
-        result = unlearn(contract_model, None, DeletionRequest(pairs=self._pairs(contract_data, 2)),
-                         self.method, **self.options)
+        result = unlearn(
+            contract_model,
+            None,
+            DeletionRequest(pairs=self._pairs(contract_data, 2)),
+            self.method,
+            **self.options,
+        )
         text = json.dumps(result.receipt)
         assert result.receipt["data_fingerprint_after"] == result.data.fingerprint()
         assert result.receipt["data_fingerprint_before"] == contract_data.fingerprint()
@@ -126,8 +139,13 @@ class UnlearnerContract:
     def test_exact_methods_are_certified(self, contract_model, contract_data):
         if not self.exact:
             pytest.skip("approximate method")
-        result = unlearn(contract_model, None, DeletionRequest(pairs=self._pairs(contract_data)),
-                         self.method, **self.options)
+        result = unlearn(
+            contract_model,
+            None,
+            DeletionRequest(pairs=self._pairs(contract_data)),
+            self.method,
+            **self.options,
+        )
         assert result.receipt["certified"] is True
         cert = result.receipt["certificate"]
         assert cert["max_relative"] <= cert["tol"]
