@@ -1,0 +1,493 @@
+"""Neural collaborative filtering (He et al., 2017) behind the estimator contract.
+
+This module imports torch; nothing else in :mod:`recforget` imports it at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recforget._rng import check_random_state, resolve_seed
+from recforget.data.errors import DataError
+from recforget.data.interactions import Interactions
+from recforget.io import load_model_dir, save_model_dir, vocab_from_array, vocab_to_array
+from recforget.models._ncf_module import ARCHS, NCFModule, build_module
+from recforget.models._trainer import NCFTrainer, mean_bce, sample_negatives, training_pairs
+from recforget.models.base import Recommender
+
+WEIGHTS_FILE = "weights.safetensors"
+_SCORE_CELLS = 1 << 18  # (user, item) pairs per scoring chunk
+
+
+class NCF(Recommender):
+    """Neural collaborative filtering: GMF, MLP or NeuMF trained on implicit feedback.
+
+    Every stored entry of the training data is a positive (implicit feedback: values, even 0,
+    are ignored); each epoch draws ``negatives`` items per positive uniformly among the items
+    the user has no entry for, and AdamW minimises the binary cross-entropy
+
+    .. math::
+
+        L = -\\frac{1}{N} \\Big[ \\sum_{(u,i) \\in \\mathcal{P}} \\log \\sigma(z_{ui})
+            + \\sum_{(u,j) \\in \\mathcal{N}} \\log (1 - \\sigma(z_{uj})) \\Big]
+
+    with decoupled weight decay. Logits: GMF :math:`z = h^\\top (p_u \\odot q_i) + b`;
+    MLP :math:`z = h^\\top \\mathrm{tower}([p_u, q_i]) + b`; NeuMF feeds both branches, with
+    separate embeddings, into one output layer (no pre-training).
+
+    Parameters
+    ----------
+    arch : {"neumf", "gmf", "mlp"}
+    factors : int
+        Width of the GMF embeddings (GMF and NeuMF).
+    layers : sequence of int
+        MLP tower widths; ``layers[0]`` is the width of the concatenated user and item MLP
+        embeddings (each ``layers[0] // 2``, as in the reference implementation), the last is
+        the MLP's predictive factors. ``(64, 32, 16)`` is ``Linear(64, 32), ReLU,
+        Linear(32, 16), ReLU``.
+    epochs : int
+    batch_size : int
+    lr, weight_decay : float
+        AdamW step size and decoupled weight decay.
+    negatives : int
+        Negatives per positive per epoch.
+    device : str or torch.device
+        Where the network lives and trains (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+    num_threads : int or None
+        torch intra-op CPU threads while this model trains or scores (restored afterwards);
+        ``None`` leaves torch's setting alone. Small networks on a busy machine train much
+        faster with 1.
+    random_state : int, Generator or None
+        Seed of initialisation (a torch Generator), negative sampling and shuffling (a numpy
+        Generator); recorded as ``seed_``. On CPU the same seed (and thread count) gives a
+        bit-identical model.
+
+    Attributes
+    ----------
+    module_ : NCFModule
+        The network (see :mod:`recforget.models._ncf_module` for its functional interface).
+    users_, items_ : Vocabulary
+    seen_ : Interactions
+        The training data (the positives the model stands on).
+    seed_ : int
+    loss_history_ : list of float
+        Mean BCE of each epoch (on that epoch's negatives).
+    epoch_seconds_ : list of float
+    n_iter_ : int
+        Epochs run.
+
+    Notes
+    -----
+    :meth:`_score_rows` (and hence :meth:`score`, :meth:`recommend`) returns **logits**; use
+    :meth:`predict_proba_rows` / :meth:`predict_proba` for probabilities. The ranking is the same.
+
+    Examples
+    --------
+    >>> from recforget import Interactions
+    >>> from recforget.models.ncf import NCF
+    >>> data = Interactions.from_arrays([1, 1, 2, 3], ["a", "b", "a", "c"])
+    >>> model = NCF("gmf", factors=4, epochs=2, random_state=0).fit(data)
+    >>> model.predict_proba_rows([0]).shape
+    (1, 3)
+    """
+
+    def __init__(
+        self,
+        arch: str = "neumf",
+        factors: int = 32,
+        *,
+        layers: Sequence[int] = (64, 32, 16),
+        epochs: int = 20,
+        batch_size: int = 4096,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        negatives: int = 4,
+        device: str | torch.device = "cpu",
+        num_threads: int | None = None,
+        random_state: int | np.random.Generator | None = None,
+    ) -> None:
+        self.arch = arch
+        self.factors = factors
+        self.layers = layers
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.negatives = negatives
+        self.device = device
+        self.num_threads = num_threads
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        for name, low in (("factors", 1), ("epochs", 0), ("batch_size", 1), ("negatives", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        layers = self.layers
+        if (
+            isinstance(layers, (str, bytes))
+            or not isinstance(layers, Sequence)
+            or len(layers) == 0
+            or not all(isinstance(w, (int, np.integer)) and w >= 1 for w in layers)
+        ):
+            raise ValueError(
+                f"layers must be a non-empty sequence of positive ints, got {layers!r}"
+            )
+        if self.arch != "gmf" and (layers[0] < 2 or layers[0] % 2):
+            raise ValueError(
+                f"layers[0] must be even (two embeddings of layers[0] // 2): {layers!r}"
+            )
+        if not (np.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        n = self.num_threads
+        if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"num_threads must be None or an integer >= 1, got {n!r}")
+        torch.device(self.device)  # raises on a malformed device string
+
+    @contextmanager
+    def _threads(self) -> Iterator[None]:
+        n = getattr(self, "num_threads", None)
+        if n is None:
+            yield
+            return
+        old = torch.get_num_threads()
+        torch.set_num_threads(int(n))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
+    def _build(self, n_users: int, n_items: int, *, device: str = "meta") -> NCFModule:
+        return build_module(
+            self.arch,
+            n_users,
+            n_items,
+            int(self.factors),
+            [int(w) for w in self.layers],
+            device=device,
+        )
+
+    # ------------------------------------------------------------------ training
+    def fit(self, interactions: Interactions) -> NCF:
+        """Train from a seeded initialisation on ``interactions``; returns ``self``."""
+        self._validate()
+        if not isinstance(interactions, Interactions):
+            raise TypeError(f"fit expects Interactions, got {type(interactions).__name__}")
+        if interactions.nnz == 0:
+            raise DataError("no interactions to train on")
+        seed = resolve_seed(self.random_state)
+        init_seq, train_seq = np.random.SeedSequence(seed).spawn(2)
+        gen = torch.Generator().manual_seed(int(init_seq.generate_state(1)[0]))
+        # allocate without drawing from torch's global RNG, initialise on CPU, then move
+        module = self._build(interactions.n_users, interactions.n_items).to_empty(device="cpu")
+        module.reset_parameters(gen)
+        self.module_ = module.to(torch.device(self.device))
+        self.seed_ = seed
+        self._set_state(interactions)
+        self.loss_history_: list[float] = []
+        self.epoch_seconds_: list[float] = []
+        self.n_iter_ = 0
+        self.train_epochs(interactions, self.epochs, random_state=np.random.default_rng(train_seq))
+        return self
+
+    def trainer(
+        self,
+        data: Interactions | None = None,
+        *,
+        exclude: Interactions | None = None,
+        ascent: bool = False,
+        lr: float | None = None,
+        random_state: int | np.random.Generator | None = None,
+    ) -> NCFTrainer:
+        """An :class:`NCFTrainer` for this model's network on ``data`` (default: ``seen_``).
+
+        Fine-tuning is ``t = model.trainer(retained); t.train_epoch() ...; t.finalize()``; the
+        model's ``seen_`` is not changed. The data must share the model's vocabularies.
+        """
+        self._check_fitted()
+        data = self.seen_ if data is None else data
+        self._check_vocab(data)
+        if exclude is not None:
+            self._check_vocab(exclude)
+        return NCFTrainer(
+            self.module_,
+            data,
+            negatives=self.negatives,
+            batch_size=self.batch_size,
+            lr=self.lr if lr is None else lr,
+            weight_decay=self.weight_decay,
+            exclude=exclude,
+            ascent=ascent,
+            random_state=random_state,
+        )
+
+    def train_epochs(
+        self,
+        data: Interactions,
+        n: int,
+        *,
+        exclude: Interactions | None = None,
+        ascent: bool = False,
+        lr: float | None = None,
+        random_state: int | np.random.Generator | None = None,
+    ) -> NCF:
+        """Run ``n`` epochs of a fresh trainer on ``data``; appends to ``loss_history_``."""
+        trainer = self.trainer(
+            data, exclude=exclude, ascent=ascent, lr=lr, random_state=random_state
+        )
+        for _ in range(n):
+            with self._threads():
+                stats = trainer.train_epoch()
+            self.loss_history_.append(stats["loss"])
+            self.epoch_seconds_.append(stats["seconds"])
+            self.n_iter_ += 1
+        trainer.finalize()
+        return self
+
+    @classmethod
+    def from_module(cls, module: NCFModule, data: Interactions, **params: Any) -> NCF:
+        """Wrap a network (e.g. one an unlearner produced) as a fitted model on ``data``.
+
+        The module is used as is (not copied); ``arch``, ``factors`` and ``layers`` come from it.
+        """
+        cfg = module.config  # type: ignore[attr-defined]
+        params = {
+            "arch": cfg["arch"],
+            **{k: cfg[k] for k in ("factors", "layers") if k in cfg},
+            **params,
+        }
+        if "layers" in params:
+            params["layers"] = tuple(params["layers"])
+        model = cls(**params)
+        model._validate()
+        if (module.n_users, module.n_items) != data.shape:
+            raise ValueError(f"module is {(module.n_users, module.n_items)}, data {data.shape}")
+        model.module_ = module.to(torch.device(model.device)).eval()
+        model.seed_ = resolve_seed(model.random_state)
+        model._set_state(data)
+        model.loss_history_, model.epoch_seconds_, model.n_iter_ = [], [], 0
+        return model
+
+    # ------------------------------------------------------------------ state
+    def _set_state(self, data: Interactions) -> None:
+        self.users_ = data.users
+        self.items_ = data.items
+        self.seen_ = data
+
+    def _check_vocab(self, data: Interactions) -> None:
+        if data.users != self.users_ or data.items != self.items_:
+            raise ValueError(
+                "the data's user/item vocabularies differ from the model's; "
+                "use recforget.unlearn to remove users or items"
+            )
+
+    # ------------------------------------------------------------------ objective
+    def sample_negatives(
+        self,
+        data: Interactions | None = None,
+        n_neg: int | None = None,
+        rng: int | np.random.Generator | None = None,
+        *,
+        exclude: Interactions | None = None,
+    ) -> np.ndarray:
+        """A fixed negative sample: int64 (data.nnz, n_neg) item indices aligned with entries.
+
+        Defaults: the training data, ``self.negatives``, and a generator seeded from ``seed_``
+        (so repeated calls return the same sample). Negatives avoid the positives of
+        ``exclude`` (default ``data``).
+        """
+        self._check_fitted()
+        data = self.seen_ if data is None else data
+        self._check_vocab(data)
+        rng = check_random_state(self.seed_ if rng is None else rng)
+        return sample_negatives(
+            data, self.negatives if n_neg is None else n_neg, rng, exclude=exclude
+        )
+
+    def loss(
+        self, interactions: Interactions | None = None, negatives: np.ndarray | None = None
+    ) -> float:
+        """Mean BCE over the positives of ``interactions`` and a fixed negative sample.
+
+        ``negatives`` (shape (nnz, n_neg), from :meth:`sample_negatives`) defaults to
+        ``self.sample_negatives(interactions)``. Weight decay is not included.
+        """
+        self._check_fitted()
+        data = self.seen_ if interactions is None else interactions
+        self._check_vocab(data)
+        if negatives is None:
+            negatives = self.sample_negatives(data)
+        with self._threads():
+            return mean_bce(self.module_, *training_pairs(data, negatives))
+
+    # ------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def _logits_rows(self, user_idx: np.ndarray) -> torch.Tensor:
+        self._check_fitted()
+        module = self.module_.eval()
+        dev = next(module.parameters()).device
+        users = torch.as_tensor(np.asarray(user_idx, dtype=np.int64), device=dev)
+        n_items = module.n_items
+        out = torch.empty((len(users), n_items), dtype=torch.float32, device=dev)
+        with self._threads():
+            V = module.all_item_vectors()
+            step = max(1, _SCORE_CELLS // max(n_items, 1))
+            for s in range(0, len(users), step):
+                U = module.user_vectors(users[s : s + step])
+                b = len(U)
+                z = module.logits(U.repeat_interleave(n_items, dim=0), V.repeat(b, 1))
+                out[s : s + b] = z.view(b, n_items)
+        return out
+
+    def _score_rows(self, user_idx: np.ndarray) -> np.ndarray:
+        """Logits of the users (indices) against every item, float32 (n, n_items)."""
+        return self._logits_rows(user_idx).cpu().numpy()
+
+    def predict_proba_rows(self, user_idx: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Predicted probabilities ``sigmoid(logit)`` of user indices x all items, float32."""
+        return torch.sigmoid(self._logits_rows(np.asarray(user_idx))).cpu().numpy()
+
+    @torch.no_grad()
+    def _score_pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
+        out = np.empty(len(u), dtype=np.float64)
+        dev = next(self.module_.parameters()).device
+        self.module_.eval()
+        with self._threads():
+            for s in range(0, len(u), _SCORE_CELLS):
+                uu = torch.as_tensor(np.asarray(u[s : s + _SCORE_CELLS], np.int64), device=dev)
+                ii = torch.as_tensor(np.asarray(i[s : s + _SCORE_CELLS], np.int64), device=dev)
+                out[s : s + len(uu)] = self.module_(uu, ii).cpu().numpy()
+        return out
+
+    def predict_proba(self, users: Iterable[object], items: Iterable[object]) -> np.ndarray:
+        """Predicted probabilities of (user, item) pairs given as raw ids (float64)."""
+        logits = self.score(users, items)
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    # ------------------------------------------------------------------ persistence
+    def _state_cpu(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+
+    def model_hash(self) -> str:
+        """sha256 of the network weights (names and bytes, in name order)."""
+        h = hashlib.sha256()
+        for name, t in sorted(self._state_cpu().items()):
+            h.update(name.encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()
+
+    def save(self, path: str | Path, *, extra_manifest: dict[str, Any] | None = None) -> Path:
+        """Write ``weights.safetensors``, ``arrays.npz`` (vocabularies, training data),
+        ``config.json`` and ``manifest.json`` to ``path`` (no pickle)."""
+        from safetensors.torch import save_file
+
+        from recforget import __version__
+
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / (WEIGHTS_FILE + ".tmp")
+        save_file(self._state_cpu(), tmp, metadata={"format": "pt", "model": "ncf"})
+        tmp.replace(path / WEIGHTS_FILE)
+        data = self.seen_
+        arrays = {
+            "user_ids": vocab_to_array(self.users_),
+            "item_ids": vocab_to_array(self.items_),
+            "data_indptr": data.indptr,
+            "data_indices": data.indices,
+            "data_values": data.values,
+        }
+        if data.timestamps is not None:
+            arrays["data_timestamps"] = data.timestamps
+        params = self.get_params()
+        params["layers"] = [int(w) for w in params["layers"]]
+        params["device"] = str(params["device"])
+        if isinstance(params["random_state"], np.random.Generator):
+            params["random_state"] = None
+        manifest = {
+            "library_version": __version__,
+            "seed": self.seed_,
+            "data_fingerprint": data.fingerprint(),
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "nnz": data.nnz,
+            "n_iter": self.n_iter_,
+            "loss_history": list(self.loss_history_),
+            "weights": WEIGHTS_FILE,
+            "deletions": list(getattr(self, "deletions_", [])),
+            "forgotten": getattr(self, "forgotten_", {"users": [], "items": []}),
+            "model_hash": self.model_hash(),
+        }
+        if extra_manifest:
+            manifest.update(extra_manifest)
+        return save_model_dir(path, kind="ncf", arrays=arrays, config=params, manifest=manifest)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> NCF:
+        """Read a model written by :meth:`save` (bit-exact); ``device`` overrides the saved one."""
+        from safetensors.torch import load_file
+
+        params, manifest, arrays = load_model_dir(path, "ncf")
+        params["layers"] = tuple(params["layers"])
+        if device is not None:
+            params["device"] = str(device)
+        model = cls(**params)
+        users = vocab_from_array(arrays["user_ids"], "user")
+        items = vocab_from_array(arrays["item_ids"], "item")
+        data = Interactions(
+            arrays["data_indptr"],
+            arrays["data_indices"],
+            arrays["data_values"],
+            users,
+            items,
+            arrays.get("data_timestamps"),
+        )
+        weights = Path(path) / manifest.get("weights", WEIGHTS_FILE)
+        if not weights.is_file():
+            raise DataError(
+                f"not an NCF model directory: {weights.name} is missing", file=str(path)
+            )
+        module = model._build(data.n_users, data.n_items).to_empty(device="cpu")
+        module.load_state_dict(load_file(weights, device="cpu"), strict=True)
+        model.module_ = module.to(torch.device(model.device)).eval()
+        model._set_state(data)
+        model.seed_ = int(manifest["seed"])
+        model.n_iter_ = int(manifest["n_iter"])
+        model.loss_history_ = list(manifest.get("loss_history", []))
+        model.epoch_seconds_ = []
+        model.deletions_ = list(manifest.get("deletions", []))
+        model.forgotten_ = manifest.get("forgotten", {"users": [], "items": []})
+        expected = manifest.get("model_hash")
+        if expected is not None and model.model_hash() != expected:
+            raise DataError("weights do not match the manifest's model_hash", file=str(weights))
+        return model
+
+
+def GMF(factors: int = 32, **params: Any) -> NCF:
+    """``NCF(arch="gmf", ...)``."""
+    return NCF("gmf", factors, **params)
+
+
+def MLP(**params: Any) -> NCF:
+    """``NCF(arch="mlp", ...)``."""
+    return NCF("mlp", **params)
+
+
+def NeuMF(factors: int = 32, **params: Any) -> NCF:
+    """``NCF(arch="neumf", ...)``."""
+    return NCF("neumf", factors, **params)
+
+
+__all__ = ["GMF", "MLP", "NCF", "NeuMF"]
