@@ -1,4 +1,4 @@
-"""Evaluation: held-out accuracy metrics (ranking and rating) of fitted recommenders."""
+"""Evaluation: held-out accuracy, consistency with the retrained oracle, membership inference."""
 
 from recforget.evaluate.accuracy import (
     DEFAULT_METRICS,
@@ -6,16 +6,50 @@ from recforget.evaluate.accuracy import (
     evaluate_ranking,
     evaluate_ratings,
 )
+from recforget.evaluate.attacks import (
+    MIASplit,
+    fit_logistic,
+    interaction_mia,
+    logistic_decision,
+    rank_auc,
+    sample_non_members,
+    split_users_for_mia,
+    user_mia,
+)
+from recforget.evaluate.consistency import (
+    common_item_vectors,
+    deleted_item_ranks,
+    item_vectors,
+    neighbour_overlap,
+    rank_summary,
+    score_agreement,
+    topk_overlap,
+)
 from recforget.evaluate.ranking import PER_K_METRICS, auc_per_user, mae, rank_metrics, rmse
 
 __all__ = [
     "DEFAULT_METRICS",
     "PER_K_METRICS",
     "RANKING_METRICS",
+    "MIASplit",
     "auc_per_user",
+    "common_item_vectors",
+    "deleted_item_ranks",
     "evaluate_ranking",
     "evaluate_ratings",
+    "fit_logistic",
+    "interaction_mia",
+    "item_vectors",
+    "logistic_decision",
     "mae",
+    "neighbour_overlap",
+    "rank_auc",
     "rank_metrics",
+    "rank_summary",
     "rmse",
+    "sample_non_members",
+    "score_agreement",
+    "split_users_for_mia",
+    "topk_overlap",
+    "user_mia",
 ]

@@ -98,6 +98,8 @@ class NCF(Recommender):
     (1, 3)
     """
 
+    kind = "ncf"
+
     def __init__(
         self,
         arch: str = "neumf",
@@ -331,6 +333,20 @@ class NCF(Recommender):
             negatives = self.sample_negatives(data)
         with self._threads():
             return mean_bce(self.module_, *training_pairs(data, negatives))
+
+    def certify(self, tol: float | None = None) -> dict[str, Any]:
+        """Retraining objective and stationarity certificate on the data the model stands on.
+
+        The objective is the fixed-sample one of :mod:`recforget.unlearn.ncf`: mean BCE over the
+        positives of ``seen_`` and ``negatives`` seeded negatives per positive (drawn with
+        ``seed_``), plus a ridge (sum form, ``reg``). Returns ``{"objective", "residual",
+        "certificate": {"max_relative", "relative", ..., "tol"}, "certified"}``
+        (``certified`` only when ``tol`` is given). One batched full-data gradient.
+        """
+        from recforget.unlearn.ncf import certify_model
+
+        self._check_fitted()
+        return certify_model(self, tol)
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()

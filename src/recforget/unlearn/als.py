@@ -7,7 +7,7 @@ items leave the model, and every statistic the objective uses (BM25 weights, fre
 ridge weights, the global mean) is recomputed without the deleted data.
 
 "Exact" here means a certified stationary point of that objective: every row's gradient norm is
-at most ``tol`` times the RMS gradient norm at zero (:meth:`ALSObjective.stationarity`), as in
+at most ``tol`` times its own gradient norm at zero (see ``_als_objective.certificate``), as in
 Xu et al., "Netflix and Forget" (arXiv 2302.06676), which warm-starts ALS from the trained
 factors rather than re-randomising them.
 """
@@ -18,7 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from recforget.data.interactions import Removal
-from recforget.models._als_objective import Factors
+from recforget.models._als_objective import ROW_FLOOR, Factors
 from recforget.models.als import ALS
 from recforget.models.base import clone
 from recforget.unlearn.api import register
@@ -129,7 +129,7 @@ def unlearn_als_selective(
     The gradient of every row of the remaining-data objective is computed once; then each round
     re-solves the users over the threshold and the items over it, and *updates* the gradients
     of the rows they touch (their entries' terms, plus one ``n x k x k`` product for the shared
-    Gram term) instead of recomputing them. It stops when no row exceeds ``tol`` times the RMS
+    Gram term) instead of recomputing them. It stops when no row exceeds ``tol`` times its own
     gradient at zero: the same certificate as :func:`unlearn_als`, at a cost that grows with the
     deletion, not the data set. (Models with biases recompute the gradients each round.)
     The receipt's certificate is then recomputed from scratch, independently of this bookkeeping.
@@ -144,8 +144,11 @@ def unlearn_als_selective(
         grad = {"users": obj.gradients("users", F), "items": obj.gradients("items", F)}
         while rounds < max_rounds:
             norms = {s: _norms(g) for s, g in grad.items()}
-            scale = _rms(np.concatenate([norms["users"][1], norms["items"][1]]))
-            over = {s: np.flatnonzero(norms[s][0] > tol * scale) for s in norms}
+            allb = np.concatenate([norms["users"][1], norms["items"][1]])
+            floor = ROW_FLOOR * _rms(allb)
+            over = {
+                s: np.flatnonzero(norms[s][0] > tol * np.maximum(norms[s][1], floor)) for s in norms
+            }
             if len(over["users"]) == 0 and len(over["items"]) == 0:
                 break
             rounds += 1
@@ -153,7 +156,7 @@ def unlearn_als_selective(
                 rows = over[which]
                 if which == "items":  # the users just moved: look again
                     n_i = _norms(grad["items"])
-                    rows = np.flatnonzero(n_i[0] > tol * scale)
+                    rows = np.flatnonzero(n_i[0] > tol * np.maximum(n_i[1], floor))
                 if len(rows) == 0:
                     continue
                 X = F.X if which == "users" else F.Y

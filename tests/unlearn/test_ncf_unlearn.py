@@ -1,0 +1,246 @@
+"""Unlearning for NCF models: block Newton, AltEraser's monotone descent, sampling, contracts."""
+
+from __future__ import annotations
+
+import copy
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from recforget import DeletionRequest, Interactions, unlearn  # noqa: E402
+from recforget.models.ncf import NCF  # noqa: E402
+from recforget.testing import UnlearnerContract  # noqa: E402
+from recforget.unlearn import ncf as U  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+SMALL = dict(factors=8, layers=(16, 8), epochs=20, batch_size=64, lr=1e-2, num_threads=1)
+EXACT = dict(tol=1e-3, newton_steps=1, joint_steps=20, max_rounds=60)
+
+
+def _data(n_users: int = 30, n_items: int = 20, seed: int = 0) -> Interactions:
+    rng = np.random.default_rng(seed)
+    R = (rng.random((n_users, n_items)) < 0.3).astype(float)
+    R[np.arange(n_users), rng.integers(0, n_items, n_users)] = 1.0
+    return Interactions.from_csr(
+        R, users=[f"u{k}" for k in range(n_users)], items=[f"i{k}" for k in range(n_items)]
+    )
+
+
+@pytest.fixture(scope="module")
+def data() -> Interactions:
+    return _data()
+
+
+@pytest.fixture(scope="module", params=["gmf", "mlp", "neumf"])
+def fitted(request, data) -> NCF:
+    return NCF(request.param, random_state=0, **SMALL).fit(data)
+
+
+def _pairs(data: Interactions, entries) -> list[tuple[object, object]]:
+    return [
+        (data.users.ids[data.row_of_entry[e]], data.items.ids[data.indices[e]]) for e in entries
+    ]
+
+
+def _user_loss(module, sample, reg, u, p):
+    """One user's block loss, recomputed independently of the Newton code."""
+    mask = sample.users == u
+    V = module.all_item_vectors().detach()[sample.items[mask]]
+    z = module.logits(p.expand(len(V), -1), V)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        z, sample.labels[mask], reduction="sum"
+    )
+    return bce + 0.5 * reg * (p**2).sum()
+
+
+# ---------------------------------------------------------------------------- block Newton
+@pytest.mark.parametrize("arch", ["gmf"])
+def test_user_block_newton_reaches_the_block_optimum(data, arch):
+    """GMF's user block is a ridge logistic regression: Newton reaches its unique minimiser.
+
+    (MLP and NeuMF blocks pass through ReLUs: the block loss is piecewise smooth, its minimiser
+    can sit on a kink where the gradient does not vanish; there the Newton steps are only
+    checked to descend, in the tests below.)
+    """
+    fitted = NCF(arch, random_state=0, **SMALL).fit(data)
+    sample = U.fixed_sample(fitted)
+    reg = U.DEFAULT_REG
+    work = copy.deepcopy(fitted.module_)
+    users = np.arange(work.n_users)
+    before = U.objective(work, sample, reg)
+    U.block_newton(work, sample, "users", users, reg, steps=15)
+    assert U.objective(work, sample, reg) <= before
+    for u in (0, 7, 19):
+        p = work.all_user_vectors().detach()[u].clone().requires_grad_()
+        (g,) = torch.autograd.grad(_user_loss(work, sample, reg, u, p), p)
+        # a generic optimiser on the same block alone, from the trained block
+        q = fitted.module_.all_user_vectors().detach()[u].clone().double().requires_grad_()
+        opt = torch.optim.LBFGS(
+            [q], max_iter=200, tolerance_grad=1e-9, line_search_fn="strong_wolfe"
+        )
+        w64 = copy.deepcopy(work).double()
+        s64 = U.FixedSample(sample.users, sample.items, sample.labels.double())
+
+        def closure(q=q, w64=w64, s64=s64, u=u, opt=opt):
+            opt.zero_grad()
+            loss = _user_loss(w64, s64, reg, u, q)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        f_newton = float(_user_loss(work, sample, reg, u, p.detach()).detach())
+        f_lbfgs = float(_user_loss(w64, s64, reg, u, q.detach()).detach())
+        scale = float(sample.labels[sample.users == u].numel()) + 1.0
+        assert float(g.norm()) < 1e-3 * scale
+        assert f_newton == pytest.approx(f_lbfgs, rel=1e-4, abs=1e-5)
+        if fitted.arch == "gmf":  # convex block: a unique minimiser
+            np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=1e-3)
+
+
+def test_block_newton_on_items_never_increases_any_block(data):
+    model = NCF("mlp", random_state=1, **SMALL).fit(data)
+    sample = U.fixed_sample(model)
+    work = model.module_
+    rows = np.arange(work.n_items)
+    f0 = U.objective(work, sample, 1.0)
+    info = U.block_newton(work, sample, "items", rows, 1.0, steps=3)
+    assert info["blocks"] == work.n_items
+    assert info["decrease"] >= 0
+    assert U.objective(work, sample, 1.0) <= f0 + 1e-6 * abs(f0)
+
+
+# ---------------------------------------------------------------------------- AltEraser
+@pytest.mark.parametrize(
+    "options", [{"joint_steps": 0, "newton_steps": 2}, {"joint_steps": 5}], ids=["blocks", "joint"]
+)
+def test_alteraser_never_increases_the_retraining_loss(fitted, data, options):
+    request = DeletionRequest(pairs=_pairs(data, [0, 10, 50, 100]))
+    result = unlearn(fitted, None, request, "alteraser", max_rounds=8, **options)
+    h = np.asarray(result.receipt["loss_history"])
+    assert len(h) == result.receipt["rounds"] + 1
+    assert np.all(np.diff(h) <= 1e-7 * np.abs(h[:-1]))
+    assert h[-1] < h[0]
+    assert result.receipt["objective"] == pytest.approx(h[-1], rel=1e-5)
+    for key in ("rounds", "blocks_solved", "residual", "certificate"):
+        assert key in result.receipt
+
+
+def test_alteraser_first_round_touches_only_affected_blocks(data):
+    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+    request = DeletionRequest(pairs=_pairs(data, [3, 40]))
+    result = unlearn(model, None, request, "alteraser", max_rounds=1)
+    assert result.receipt["rounds"] == 1
+    assert result.receipt["blocks_solved"] <= 4  # two users, two items at most
+
+
+def test_alteraser_certifies_gmf(data):
+    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+    request = DeletionRequest(pairs=_pairs(data, [0, 10, 50, 100]))
+    result = unlearn(model, None, request, "alteraser", **EXACT)
+    assert result.receipt["certified"] is True
+    assert result.receipt["certificate"]["max_relative"] <= EXACT["tol"]
+    # a second deletion from the certified model needs little work
+    again = unlearn(
+        result.model, None, DeletionRequest(pairs=_pairs(data, [20])), "alteraser", **EXACT
+    )
+    assert again.receipt["certified"] is True
+    assert again.receipt["blocks_solved"] < result.receipt["blocks_solved"]
+
+
+# ---------------------------------------------------------------------------- sampling
+def test_deleted_pairs_are_gone_and_may_be_negatives(data):
+    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+    user = 4
+    mine = np.flatnonzero(data.row_of_entry == user)
+    gone = mine[: max(1, len(mine) - 1)]  # all but one of the user's positives
+    result = unlearn(model, None, DeletionRequest(pairs=_pairs(data, gone)), "finetune", epochs=1)
+    seen = result.model.seen_
+    u = seen.users.index([data.users.ids[user]])[0]
+    deleted = set(seen.items.index([data.items.ids[data.indices[e]] for e in gone]).tolist())
+    remaining = set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
+    assert not deleted & remaining
+    rows = seen.row_of_entry
+    for negs in (result.model.sample_negatives(n_neg=200), U.stable_negatives(seen, 40, 3)):
+        for e in range(seen.nnz):  # never a remaining positive of the entry's user
+            own = seen.indices[seen.indptr[rows[e]] : seen.indptr[rows[e] + 1]]
+            assert not np.isin(negs[e], own).any()
+        drawn = set(negs[rows == u].ravel().tolist())
+        assert deleted <= drawn  # the deleted positives are ordinary negatives now
+    sample = U.fixed_sample(result.model)
+    assert len(sample) == seen.nnz * (1 + model.negatives)
+
+
+def test_stable_negatives_change_only_for_touched_users(data):
+    before = U.stable_negatives(data, 4, 7)
+    gone_user, gone_pair = data.users.ids[2], _pairs(data, [30])[0]
+    after_removal = data.remove(pairs=[gone_pair], users=[gone_user])
+    after = U.stable_negatives(after_removal.data, 4, 7)
+    touched = {gone_user, gone_pair[0]}
+    for new_u, uid in enumerate(after_removal.data.users.ids):
+        if uid in touched:
+            continue
+        old_u = data.users.index([uid])[0]
+        old_ids = data.items.ids[before[data.row_of_entry == old_u]]
+        new_ids = after_removal.data.items.ids[after[after_removal.data.row_of_entry == new_u]]
+        np.testing.assert_array_equal(old_ids, new_ids)
+
+
+def test_certify_reports_the_fixed_sample_objective(data):
+    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+    out = model.certify(tol=0.5)
+    sample = U.fixed_sample(model)
+    assert out["objective"] == pytest.approx(
+        U.objective(model.module_, sample, U.DEFAULT_REG) / len(sample)
+    )
+    assert set(out["certificate"]) >= {"max_relative", "relative", "tol"}
+    assert out["certified"] == (out["certificate"]["max_relative"] <= 0.5)
+    assert "certified" not in model.certify()
+
+
+# ---------------------------------------------------------------------------- contracts
+def _contract_model(data, arch="gmf"):
+    return NCF(arch, random_state=0, **SMALL).fit(data)
+
+
+class TestRetrainContract(UnlearnerContract):
+    method = "retrain"
+
+    def make_model(self, data):
+        return _contract_model(data)
+
+
+class TestFinetuneContract(UnlearnerContract):
+    method = "finetune"
+    options: ClassVar[dict] = {"epochs": 2}
+
+    def make_model(self, data):
+        return _contract_model(data, "neumf")
+
+
+class TestAltEraserContract(UnlearnerContract):
+    method = "alteraser"
+    options: ClassVar[dict] = EXACT
+    exact = True
+
+    def make_model(self, data):
+        return _contract_model(data)
+
+
+class TestAltEraserMLPContract(UnlearnerContract):
+    method = "alteraser"
+    options: ClassVar[dict] = {"max_rounds": 3}
+
+    def make_model(self, data):
+        return _contract_model(data, "mlp")
+
+
+class TestInfluenceContract(UnlearnerContract):
+    method = "influence"
+    options: ClassVar[dict] = {"shared": True, "damping": 1.0}
+
+    def make_model(self, data):
+        return _contract_model(data, "neumf")
