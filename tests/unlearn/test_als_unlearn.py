@@ -149,6 +149,24 @@ def test_selective_and_full_reach_the_same_certificate_and_point(small_ratings, 
     )
 
 
+def test_selective_resolves_touched_rows_even_under_a_loose_tolerance(small_ratings, rng):
+    # a loose tolerance lets a single deleted cell's users/items through the gradient test;
+    # the first round re-solves them anyway, so their factors move
+    data = Interactions.from_csr(small_ratings)
+    model = _fit(data)
+    request = DeletionRequest(pairs=_pairs(data, rng, 2))
+    loose = 0.5
+    lazy = unlearn(model, None, request, "unlearn-als-selective", tol=loose, touched_first=False)
+    eager = unlearn(model, None, request, "unlearn-als-selective", tol=loose)
+    removal = data.remove(pairs=request.pairs)
+    n_touched = len(removal.affected_users) + len(removal.affected_items)
+    assert lazy.receipt["rows_solved"] == 0
+    assert eager.receipt["rows_solved"] >= n_touched
+    users = removal.affected_users
+    assert not np.allclose(eager.model.user_factors_[users], model.user_factors_[users])
+    assert eager.receipt["certified"]
+
+
 def test_whole_item_deletion_removes_the_row(small_data):
     model = _fit(small_data)
     item = small_data.items.ids[2]

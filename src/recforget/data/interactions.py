@@ -504,6 +504,8 @@ class Interactions:
                 self.items.take(keep_i),
                 kept.timestamps,
             )
+        if "T" in self._cache:
+            kept._cache["T"] = self._filtered_transpose(~drop, user_map, item_map, kept)
         return Removal(
             data=kept,
             removed_users=removed_u,
@@ -515,6 +517,28 @@ class Interactions:
             absent_pairs=absent,
             unknown=unknown,
         )
+
+    def _filtered_transpose(
+        self, keep: np.ndarray, user_map: np.ndarray, item_map: np.ndarray, kept: Interactions
+    ) -> tuple[np.ndarray, ...]:
+        """``kept.transpose_arrays()`` derived from this data's cached one, without a sort.
+
+        Filtering the item-major order keeps it item-major (and user-ascending within an item,
+        since ``user_map`` is increasing on kept users).
+        """
+        _, rows_t, values_t, perm = self._cache["T"]
+        keep_t = keep[perm]
+        new_pos = np.cumsum(keep) - 1
+        items_t = item_map[self._indices[perm[keep_t]]]
+        indptr = np.zeros(kept.n_items + 1, dtype=np.int64)
+        np.cumsum(np.bincount(items_t, minlength=kept.n_items), out=indptr[1:])
+        arrays = (
+            indptr,
+            user_map[rows_t[keep_t]].astype(np.int32),
+            values_t[keep_t],
+            new_pos[perm[keep_t]],
+        )
+        return tuple(_readonly(a) for a in arrays)
 
     def drop_pairs(self, pairs: Iterable[tuple[object, object]]) -> Interactions:
         """Interactions without the given (user, item) pairs."""

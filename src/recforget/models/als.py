@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from recforget._rng import check_random_state, resolve_seed
+from recforget._threads import one_blas_thread, single_blas
 from recforget.data.interactions import Interactions
 from recforget.io import load_model_dir, save_model_dir, vocab_from_array, vocab_to_array
 from recforget.kernels.weighting import WEIGHTINGS
@@ -162,6 +162,7 @@ class ALS(Recommender):
         if self.feedback == "explicit" and self.regularization == 0:
             raise ValueError("explicit feedback needs regularization > 0 (rows may be singular)")
 
+    @single_blas
     def objective(self, data: Interactions) -> ALSObjective:
         """The objective this model's parameters define on ``data`` (built from ``data`` alone)."""
         return ALSObjective(
@@ -227,7 +228,7 @@ class ALS(Recommender):
         reason = "iterations"
         done = 0
         start = time.perf_counter()
-        with threadpool_limits(1, "blas"):
+        with one_blas_thread():
             bar = tqdm(range(n), desc="ALS", disable=not self.show_progress, leave=False)
             for _ in bar:
                 # users with items fixed, then items with users fixed
@@ -326,6 +327,7 @@ class ALS(Recommender):
             )
 
     # ------------------------------------------------------------------ objective
+    @single_blas
     def loss(self, interactions: Interactions | None = None) -> float:
         """The exact objective being minimised, on ``interactions`` (default: training data)."""
         self._check_fitted()
@@ -340,6 +342,7 @@ class ALS(Recommender):
         self._check_vocab(data)
         return self.objective(data).stationarity(self._factors())
 
+    @single_blas
     def certify(self, tol: float | None = None) -> dict[str, Any]:
         """Objective and stationarity certificate on the data the model stands on.
 

@@ -15,8 +15,8 @@ factors rather than re-randomising them.
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
+from recforget._threads import one_blas_thread, single_blas
 from recforget.data.interactions import Removal
 from recforget.models._als_objective import ROW_FLOOR, Factors
 from recforget.models.als import ALS
@@ -52,6 +52,7 @@ def _report(model: ALS, tol: float | None, **info) -> dict:
 
 
 @register("retrain", "als")
+@single_blas
 def retrain(
     model: ALS, removal: Removal, *, tol: float | None = None, max_sweeps: int | None = None
 ) -> tuple[ALS, dict]:
@@ -77,6 +78,7 @@ def retrain(
 
 
 @register("warmstart", "als")
+@single_blas
 def warmstart(model: ALS, removal: Removal, *, sweeps: int | None = None) -> tuple[ALS, dict]:
     """A fixed number of ALS sweeps (default: the model's ``iterations``) from the old factors."""
     new = transplant(model, removal)
@@ -89,6 +91,7 @@ def warmstart(model: ALS, removal: Removal, *, sweeps: int | None = None) -> tup
 
 
 @register("unlearn-als", "als")
+@single_blas
 def unlearn_als(
     model: ALS,
     removal: Removal,
@@ -116,6 +119,7 @@ def unlearn_als(
 
 
 @register("unlearn-als-selective", "als")
+@single_blas
 def unlearn_als_selective(
     model: ALS,
     removal: Removal,
@@ -123,8 +127,14 @@ def unlearn_als_selective(
     tol: float | None = None,
     max_rounds: int = 10 * DEFAULT_MAX_SWEEPS,
     solver: str | None = None,
+    touched_first: bool = True,
 ) -> tuple[ALS, dict]:
     """Re-solve only the rows whose gradient exceeds the tolerance, until none does.
+
+    With ``touched_first`` (default) the first round also re-solves every kept row that lost
+    data (the deleted pairs' users and items, a deleted user's items), whatever its gradient:
+    a single deleted interaction moves an active user's gradient by about one part in its
+    number of interactions, which a loose tolerance would let through, leaving the trace.
 
     The gradient of every row of the remaining-data objective is computed once; then each round
     re-solves the users over the threshold and the items over it, and *updates* the gradients
@@ -139,8 +149,13 @@ def unlearn_als_selective(
     new = transplant(model, removal)
     obj = new.objective(removal.data)
     F = new._factors()
+    # rows that lost data are re-solved in the first round whatever their gradient says
+    touched = {
+        "users": removal.user_map[removal.affected_users] if touched_first else np.empty(0, int),
+        "items": removal.item_map[removal.affected_items] if touched_first else np.empty(0, int),
+    }
     rounds = solved_u = solved_i = 0
-    with threadpool_limits(1, "blas"):
+    with one_blas_thread():
         grad = {"users": obj.gradients("users", F), "items": obj.gradients("items", F)}
         while rounds < max_rounds:
             norms = {s: _norms(g) for s, g in grad.items()}
@@ -149,14 +164,18 @@ def unlearn_als_selective(
             over = {
                 s: np.flatnonzero(norms[s][0] > tol * np.maximum(norms[s][1], floor)) for s in norms
             }
+            first = rounds == 0
             if len(over["users"]) == 0 and len(over["items"]) == 0:
-                break
+                if not (first and (len(touched["users"]) or len(touched["items"]))):
+                    break
             rounds += 1
             for which, other in (("users", "items"), ("items", "users")):
                 rows = over[which]
                 if which == "items":  # the users just moved: look again
                     n_i = _norms(grad["items"])
                     rows = np.flatnonzero(n_i[0] > tol * np.maximum(n_i[1], floor))
+                if first:
+                    rows = np.union1d(rows, touched[which])
                 if len(rows) == 0:
                     continue
                 X = F.X if which == "users" else F.Y
