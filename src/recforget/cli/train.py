@@ -37,6 +37,12 @@ from recforget.cli._common import data_options, echo_table, emit_json, handle_er
 @click.option("--iterations", default=15, show_default=True)
 @click.option("--tol", type=float, default=None, help="Relative objective tolerance.")
 @click.option(
+    "--grad-tol",
+    type=float,
+    default=None,
+    help="Stop when certified: every row's relative gradient is within this (e.g. 1e-2).",
+)
+@click.option(
     "--solver", type=click.Choice(["cholesky", "cg"]), default="cholesky", show_default=True
 )
 @click.option(
@@ -64,6 +70,7 @@ def train(
     regularization_scaling,
     iterations,
     tol,
+    grad_tol,
     solver,
     test_fraction,
     seed,
@@ -90,6 +97,7 @@ def train(
         regularization_scaling=regularization_scaling,
         iterations=iterations,
         tol=tol,
+        grad_tol=grad_tol,
         solver=solver,
         random_state=seed,
         show_progress=not as_json,

@@ -1,0 +1,107 @@
+"""The ``recforget`` command line on a tiny interaction file: train, info, recommend, forget."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from tests.conftest import random_ratings
+
+from recforget.cli import main
+from recforget.models.registry import load_model
+
+
+@pytest.fixture
+def ratings_csv(tmp_path):
+    R = random_ratings(40, 25, 0.3, seed=5)
+    u, i = np.nonzero(R)
+    lines = ["user,item,rating"] + [
+        f"u{a},{b + 100},{R[a, b]:.0f}" for a, b in zip(u, i, strict=True)
+    ]
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture
+def trained(tmp_path, ratings_csv):
+    out = tmp_path / "model"
+    result = run(
+        "train", "--data", ratings_csv, "--out", out, "--factors", 4, "--iterations", 200,
+        "--grad-tol", 1e-3, "--regularization", 1.0, "--test-fraction", 0, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.output)
+
+
+def test_train_writes_a_certified_model(trained):
+    out, summary = trained
+    assert summary["stop_reason"] == "grad_tol"
+    model = load_model(out)
+    assert model.certify(tol=1e-3)["certified"]
+    assert model.seen_.n_users == 40
+
+
+def test_info_and_recommend(trained):
+    out, _ = trained
+    info = run("info", out, "--json")
+    assert info.exit_code == 0, info.output
+    summary = json.loads(info.output)
+    assert summary["n_users"] == 40
+    assert summary["stop_reason"] == "grad_tol"
+    rec = run("recommend", out, "--user", "u0", "-k", 3, "--json")
+    assert rec.exit_code == 0, rec.output
+    items = json.loads(rec.output)
+    assert len(next(iter(items.values())) if isinstance(items, dict) else items[0]["items"]) == 3
+
+
+def test_unknown_user_is_a_clean_error(trained):
+    out, _ = trained
+    result = run("recommend", out, "--user", "nobody")
+    assert result.exit_code != 0
+    assert "nobody" in result.output
+
+
+def test_forget_writes_a_new_model_and_a_receipt(tmp_path, trained):
+    out, _ = trained
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"users": ["u3"], "pairs": [["u5", 100]]}))
+    new = tmp_path / "forgot"
+    result = run("forget", out, request, "--out", new, "--method", "unlearn-als", "--json")
+    assert result.exit_code == 0, result.output
+    receipt = json.loads(result.output)
+    assert receipt["certified"]
+    assert receipt["removed"]["users"] == 1
+    assert json.loads((new / "receipt.json").read_text())["model_hash"] == receipt["model_hash"]
+    forgot = load_model(new)
+    assert "u3" not in forgot.users_
+    assert load_model(out).seen_.n_users == 40  # the original is kept intact
+    again = run("forget", new, request, "--out", tmp_path / "twice", "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["noop"]
+
+
+def test_forget_refuses_unknown_ids_and_overwriting(tmp_path, trained):
+    out, _ = trained
+    request = tmp_path / "request.csv"
+    request.write_text("user,item\nghost,\n")
+    result = run("forget", out, request, "--out", tmp_path / "x")
+    assert result.exit_code != 0
+    assert "ghost" in result.output
+    same = run("forget", out, request, "--out", out)
+    assert same.exit_code != 0
+
+
+def test_bad_data_file_names_the_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("user,item,rating\n1,2,4\n1,3,oops\n")
+    result = run("train", "--data", path, "--out", tmp_path / "m")
+    assert result.exit_code != 0
+    assert "bad.csv" in result.output and "line 3" in result.output
