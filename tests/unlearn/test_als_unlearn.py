@@ -219,3 +219,24 @@ def test_works_on_factors_from_another_library(small_ratings):
     result = unlearn(model, None, DeletionRequest(users=[0, 1]), "unlearn-als", tol=TOL)
     assert result.receipt["certified"]
     assert result.model.user_factors_.shape == (data.n_users - 2, 4)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_movielens_100k_unlearn_als_matches_retraining():
+    from recforget.evaluate.bench import run_bench
+
+    result = run_bench(
+        "ml-100k",
+        scenario="interactions:0.01",
+        methods=["retrain", "unlearn-als", "unlearn-als-selective"],
+        model_params=dict(factors=32, regularization=60.0, iterations=200, grad_tol=1e-2),
+        extras=False,
+    )
+    runs = {r["method"]: r for r in result["runs"]}
+    retrain, full = runs["retrain"], runs["unlearn-als"]
+    assert all(r["certified"] for r in runs.values())
+    assert full["gap_closed"] >= 0.8
+    ndcg = retrain["metrics"]["ndcg@10"]
+    assert abs(full["metrics"]["ndcg@10"] - ndcg) <= 0.02 * ndcg
+    assert full["sweeps"] < retrain["sweeps"]  # work, not wall time
