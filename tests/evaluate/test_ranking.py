@@ -290,6 +290,23 @@ def test_rmse_mae_hand_computed_and_validation():
         mae([], [])
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(-1e3, 1e3, allow_nan=False), st.floats(-1e3, 1e3, allow_nan=False)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_rmse_mae_match_reference(pairs):
+    p = [a for a, _ in pairs]
+    t = [b for _, b in pairs]
+    ref_mse = sum((a - b) ** 2 for a, b in pairs) / len(pairs)
+    ref_mae = sum(abs(a - b) for a, b in pairs) / len(pairs)
+    assert rmse(np.array(p), np.array(t)) == pytest.approx(math.sqrt(ref_mse), abs=1e-9)
+    assert mae(np.array(p), np.array(t)) == pytest.approx(ref_mae, abs=1e-9)
+
+
 # ---------------------------------------------------------------------- evaluate_ranking
 @settings(max_examples=100, deadline=None)
 @given(

