@@ -25,13 +25,13 @@ from recforget.data.interactions import Interactions
 from recforget.evaluate.attacks import rank_auc
 from recforget.evaluate.bench import (
     ALS_METHODS,
-    _clean,
     _jsonable,
     default_model,
     make_request,
     prepare_data,
 )
 from recforget.evaluate.consistency import common_item_vectors, neighbour_overlap
+from recforget.evaluate.extras import json_ready
 from recforget.models.base import Recommender
 from recforget.unlearn import DeletionRequest, unlearn
 
@@ -138,7 +138,7 @@ def netflix_forget(
         scenarios.append(_scenario(original, request, spec, methods, method_options, pos, neg, say))
     out_params = {k: v for k, v in original.get_params().items() if _jsonable(v)}
     out_params.pop("show_progress", None)
-    return _clean(
+    return json_ready(
         {
             "preset": "netflix-forget",
             "dataset": name,
