@@ -505,7 +505,7 @@ class Interactions:
                 kept.timestamps,
             )
         if "T" in self._cache:
-            kept._cache["T"] = self._filtered_transpose(~drop, user_map, item_map, kept)
+            kept._cache["T"] = self._filtered_transpose(~drop, removed_i, user_map, item_map, kept)
         return Removal(
             data=kept,
             removed_users=removed_u,
@@ -519,24 +519,31 @@ class Interactions:
         )
 
     def _filtered_transpose(
-        self, keep: np.ndarray, user_map: np.ndarray, item_map: np.ndarray, kept: Interactions
+        self,
+        keep: np.ndarray,
+        removed_items: np.ndarray,
+        user_map: np.ndarray,
+        item_map: np.ndarray,
+        kept: Interactions,
     ) -> tuple[np.ndarray, ...]:
         """``kept.transpose_arrays()`` derived from this data's cached one, without a sort.
 
         Filtering the item-major order keeps it item-major (and user-ascending within an item,
-        since ``user_map`` is increasing on kept users).
+        since ``user_map`` is increasing on kept users); item counts are the old ones minus the
+        removed entries'.
         """
-        _, rows_t, values_t, perm = self._cache["T"]
+        indptr_t, rows_t, values_t, perm = self._cache["T"]
         keep_t = keep[perm]
-        new_pos = np.cumsum(keep) - 1
-        items_t = item_map[self._indices[perm[keep_t]]]
+        kept_perm = perm[keep_t]
+        counts = np.diff(indptr_t) - np.bincount(removed_items, minlength=self.n_items)
         indptr = np.zeros(kept.n_items + 1, dtype=np.int64)
-        np.cumsum(np.bincount(items_t, minlength=kept.n_items), out=indptr[1:])
+        np.cumsum(counts[item_map >= 0], out=indptr[1:])
+        new_pos = np.cumsum(keep) - 1
         arrays = (
             indptr,
             user_map[rows_t[keep_t]].astype(np.int32),
             values_t[keep_t],
-            new_pos[perm[keep_t]],
+            new_pos[kept_perm],
         )
         return tuple(_readonly(a) for a in arrays)
 
