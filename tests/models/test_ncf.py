@@ -157,6 +157,27 @@ def test_save_load_round_trip_is_bit_exact(fitted, data, tmp_path):
     assert load_model(tmp_path / "m").model_hash() == fitted.model_hash()
 
 
+def test_objective_reg_is_calibrated_and_persisted(data, tmp_path):
+    """fit stores the ridge under which the network is closest to stationary; save/load keep it."""
+    from recforget.unlearn import ncf as U
+
+    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+    reg = model.objective_reg_
+    assert reg > 0 and reg == U.calibrated_reg(model)
+    # it is the least-squares minimiser of the embedding rows' stationarity residual
+    module, sample = model.module_, U.fixed_sample(model)
+    gU, gV, _ = U._data_gradients(module, sample)
+    g = torch.cat([gU, gV]).double()
+    th = torch.cat([module.all_user_vectors(), module.all_item_vectors()]).detach().double()
+    residual = [float((g + r * th).norm()) for r in (0.9 * reg, reg, 1.1 * reg)]
+    assert residual[1] < min(residual[0], residual[2])
+    model.objective_reg_ = 0.37  # e.g. set by an unlearner's reg= option
+    model.save(tmp_path / "m")
+    loaded = NCF.load(tmp_path / "m")
+    assert loaded.objective_reg_ == 0.37
+    assert loaded.certify() == model.certify()
+
+
 # ---------------------------------------------------------------------------- scoring
 def test_recommend_excludes_seen_and_scores_agree(fitted, data):
     users = list(data.users.ids)
@@ -234,8 +255,8 @@ def test_get_params_clone_and_factories(data):
         layers=(8, 4),
         epochs=2,
         batch_size=4096,
-        lr=1e-3,
-        weight_decay=1e-4,
+        lr=5e-3,
+        weight_decay=0.2,
         negatives=4,
         device="cpu",
         num_threads=None,

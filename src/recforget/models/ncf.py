@@ -55,7 +55,13 @@ class NCF(Recommender):
     epochs : int
     batch_size : int
     lr, weight_decay : float
-        AdamW step size and decoupled weight decay.
+        AdamW step size and decoupled weight decay. The decay acts once per batch, so its
+        effect over an epoch grows with ``nnz * (1 + negatives) / batch_size``. With the
+        defaults (20 epochs of batches of 4096, 4 negatives) GMF reaches NDCG@10 0.38 on
+        ML-100K and 0.37 on ML-1M (80/20 random holdout; popularity: 0.23 and 0.20) and keeps
+        a membership signal in its training pairs (interaction MIA AUC 0.72 and 0.54); with
+        ``lr=1e-3`` it barely trains in 20 epochs, and ``weight_decay=0.5`` shrinks an ML-1M
+        model back to popularity.
     negatives : int
         Negatives per positive per epoch.
     device : str or torch.device
@@ -77,6 +83,11 @@ class NCF(Recommender):
     seen_ : Interactions
         The training data (the positives the model stands on).
     seed_ : int
+    objective_reg_ : float
+        Ridge :math:`\\lambda` of the fixed-sample retraining objective used by
+        :meth:`certify` and the unlearners of :mod:`recforget.unlearn.ncf`: after :meth:`fit`,
+        the value under which the trained network is closest to stationary
+        (:func:`recforget.unlearn.ncf.calibrated_reg`). Saved with the model.
     loss_history_ : list of float
         Mean BCE of each epoch (on that epoch's negatives).
     epoch_seconds_ : list of float
@@ -108,8 +119,8 @@ class NCF(Recommender):
         layers: Sequence[int] = (64, 32, 16),
         epochs: int = 20,
         batch_size: int = 4096,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
+        lr: float = 5e-3,
+        weight_decay: float = 0.2,
         negatives: int = 4,
         device: str | torch.device = "cpu",
         num_threads: int | None = None,
@@ -202,6 +213,9 @@ class NCF(Recommender):
         self.epoch_seconds_: list[float] = []
         self.n_iter_ = 0
         self.train_epochs(interactions, self.epochs, random_state=np.random.default_rng(train_seq))
+        from recforget.unlearn.ncf import calibrated_reg
+
+        self.objective_reg_ = calibrated_reg(self)
         return self
 
     def trainer(
@@ -446,6 +460,8 @@ class NCF(Recommender):
             "forgotten": getattr(self, "forgotten_", {"users": [], "items": []}),
             "model_hash": self.model_hash(),
         }
+        if hasattr(self, "objective_reg_"):
+            manifest["objective_reg"] = float(self.objective_reg_)
         if extra_manifest:
             manifest.update(extra_manifest)
         return save_model_dir(path, kind="ncf", arrays=arrays, config=params, manifest=manifest)
@@ -485,6 +501,8 @@ class NCF(Recommender):
         model.epoch_seconds_ = []
         model.deletions_ = list(manifest.get("deletions", []))
         model.forgotten_ = manifest.get("forgotten", {"users": [], "items": []})
+        if manifest.get("objective_reg") is not None:
+            model.objective_reg_ = float(manifest["objective_reg"])
         expected = manifest.get("model_hash")
         if expected is not None and model.model_hash() != expected:
             raise DataError("weights do not match the manifest's model_hash", file=str(weights))
