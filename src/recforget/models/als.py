@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from recforget._rng import check_random_state, resolve_seed
 from recforget._threads import one_blas_thread, single_blas
 from recforget.data.interactions import Interactions
-from recforget.io import load_model_dir, save_model_dir, vocab_from_array, vocab_to_array
+from recforget.io import load_model_dir, save_model_dir
 from recforget.kernels.weighting import WEIGHTINGS
 from recforget.models._als_objective import ALSObjective, Factors
 from recforget.models.base import Recommender
@@ -390,42 +390,17 @@ class ALS(Recommender):
 
         The training interactions are saved too: unlearning needs the data the model stands on.
         """
-        from recforget import __version__
-
         self._check_fitted()
-        data = self.seen_
         arrays = {
             "user_factors": self.user_factors_,
             "item_factors": self.item_factors_,
-            "user_ids": vocab_to_array(self.users_),
-            "item_ids": vocab_to_array(self.items_),
-            "data_indptr": data.indptr,
-            "data_indices": data.indices,
-            "data_values": data.values,
+            **self._saved_data(),
         }
-        if data.timestamps is not None:
-            arrays["data_timestamps"] = data.timestamps
         if self.user_bias_ is not None:
             arrays["user_bias"] = self.user_bias_
             arrays["item_bias"] = self.item_bias_
-        params = self.get_params()
-        if isinstance(params["random_state"], np.random.Generator):
-            params["random_state"] = None
-        manifest = {
-            "library_version": __version__,
-            "seed": self.seed_,
-            "data_fingerprint": data.fingerprint(),
-            "n_users": data.n_users,
-            "n_items": data.n_items,
-            "nnz": data.nnz,
-            "n_iter": self.n_iter_,
-            "stop_reason": self.stop_reason_,
-            "loss_history": list(self.loss_history_),
-            "global_mean": self.global_mean_,
-            "deletions": list(getattr(self, "deletions_", [])),
-            "forgotten": getattr(self, "forgotten_", {"users": [], "items": []}),
-            "model_hash": self.model_hash(),
-        }
+        params = self._saved_params()
+        manifest = self._manifest(stop_reason=self.stop_reason_, global_mean=self.global_mean_)
         if extra_manifest:
             manifest.update(extra_manifest)
         return save_model_dir(path, kind="als", arrays=arrays, config=params, manifest=manifest)
@@ -435,16 +410,7 @@ class ALS(Recommender):
         """Read a model written by :meth:`save` (bit-exact)."""
         params, manifest, arrays = load_model_dir(path, "als")
         model = cls(**params)
-        users = vocab_from_array(arrays["user_ids"], "user")
-        items = vocab_from_array(arrays["item_ids"], "item")
-        data = Interactions(
-            arrays["data_indptr"],
-            arrays["data_indices"],
-            arrays["data_values"],
-            users,
-            items,
-            arrays.get("data_timestamps"),
-        )
+        data = cls._restored_data(arrays)
         F = Factors(
             np.ascontiguousarray(arrays["user_factors"]),
             np.ascontiguousarray(arrays["item_factors"]),

@@ -85,6 +85,64 @@ class Recommender(ABC):
     def save(self, path: str | Path) -> Path:
         """Write the model to a directory (arrays + JSON, no pickle)."""
 
+    # ---------------------------------------------------------------- persistence
+    def _saved_data(self) -> dict[str, np.ndarray]:
+        """Vocabularies and training interactions, saved beside every model's own arrays."""
+        from recforget.io import vocab_to_array
+
+        data = self.seen_
+        arrays = {
+            "user_ids": vocab_to_array(self.users_),
+            "item_ids": vocab_to_array(self.items_),
+            "data_indptr": data.indptr,
+            "data_indices": data.indices,
+            "data_values": data.values,
+        }
+        if data.timestamps is not None:
+            arrays["data_timestamps"] = data.timestamps
+        return arrays
+
+    @staticmethod
+    def _restored_data(arrays: dict[str, np.ndarray]) -> Interactions:
+        """The training interactions written by :meth:`_saved_data`."""
+        from recforget.io import vocab_from_array
+
+        return Interactions(
+            arrays["data_indptr"],
+            arrays["data_indices"],
+            arrays["data_values"],
+            vocab_from_array(arrays["user_ids"], "user"),
+            vocab_from_array(arrays["item_ids"], "item"),
+            arrays.get("data_timestamps"),
+        )
+
+    def _saved_params(self) -> dict[str, Any]:
+        """``get_params()`` made JSON-ready (a Generator seed is recorded as ``seed`` instead)."""
+        params = self.get_params()
+        if isinstance(params.get("random_state"), np.random.Generator):
+            params["random_state"] = None
+        return params
+
+    def _manifest(self, **fields: Any) -> dict[str, Any]:
+        """Manifest entries every saved model shares (version, seed, data, forgetting log)."""
+        from recforget import __version__
+
+        data = self.seen_
+        return {
+            "library_version": __version__,
+            "seed": self.seed_,
+            "data_fingerprint": data.fingerprint(),
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "nnz": data.nnz,
+            "n_iter": self.n_iter_,
+            "loss_history": list(self.loss_history_),
+            "deletions": list(getattr(self, "deletions_", [])),
+            "forgotten": getattr(self, "forgotten_", {"users": [], "items": []}),
+            "model_hash": self.model_hash(),
+            **fields,
+        }
+
     # ---------------------------------------------------------------- raw-id API
     def score(self, users: Iterable[object], items: Iterable[object]) -> np.ndarray:
         """Scores of (user, item) pairs given as two equally long sequences of raw ids."""

@@ -17,7 +17,7 @@ import torch
 from recforget._rng import check_random_state, resolve_seed
 from recforget.data.errors import DataError
 from recforget.data.interactions import Interactions
-from recforget.io import load_model_dir, save_model_dir, vocab_from_array, vocab_to_array
+from recforget.io import load_model_dir, save_model_dir
 from recforget.models._ncf_module import ARCHS, NCFModule, build_module
 from recforget.models._trainer import NCFTrainer, mean_bce, sample_negatives, training_pairs
 from recforget.models.base import Recommender
@@ -423,43 +423,17 @@ class NCF(Recommender):
         ``config.json`` and ``manifest.json`` to ``path`` (no pickle)."""
         from safetensors.torch import save_file
 
-        from recforget import __version__
-
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tmp = path / (WEIGHTS_FILE + ".tmp")
         save_file(self._state_cpu(), tmp, metadata={"format": "pt", "model": "ncf"})
         tmp.replace(path / WEIGHTS_FILE)
-        data = self.seen_
-        arrays = {
-            "user_ids": vocab_to_array(self.users_),
-            "item_ids": vocab_to_array(self.items_),
-            "data_indptr": data.indptr,
-            "data_indices": data.indices,
-            "data_values": data.values,
-        }
-        if data.timestamps is not None:
-            arrays["data_timestamps"] = data.timestamps
-        params = self.get_params()
+        arrays = self._saved_data()
+        params = self._saved_params()
         params["layers"] = [int(w) for w in params["layers"]]
         params["device"] = str(params["device"])
-        if isinstance(params["random_state"], np.random.Generator):
-            params["random_state"] = None
-        manifest = {
-            "library_version": __version__,
-            "seed": self.seed_,
-            "data_fingerprint": data.fingerprint(),
-            "n_users": data.n_users,
-            "n_items": data.n_items,
-            "nnz": data.nnz,
-            "n_iter": self.n_iter_,
-            "loss_history": list(self.loss_history_),
-            "weights": WEIGHTS_FILE,
-            "deletions": list(getattr(self, "deletions_", [])),
-            "forgotten": getattr(self, "forgotten_", {"users": [], "items": []}),
-            "model_hash": self.model_hash(),
-        }
+        manifest = self._manifest(weights=WEIGHTS_FILE)
         if hasattr(self, "objective_reg_"):
             manifest["objective_reg"] = float(self.objective_reg_)
         if extra_manifest:
@@ -476,16 +450,7 @@ class NCF(Recommender):
         if device is not None:
             params["device"] = str(device)
         model = cls(**params)
-        users = vocab_from_array(arrays["user_ids"], "user")
-        items = vocab_from_array(arrays["item_ids"], "item")
-        data = Interactions(
-            arrays["data_indptr"],
-            arrays["data_indices"],
-            arrays["data_values"],
-            users,
-            items,
-            arrays.get("data_timestamps"),
-        )
+        data = cls._restored_data(arrays)
         weights = Path(path) / manifest.get("weights", WEIGHTS_FILE)
         if not weights.is_file():
             raise DataError(
