@@ -237,8 +237,8 @@ def parse_seeds(text: str | None) -> list[int] | None:
 def bench(json_path, report_path, plots_dir, seeds, **kwargs):
     """Train, delete a scenario, run unlearning methods, compare against retraining."""
     quiet = json_path == "-"
-    seed_list = parse_seeds(seeds) or [kwargs.pop("seed")]
-    kwargs.pop("seed", None)
+    seed = kwargs.pop("seed")
+    seed_list = parse_seeds(seeds) or [seed]
     results = []
     for k, seed in enumerate(seed_list):
         if len(seed_list) > 1 and not quiet:

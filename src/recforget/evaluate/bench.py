@@ -297,8 +297,8 @@ def method_row(
     return row
 
 
-def finish_runs(orig_row: dict[str, Any], runs: list[dict[str, Any]]) -> None:
-    """Add ``speedup`` and ``gap_closed`` to every run (relative to the retrain run)."""
+def add_speedups(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Add ``speedup`` (retrain seconds over the run's) to every run; return the retrain run."""
     retrain = next((run for run in runs if run["method"] == "retrain"), None)
     for run in runs:
         run["speedup"] = (
@@ -306,6 +306,13 @@ def finish_runs(orig_row: dict[str, Any], runs: list[dict[str, Any]]) -> None:
             if retrain is not None and run["seconds"] > 0
             else None
         )
+    return retrain
+
+
+def finish_runs(orig_row: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """Add ``speedup`` and ``gap_closed`` to every run (relative to the retrain run)."""
+    retrain = add_speedups(runs)
+    for run in runs:
         run["gap_closed"] = _gap_closed(
             orig_row["deleted_mean_score"],
             retrain and retrain["deleted_mean_score"],

@@ -26,6 +26,7 @@ from recforget.evaluate.attacks import rank_auc
 from recforget.evaluate.bench import (
     ALS_METHODS,
     _jsonable,
+    add_speedups,
     default_model,
     make_request,
     prepare_data,
@@ -192,10 +193,9 @@ def _scenario(
         )
         say(f"  {method}: {r['seconds']:.3f}s")
     oracle = models.get("retrain")
-    retrain_seconds = next((run["seconds"] for run in runs if run["method"] == "retrain"), None)
+    add_speedups(runs)
     for run in runs:
         run.update(removed_cell_measures(models[run["method"]], oracle, request.pairs))
-        run["speedup"] = retrain_seconds / run["seconds"] if retrain_seconds else None
     orig = {
         "method": "original",
         "auc": rank_auc(pair_scores(original, pos), pair_scores(original, neg)),

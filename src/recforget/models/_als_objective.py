@@ -283,10 +283,14 @@ def row_scales(rhs_norms: np.ndarray) -> np.ndarray:
     (the ones a small deletion moves most) included. The floor keeps rows with (almost) no
     data, whose solution is (almost) zero, on the global scale.
     """
+    return np.maximum(rhs_norms, row_floor(rhs_norms))
+
+
+def row_floor(rhs_norms: np.ndarray) -> float:
+    """The floor of :func:`row_scales`: ``ROW_FLOOR`` times the RMS of the norms (1 if none)."""
     b = rhs_norms
     rms = float(np.sqrt(np.mean(b**2))) if len(b) else 1.0
-    rms = rms if rms > 0 else 1.0
-    return np.maximum(b, ROW_FLOOR * rms)
+    return ROW_FLOOR * (rms if rms > 0 else 1.0)
 
 
 def certificate(grad_norms: np.ndarray, rhs_norms: np.ndarray) -> dict[str, float]:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from recforget._threads import one_blas_thread, single_blas
+from recforget._threads import single_blas
 from recforget.data.interactions import Removal
-from recforget.models._als_objective import ROW_FLOOR, Factors
+from recforget.models._als_objective import Factors, row_floor
 from recforget.models.als import ALS
 from recforget.models.base import clone
 from recforget.unlearn.api import register
@@ -156,42 +156,40 @@ def unlearn_als_selective(
         "items": removal.item_map[removal.affected_items] if touched_first else np.empty(0, int),
     }
     rounds = solved_u = solved_i = 0
-    with one_blas_thread():
-        grad = {"users": obj.gradients("users", F), "items": obj.gradients("items", F)}
-        while rounds < max_rounds:
-            norms = {s: _norms(g) for s, g in grad.items()}
-            allb = np.concatenate([norms["users"][1], norms["items"][1]])
-            floor = ROW_FLOOR * _rms(allb)
-            over = {
-                s: np.flatnonzero(norms[s][0] > tol * np.maximum(norms[s][1], floor)) for s in norms
-            }
-            first = rounds == 0
-            if len(over["users"]) == 0 and len(over["items"]) == 0:
-                if not (first and (len(touched["users"]) or len(touched["items"]))):
-                    break
-            rounds += 1
-            for which, other in (("users", "items"), ("items", "users")):
-                rows = over[which]
-                if which == "items":  # the users just moved: look again
-                    n_i = _norms(grad["items"])
-                    rows = np.flatnonzero(n_i[0] > tol * np.maximum(n_i[1], floor))
-                if first:
-                    rows = np.union1d(rows, touched[which])
-                if len(rows) == 0:
-                    continue
-                X = F.X if which == "users" else F.Y
-                old = X[rows].copy()
-                obj.solve(which, F, rows, solver=solver, cg_steps=model.cg_steps)
-                if which == "users":
-                    solved_u += len(rows)
-                else:
-                    solved_i += len(rows)
-                if obj.incremental:
-                    g, b = grad[which]
-                    g[rows], b[rows] = obj.gradients(which, F, rows)
-                    obj.propagate(which, F, rows, old, *grad[other])
-                else:
-                    grad = {"users": obj.gradients("users", F), "items": obj.gradients("items", F)}
+    grad = {"users": obj.gradients("users", F), "items": obj.gradients("items", F)}
+    while rounds < max_rounds:
+        norms = {s: _norms(g) for s, g in grad.items()}
+        floor = row_floor(np.concatenate([norms["users"][1], norms["items"][1]]))
+        over = {
+            s: np.flatnonzero(norms[s][0] > tol * np.maximum(norms[s][1], floor)) for s in norms
+        }
+        first = rounds == 0
+        if len(over["users"]) == 0 and len(over["items"]) == 0:
+            if not (first and (len(touched["users"]) or len(touched["items"]))):
+                break
+        rounds += 1
+        for which, other in (("users", "items"), ("items", "users")):
+            rows = over[which]
+            if which == "items":  # the users just moved: look again
+                n_i = _norms(grad["items"])
+                rows = np.flatnonzero(n_i[0] > tol * np.maximum(n_i[1], floor))
+            if first:
+                rows = np.union1d(rows, touched[which])
+            if len(rows) == 0:
+                continue
+            X = F.X if which == "users" else F.Y
+            old = X[rows].copy()
+            obj.solve(which, F, rows, solver=solver, cg_steps=model.cg_steps)
+            if which == "users":
+                solved_u += len(rows)
+            else:
+                solved_i += len(rows)
+            if obj.incremental:
+                g, b = grad[which]
+                g[rows], b[rows] = obj.gradients(which, F, rows)
+                obj.propagate(which, F, rows, old, *grad[other])
+            else:
+                grad = {"users": obj.gradients("users", F), "items": obj.gradients("items", F)}
     new._set_state(F, removal.data)
     new.n_iter_ = rounds
     new.stop_reason_ = "grad_tol" if rounds < max_rounds else "max_rounds"
@@ -223,8 +221,3 @@ def _check_solver(solver: str) -> str:
     if solver not in ("cg", "cholesky"):
         raise ValueError(f"solver must be 'cg' or 'cholesky', got {solver!r}")
     return solver
-
-
-def _rms(b: np.ndarray) -> float:
-    s = float(np.sqrt(np.mean(b**2))) if len(b) else 1.0
-    return s if s > 0 else 1.0
