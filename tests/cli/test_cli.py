@@ -105,3 +105,19 @@ def test_bad_data_file_names_the_line(tmp_path):
     result = run("train", "--data", path, "--out", tmp_path / "m")
     assert result.exit_code != 0
     assert "bad.csv" in result.output and "line 3" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["bench", "--delete", "bogus:1"], "unknown scenario 'bogus:1'"),
+        (["bench", "--seeds", "a,b"], "not a comma-separated list"),
+        (["train", "--data", "{csv}", "--out", "m", "--grad-tol", "-1"], "grad_tol"),
+    ],
+)
+def test_bad_parameter_values_are_clean_errors(tmp_path, monkeypatch, ratings_csv, args, message):
+    monkeypatch.chdir(tmp_path)
+    result = run(*(a.replace("{csv}", str(ratings_csv)) for a in args))
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output

@@ -79,13 +79,13 @@ def load_data(
 
 
 def handle_errors(func: Callable) -> Callable:
-    """Turn data and id errors into a clean ``Error: ...`` message and exit status 2."""
+    """Turn bad input (data, ids, parameter values) into a clean ``Error: ...`` and exit 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (DataError, KeyError, FileNotFoundError) as exc:
+        except (DataError, ValueError, KeyError, FileNotFoundError) as exc:
             raise click.ClickException(str(exc).strip("'\"")) from exc
 
     return wrapper
