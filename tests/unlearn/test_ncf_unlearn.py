@@ -198,6 +198,30 @@ def test_carried_negatives_equal_a_fresh_draw(data):
     np.testing.assert_array_equal(part[rows], full[rows])
     assert (part[~rows] == -1).all()
 
+def test_carried_sample_change_equals_the_sorted_difference(data):
+    from recforget.unlearn import _ncf_sample as S
+
+    model = NCF("gmf", random_state=3, **SMALL).fit(data)
+    U.model_negatives(model)
+    heavy = int(np.argmax(data.user_counts()))  # its draw may cycle: the slow path
+    entries = [0, 7, 33, 90, 91, int(data.indptr[heavy])]
+    for removal in (
+        data.remove(pairs=_pairs(data, entries)),
+        data.remove(pairs=_pairs(data, entries), users=[data.users.ids[4]]),
+        data.remove(items=[data.items.ids[2]]),
+    ):
+        new = U.transplant(model, removal)
+        fast = S.sample_change(model, removal, new)
+        del new.__dict__["_sample_change"]
+        slow = S.sample_change(model, removal, new)
+
+        def as_set(c):
+            return sorted(zip(c.users, c.items, c.labels, c.weights, strict=True))
+
+        assert len(fast) > 0
+        assert as_set(fast) == as_set(slow)
+
+
 
 def test_gmf_closed_form_jacobian_matches_autograd(data):
     model = NCF("gmf", random_state=0, **SMALL).fit(data)

@@ -80,6 +80,11 @@ from recforget.data.interactions import Interactions, Removal
 from recforget.models._ncf_module import NCFModule
 from recforget.models._trainer import training_pairs
 from recforget.models.ncf import NCF
+from recforget.unlearn._ncf_sample import (
+    model_negatives,
+    sample_change,
+    stable_negatives,
+)
 
 DEFAULT_REG = 1.0
 ROW_FLOOR = 1e-3
@@ -97,117 +102,6 @@ class FixedSample:
 
     def __len__(self) -> int:
         return len(self.users)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-def stable_negatives(
-    data: Interactions, n_neg: int, seed: int, *, users: np.ndarray | None = None
-) -> np.ndarray:
-    """A fixed negative sample that a deletion only changes for the users it touches.
-
-    User ``u`` ranks every item by a seeded hash of (seed, user id, item id), keeps the items
-    that are not its positives in ``data`` and takes the first ``n_neg * |P_u|`` of them (cycling
-    through them again when there are fewer), in entry order. The draw is uniform without
-    replacement, and it depends only on the ids, the seed and the user's own positives: deleting
-    another user's data, or whole users (which re-index the rest), leaves it unchanged, and a
-    deleted positive of ``u`` simply becomes eligible (a removed item changes the draw of the
-    users that had drawn it). This is what lets a certified model stay certified for every block
-    a later deletion does not touch.
-
-    Parameters
-    ----------
-    data : Interactions
-    n_neg, seed : int
-    users : int ndarray, optional
-        Only fill the rows of these users' entries (the others are -1).
-
-    Returns
-    -------
-    negatives : int64 ndarray of shape (data.nnz, n_neg)
-    """
-    from recforget.data.interactions import _id_hashes
-
-    n_items = data.n_items
-    counts = data.user_counts()
-    todo = np.flatnonzero(counts > 0)
-    if users is not None:
-        todo = np.intersect1d(todo, np.asarray(users, dtype=np.int64))
-    out = np.full((data.nnz, n_neg), -1, dtype=np.int64)
-    if len(todo) == 0:
-        return out
-    hu = _id_hashes(data.users)[todo]
-    hi = _id_hashes(data.items)
-    base = _mix(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
-    top = np.iinfo(np.uint64).max
-    step = max(1, (1 << 22) // max(n_items, 1))
-    for s in range(0, len(todo), step):
-        block = todo[s : s + step]
-        with np.errstate(over="ignore"):
-            keys = _mix((hu[s : s + step][:, None] * np.uint64(0x9E3779B97F4A7C15)) ^ base)
-            keys = _mix(keys ^ hi[None, :])
-        for r, u in enumerate(block):
-            lo, hi_ = data.indptr[u], data.indptr[u + 1]
-            k = keys[r]
-            k[data.indices[lo:hi_]] = top
-            free = n_items - (hi_ - lo)
-            if free <= 0:
-                raise ValueError(f"user {data.users.ids[u]!r} has every item as a positive")
-            need = (hi_ - lo) * n_neg
-            if need < free:  # the `need` smallest keys, in key order
-                part = np.argpartition(k, need - 1)[:need]
-                order = part[np.argsort(k[part], kind="stable")]
-            else:
-                order = np.argsort(k, kind="stable")[:free]
-            out[lo:hi_] = np.resize(order, need).reshape(hi_ - lo, n_neg)
-    return out
-
-
-def model_negatives(model: NCF) -> np.ndarray:
-    """:func:`stable_negatives` of ``model.seen_``, cached on the model (not saved)."""
-    key = (int(model.negatives), int(model.seed_))
-    cache = model.__dict__.get("_negatives_cache")
-    if cache is not None and cache[0] == key and cache[1] is model.seen_:
-        return cache[2]
-    neg = stable_negatives(model.seen_, *key)
-    model._negatives_cache = (key, model.seen_, neg)
-    return neg
-
-
-def _carry_negatives(model: NCF, removal: Removal, new: NCF) -> None:
-    """Cache ``new``'s negatives from ``model``'s: rows of untouched users are unchanged.
-
-    Only the users that lost interactions, and those that had drawn a removed item, are drawn
-    again (:func:`stable_negatives` with ``users=``).
-    """
-    old, data = model.seen_, removal.data
-    old_neg = model_negatives(model)
-    inv_u = np.flatnonzero(removal.user_map >= 0)[
-        np.argsort(removal.user_map[removal.user_map >= 0])
-    ]
-    inv_i = np.flatnonzero(removal.item_map >= 0)[
-        np.argsort(removal.item_map[removal.item_map >= 0])
-    ]
-    rows = data.row_of_entry.astype(np.int64)
-    old_keys = old.row_of_entry.astype(np.int64) * old.n_items + old.indices
-    pos = np.searchsorted(old_keys, inv_u[rows] * old.n_items + inv_i[data.indices])
-    neg = removal.item_map[old_neg[pos]]
-    redo = np.zeros(data.n_users, dtype=bool)
-    redo[removal.user_map[removal.affected_users]] = True
-    redo[np.unique(rows[(neg < 0).any(axis=1)])] = True
-    if redo.any():
-        fresh = stable_negatives(
-            data, int(new.negatives), int(new.seed_), users=np.flatnonzero(redo)
-        )
-        mine = redo[rows]
-        neg[mine] = fresh[mine]
-    new._negatives_cache = ((int(new.negatives), int(new.seed_)), data, neg)
 
 
 def fixed_sample(
@@ -404,44 +298,18 @@ def _sample_delta(model: NCF, removal: Removal, new: NCF) -> Anchor:
     the samples only in the old sample minus those only in the new one (multiset difference;
     the ridge terms cancel), so it costs a pass over a few samples, not over the data.
     """
-    old, data = model.seen_, removal.data
-    neg_old, neg_new = model_negatives(model), model_negatives(new)
-    n_items = old.n_items
-    changed = np.zeros(old.n_users, dtype=bool)
-    changed[removal.affected_users] = True
-    changed[removal.dropped_users] = True
-    if len(removal.dropped_items):
-        gone = np.zeros(n_items, dtype=bool)
-        gone[removal.dropped_items] = True
-        changed[old.row_of_entry[gone[neg_old].any(axis=1)]] = True
-    inv_u, inv_i = _kept(removal.user_map).numpy(), _kept(removal.item_map).numpy()
-
-    def keys(users: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-        k_pos = (users * n_items + pos) * 2 + 1
-        k_neg = (np.repeat(users, neg.shape[1]) * n_items + neg.ravel()) * 2
-        return np.concatenate([k_pos, k_neg])
-
-    e = np.flatnonzero(changed[old.row_of_entry])
-    k_old = keys(old.row_of_entry[e].astype(np.int64), old.indices[e].astype(np.int64), neg_old[e])
-    rows_new = inv_u[data.row_of_entry]
-    e = np.flatnonzero(changed[rows_new])
-    k_new = keys(rows_new[e], inv_i[data.indices[e]], inv_i[neg_new[e]])
-    uniq, inverse = np.unique(np.concatenate([k_old, k_new]), return_inverse=True)
-    weight = np.bincount(
-        inverse, weights=np.r_[np.ones(len(k_old)), -np.ones(len(k_new))], minlength=len(uniq)
-    )
-    nz = weight != 0
-    uniq, weight = uniq[nz], weight[nz]
+    change = sample_change(model, removal, new)
     module = model.module_
     dev = next(module.parameters()).device
-    pair = torch.as_tensor(uniq // 2, device=dev)
-    y = torch.as_tensor((uniq % 2).astype(np.float32), device=dev)
-    w = torch.as_tensor(weight.astype(np.float32), device=dev)
+    users = torch.as_tensor(change.users, device=dev)
+    items = torch.as_tensor(change.items, device=dev)
+    y = torch.as_tensor(change.labels, device=dev)
+    w = torch.as_tensor(change.weights, device=dev)
     U = module.all_user_vectors().detach().requires_grad_()
     V = module.all_item_vectors().detach().requires_grad_()
     sh = {k: v.clone().requires_grad_() for k, v in _shared(module).items()}
-    if len(pair):
-        z = module.logits(U[pair // n_items], V[pair % n_items], sh)
+    if len(change):
+        z = module.logits(U[users], V[items], sh)
         ell = F.binary_cross_entropy_with_logits(z, y, reduction="none")
         (w * ell).sum().backward()
 

@@ -44,7 +44,6 @@ from recforget.unlearn._ncf_objective import (
     DEFAULT_REG,
     Anchor,
     FixedSample,
-    _carry_negatives,
     _data_gradients,
     _kept,
     _sample_delta,
@@ -53,13 +52,12 @@ from recforget.unlearn._ncf_objective import (
     certify_model,
     fixed_sample,
     gradients,
-    model_negatives,
     objective,
-    stable_negatives,
     stationarity,
 )
 from recforget.unlearn._ncf_objective import ROW_FLOOR as ROW_FLOOR  # re-exported
 from recforget.unlearn._ncf_objective import _shared as _shared  # re-exported (tests)
+from recforget.unlearn._ncf_sample import _carry_negatives, model_negatives, stable_negatives
 from recforget.unlearn._ncf_solvers import (
     _apply,
     _block_gradient,
