@@ -198,6 +198,7 @@ def test_carried_negatives_equal_a_fresh_draw(data):
     np.testing.assert_array_equal(part[rows], full[rows])
     assert (part[~rows] == -1).all()
 
+
 def test_carried_sample_change_equals_the_sorted_difference(data):
     from recforget.unlearn import _ncf_sample as S
 
@@ -220,7 +221,6 @@ def test_carried_sample_change_equals_the_sorted_difference(data):
 
         assert len(fast) > 0
         assert as_set(fast) == as_set(slow)
-
 
 
 def test_gmf_closed_form_jacobian_matches_autograd(data):
