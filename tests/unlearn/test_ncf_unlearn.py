@@ -272,9 +272,34 @@ def test_influence_step_never_increases_the_anchored_objective(data, arch):
 def test_alteraser_first_round_touches_only_affected_blocks(data):
     model = NCF("gmf", random_state=0, **SMALL).fit(data)
     request = DeletionRequest(pairs=_pairs(data, [3, 40]))
-    result = unlearn(model, None, request, "alteraser", max_rounds=1)
+    result = unlearn(model, None, request, "alteraser", max_rounds=1, update="alternating")
     assert result.receipt["rounds"] == 1
     assert result.receipt["blocks_solved"] <= 4  # two users, two items at most
+
+
+def test_jacobi_step_moves_exactly_the_blocks_whose_samples_changed(data):
+    from recforget.unlearn._ncf_sample import sample_change
+
+    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+    request = DeletionRequest(pairs=_pairs(data, [3, 40]))
+    removal = data.remove(pairs=request.pairs)
+    result = unlearn(model, None, request, "alteraser")
+    r = result.receipt
+    assert r["update"] == "jacobi" and r["step"] == 1.0 and not r["prepared"]
+    new = U.transplant(model, removal)
+    change = sample_change(model, removal, new)
+    assert r["blocks_solved_users"] == len(np.unique(change.users)) == 2
+    assert r["blocks_solved_items"] == len(np.unique(change.items)) > 2  # negatives changed
+    before = model.module_.all_item_vectors().detach()
+    after = result.model.module_.all_item_vectors().detach()
+    moved = torch.nonzero((before != after).any(1)).squeeze(1).numpy()
+    assert set(moved) <= set(removal.item_map[np.unique(change.items)])
+    # the carried curvature makes the next request cheap, and it is not exact any more
+    assert result.model.curvature_.exact is False
+    again = unlearn(
+        result.model, None, DeletionRequest(pairs=_pairs(removal.data, [7])), "alteraser"
+    )
+    assert again.receipt["prepared"] is True
 
 
 def test_alteraser_certifies_gmf(data):

@@ -154,6 +154,73 @@ def _group(local: torch.Tensor, b: int, d: int) -> _Groups:
     return _Groups(order, chunks)
 
 
+def _assemble(
+    module: NCFModule,
+    which: str,
+    groups: _Groups,
+    local: torch.Tensor,
+    B: torch.Tensor,
+    other: torch.Tensor,
+    labels: torch.Tensor,
+    shared: dict[str, torch.Tensor],
+    *,
+    losses: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One pass over the blocks' samples (grouped by :func:`_group`): data gradients and Hessians.
+
+    Returns the summed BCE gradient of each block (float32 sums, (b, d)), the data part
+    :math:`\\sum_s \\sigma_s (1 - \\sigma_s) J_s J_s^\\top` of each block's Hessian (float64,
+    (b, d, d), no ridge) and, with ``losses``, each block's summed BCE (float64, (b,)).
+    """
+    b, d = B.shape
+    dev = B.device
+    gd = torch.zeros(b, d, dtype=other.dtype, device=dev)
+    fz = torch.zeros(b, dtype=torch.float64, device=dev) if losses else None
+    H = torch.zeros(b, d, d, dtype=torch.float64, device=dev)
+    for blocks, lo, hi, slot, pos, width in groups.chunks:
+        mine, lab = local[lo:hi], labels[lo:hi]
+        z, J = _block_jacobians(module, which, B[mine], other[lo:hi], shared)
+        if fz is not None:
+            ell = F.binary_cross_entropy_with_logits(z, lab, reduction="none")
+            fz.index_add_(0, mine, ell.double())
+        p = torch.sigmoid(z)
+        gd.index_add_(0, mine, (p - lab)[:, None] * J)
+        P = torch.zeros(len(blocks), width, d, dtype=J.dtype, device=dev)
+        P[slot, pos] = torch.sqrt(p * (1 - p))[:, None] * J  # H_b = P_b^T P_b
+        H[blocks] += (P.transpose(1, 2) @ P).double()
+    return gd, H, fz
+
+
+def block_curvature(
+    module: NCFModule, sample: FixedSample, which: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every block of one side: data gradient (float64, (n, d)) and Hessian data part (float64).
+
+    One pass over the sample (see :func:`_assemble`); blocks without samples get zeros.
+    """
+    if which == "users":
+        mine_idx, other_idx, n = sample.users, sample.items, module.n_users
+        table, other_all = module.all_user_vectors().detach(), module.all_item_vectors().detach()
+    else:
+        mine_idx, other_idx, n = sample.items, sample.users, module.n_items
+        table, other_all = module.all_item_vectors().detach(), module.all_user_vectors().detach()
+    rows = torch.arange(n, device=table.device)
+    keep, local = _select(mine_idx, rows, n)
+    groups = _group(local, n, table.shape[1])
+    keep, local = keep[groups.order], local[groups.order]
+    gd, H, _ = _assemble(
+        module,
+        which,
+        groups,
+        local,
+        table,
+        other_all[other_idx[keep]],
+        sample.labels[keep],
+        _shared(module),
+    )
+    return gd.double(), H
+
+
 def block_newton(
     module: NCFModule,
     sample: FixedSample,
@@ -229,23 +296,12 @@ def block_newton(
     size = torch.bincount(local, minlength=b).double() + 1.0
     eye = torch.eye(d, dtype=torch.float64, device=dev)
     active = torch.ones(b, dtype=torch.bool, device=dev)
-    J_dtype = other.dtype
     f_old = f_start = None
     for _ in range(steps):
-        gd = torch.zeros(b, d, dtype=J_dtype, device=dev)  # data gradient (float32 sums)
-        fz = torch.zeros(b, dtype=torch.float64, device=dev) if f_old is None else None
-        H = (reg + damping) * eye.expand(b, d, d).clone()
-        for blocks, lo, hi, slot, pos, width in groups.chunks:
-            mine, lab = local[lo:hi], labels[lo:hi]
-            z, J = _block_jacobians(module, which, B[mine], other[lo:hi], shared)
-            if fz is not None:  # the blocks' losses at the start, from the same pass
-                ell = F.binary_cross_entropy_with_logits(z, lab, reduction="none")
-                fz.index_add_(0, mine, ell.double())
-            p = torch.sigmoid(z)
-            gd.index_add_(0, mine, (p - lab)[:, None] * J)
-            P = torch.zeros(len(blocks), width, d, dtype=J.dtype, device=dev)
-            P[slot, pos] = torch.sqrt(p * (1 - p))[:, None] * J  # H_b = P_b^T P_b
-            H[blocks] += (P.transpose(1, 2) @ P).double()
+        gd, H, fz = _assemble(
+            module, which, groups, local, B, other, labels, shared, losses=f_old is None
+        )
+        H += (reg + damping) * eye
         g = gd.double() + reg * B.double()
         if start_tilt is not None and tilt is None:  # first step: fix the linear term
             tilt = g + start_tilt

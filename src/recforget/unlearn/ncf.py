@@ -40,6 +40,7 @@ import torch
 from recforget.data.interactions import Removal
 from recforget.models.base import clone
 from recforget.models.ncf import NCF
+from recforget.unlearn._ncf_curvature import Curvature, jacobi_step, prepare, prepared
 from recforget.unlearn._ncf_objective import (
     DEFAULT_REG,
     Anchor,
@@ -152,6 +153,7 @@ def alteraser(
     damping: float = 0.0,
     reg: float | None = None,
     anchored: bool = True,
+    update: str | None = None,
 ) -> tuple[NCF, dict]:
     """AltEraser: alternating block Newton on the (anchored) retraining objective.
 
@@ -177,7 +179,13 @@ def alteraser(
     """
     tol = _tol(tol)
     reg = _reg(model, reg)
+    one_step = (
+        anchored and max_rounds == 1 and newton_steps == 1 and not (shared_steps or joint_steps)
+    )
+    update = _update(update, one_step, damping)
     start = time.perf_counter()
+    if update == "jacobi":
+        return _alteraser_jacobi(model, removal, tol, reg, start)
     new = transplant(model, removal)
     new.objective_reg_ = reg
     module = new.module_
@@ -235,6 +243,7 @@ def alteraser(
     new.n_iter_ = rounds
     return new, {
         "tol": tol,
+        "update": "alternating",
         "rounds": rounds,
         "anchored": anchor is not None,
         # max_relative of the objective minimised, when a stopping test computed it
@@ -244,6 +253,53 @@ def alteraser(
         "blocks_solved_items": solved_i,
         "loss_history": history,
         "stop_reason": stop,
+    }
+
+
+def _update(update: str | None, one_step: bool, damping: float) -> str:
+    if update is None:
+        return "jacobi" if one_step and damping == 0 else "alternating"
+    if update not in ("jacobi", "alternating"):
+        raise ValueError(f"update must be 'jacobi' or 'alternating', got {update!r}")
+    if update == "jacobi" and not (one_step and damping == 0):
+        raise ValueError(
+            "update='jacobi' takes one anchored Newton step: it needs max_rounds=1, "
+            "newton_steps=1, shared_steps=0, joint_steps=0, damping=0 and anchored=True"
+        )
+    return update
+
+
+def _alteraser_jacobi(
+    model: NCF, removal: Removal, tol: float, reg: float, start: float
+) -> tuple[NCF, dict]:
+    """AltEraser's default: one block-Jacobi Newton step from the prepared curvature."""
+    curv = prepared(model, reg)
+    prepare_seconds = 0.0
+    if curv is None:  # not prepared ahead (:func:`prepare`): pay for it now
+        t0 = time.perf_counter()
+        curv = prepare(model, reg)
+        prepare_seconds = time.perf_counter() - t0
+    new = transplant(model, removal)
+    new.objective_reg_ = reg
+    with new._threads():
+        res = jacobi_step(model, removal, new, curv)
+    new.n_iter_ = 1
+    return new, {
+        "tol": tol,
+        "update": "jacobi",
+        "rounds": 1,
+        "anchored": True,
+        "anchored_residual": None,
+        "blocks_solved": res["blocks_users"] + res["blocks_items"],
+        "blocks_solved_users": res["blocks_users"],
+        "blocks_solved_items": res["blocks_items"],
+        "step": res["step"],
+        "samples_changed": res["samples_changed"],
+        "samples_checked": res["samples_checked"],
+        "prepared": prepare_seconds == 0.0,
+        "prepare_seconds": prepare_seconds,
+        "loss_history": [0.0, -res["decrease"] / max(res["samples"], 1)],
+        "stop_reason": "max_rounds",
     }
 
 
@@ -330,6 +386,7 @@ __all__ = [
     "DEFAULT_REG",
     "DEFAULT_TOL",
     "Anchor",
+    "Curvature",
     "FixedSample",
     "anchor_of",
     "block_newton",
@@ -339,6 +396,7 @@ __all__ = [
     "gradients",
     "model_negatives",
     "objective",
+    "prepare",
     "shared_lbfgs",
     "stable_negatives",
     "stationarity",
