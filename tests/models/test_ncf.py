@@ -295,3 +295,13 @@ def test_trainer_rejects_mismatched_data(data):
     module = build_module("gmf", 3, 3, 4, [8], device="cpu")
     with pytest.raises(ValueError, match="shape"):
         NCFTrainer(module, data)
+
+
+@pytest.mark.parametrize("arch", ["gmf", "mlp", "neumf"])
+def test_pair_scorer_equals_the_forward_pass(arch):
+    module = build_module(arch, 30, 20, factors=6, layers=(16, 8, 4))
+    module.reset_parameters(torch.Generator().manual_seed(1))
+    u = torch.randint(0, 30, (500,))
+    i = torch.randint(0, 20, (500,))
+    with torch.no_grad():
+        torch.testing.assert_close(module.pair_scorer()(u, i), module(u, i))

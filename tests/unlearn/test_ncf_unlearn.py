@@ -294,7 +294,11 @@ def test_jacobi_step_moves_exactly_the_blocks_whose_samples_changed(data):
     after = result.model.module_.all_item_vectors().detach()
     moved = torch.nonzero((before != after).any(1)).squeeze(1).numpy()
     assert set(moved) <= set(removal.item_map[np.unique(change.items)])
-    # the carried curvature makes the next request cheap, and it is not exact any more
+    # the carried curvature is the remaining sample's at the original parameters
+    fresh = U.prepare(U.transplant(model, removal))
+    torch.testing.assert_close(result.model.curvature_.users, fresh.users, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(result.model.curvature_.items, fresh.items, rtol=1e-4, atol=1e-5)
+    # it makes the next request cheap, and it is not exact any more
     assert result.model.curvature_.exact is False
     again = unlearn(
         result.model, None, DeletionRequest(pairs=_pairs(removal.data, [7])), "alteraser"

@@ -166,9 +166,10 @@ def objective(
     With an ``anchor``, the anchored objective :math:`F(\\theta) - c^\\top \\theta`.
     """
     total = 0.0
+    score = module.pair_scorer()
     for s in range(0, len(sample), _CHUNK):
         sl = slice(s, s + _CHUNK)
-        z = module(sample.users[sl], sample.items[sl])
+        z = score(sample.users[sl], sample.items[sl])
         total += float(F.binary_cross_entropy_with_logits(z, sample.labels[sl], reduction="sum"))
     total += 0.5 * reg * _sq_norm(module.parameters())
     return total - anchor.dot(module) if anchor is not None else total

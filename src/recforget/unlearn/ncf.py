@@ -295,7 +295,6 @@ def _alteraser_jacobi(
         "blocks_solved_items": res["blocks_items"],
         "step": res["step"],
         "samples_changed": res["samples_changed"],
-        "samples_checked": res["samples_checked"],
         "prepared": prepare_seconds == 0.0,
         "prepare_seconds": prepare_seconds,
         "loss_history": [0.0, -res["decrease"] / max(res["samples"], 1)],
