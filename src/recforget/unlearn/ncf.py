@@ -75,11 +75,12 @@ DEFAULT_MAX_ROUNDS = 1
 
 
 # ---------------------------------------------------------------------------- helpers
-def transplant(model: NCF, removal: Removal, **params: Any) -> NCF:
+def transplant(model: NCF, removal: Removal, *, negatives: bool = True, **params: Any) -> NCF:
     """A copy of ``model`` on the remaining data, removed users'/items' rows dropped.
 
     The copy keeps the objective's ridge (``objective_reg_``) and, when ``model`` has them
-    cached, its fixed negatives (redrawn only for the users the removal touches).
+    cached and ``negatives`` is true, its fixed negatives (redrawn only for the users the
+    removal touches); fine-tuning, which draws fresh negatives, passes ``negatives=False``.
     """
     dev = next(model.module_.parameters()).device
     module = model.module_.take(_kept(removal.user_map).to(dev), _kept(removal.item_map).to(dev))
@@ -89,7 +90,7 @@ def transplant(model: NCF, removal: Removal, **params: Any) -> NCF:
     new.seed_ = model.seed_
     if hasattr(model, "objective_reg_"):
         new.objective_reg_ = model.objective_reg_
-    if "_negatives_cache" in model.__dict__ and not params:
+    if negatives and "_negatives_cache" in model.__dict__ and not params:
         _carry_negatives(model, removal, new)
     return new
 
@@ -133,7 +134,7 @@ def finetune(
 
     .. note:: Experimental (approximate).
     """
-    new = transplant(model, removal)
+    new = transplant(model, removal, negatives=False)
     rng = np.random.default_rng([new.seed_, 1])
     new.train_epochs(removal.data, int(epochs), lr=lr, random_state=rng)
     return new, {"tol": None, "epochs": int(epochs)}
