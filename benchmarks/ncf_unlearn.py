@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     judge = _Judge(request, removal.data, test_after, non_members)
     print(
-        f"{name}: {train.nnz} train, {removal.n_removed} removed; fit {fit_seconds}s",
+        f"{name}: {train.nnz} train, {removal.n_removed} removed; fit seconds {fit_seconds}",
         file=sys.stderr,
     )
     orig = {"method": "original", "seconds": fit_seconds, **judge(original)}

@@ -8,21 +8,25 @@ The registered methods live here; the rest is split by concept:
 * :mod:`recforget.unlearn._ncf_solvers`: the numerical sub-problem solvers (AltEraser's
   batched block Newton and L-BFGS steps; influence's Hessian-vector products and CG).
 
-AltEraser's stopping rule
--------------------------
-By default AltEraser runs *one* round (``max_rounds=1``): one Newton step on
-each affected user block, then on each affected item block (a single round needs only those
-blocks' anchor rows, so it never passes over the whole data for :math:`c`). In our
-measurements (``benchmarks/ncf_unlearn.py``, 1% of the interactions deleted) one round closed
-83-105% of the original-to-retrain gap in the deleted pairs' mean score at 10-16 times
-retrain's speed, with NDCG@10 within about 1% of a retrain. More rounds, iterating towards
-the anchored stationary point, closed more of the gap on a strongly memorising ML-100K model
-but lost ranking accuracy (two rounds: 98% of the gap, NDCG -2.1%; three: 120%, -6.5%) and
-cost more: that point of a non-convex objective is not the retrain, and the original need
-not be a minimum of it. So the default is an early-stopped Newton step, and the
-receipt says so: ``stop_reason`` "max_rounds", ``certified`` False (the plain objective's
-certificate is reported as measured). With ``max_rounds > 1`` rounds stop once the anchored
-certificate's ``max_relative`` is at most ``tol`` (``anchored_residual``).
+AltEraser's default step
+------------------------
+By default AltEraser takes *one* anchored Newton step (``max_rounds=1``) on every block whose
+samples the deletion changed, all blocks from the same starting point (``update="jacobi"``,
+:mod:`recforget.unlearn._ncf_curvature`): with the model's block curvature prepared ahead
+(:func:`prepare`, one pass; unlearned models carry it forward), a request costs work in
+proportion to the samples it changes plus one pass that verifies the anchored objective
+decreased (Armijo; the step is halved otherwise). Without a prepared curvature the first
+request pays for :func:`prepare` (the receipt's ``prepare_seconds``). The receipt says
+``stop_reason`` "max_rounds" and ``certified`` False (the plain objective's certificate is
+reported as measured). In our measurements (``benchmarks/ncf_unlearn.py``, 1% of the
+interactions deleted) one step closed 88-115% of the original-to-retrain gap in the deleted
+pairs' mean score with NDCG@10 within 1% of a retrain. More steps, iterating towards the
+anchored stationary point, over-forget: on ML-1M NeuMF the exact line search along the step
+would take 1.5 times it, and at 1.25 times the attack AUC is already 0.022 below the
+retrain's and NDCG 1.15% lower; that point of a non-convex objective is not the retrain.
+``update="alternating"`` runs the sequential variant (users, then items, each block with its
+own line search; ``max_rounds > 1`` iterates it until the anchored certificate's
+``max_relative`` is at most ``tol``), and
 ``anchored=False, max_rounds=60, joint_steps=20, shared_steps=10, tol=1e-3`` is the exact
 mode: it iterates to a certified stationary point of :math:`F` itself (slow on real data).
 
