@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"  {label}: {r['seconds']:.2f}s", file=sys.stderr)
     retrain = next((r for r in runs if r["method"] == "retrain"), None)
     for row in [orig, *runs]:
-        row["speedup"] = retrain["seconds"] / row["seconds"] if retrain else None
+        row["speedup"] = retrain["seconds"] / row["seconds"] if retrain and row["seconds"] else None
         row["gap_closed"] = _gap(
             orig["deleted_score"], retrain and retrain["deleted_score"], row["deleted_score"]
         )
