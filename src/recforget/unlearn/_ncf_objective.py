@@ -81,6 +81,7 @@ from recforget.models._ncf_module import NCFModule
 from recforget.models._trainer import training_pairs
 from recforget.models.ncf import NCF
 from recforget.unlearn._ncf_sample import (
+    _kept_order,
     model_negatives,
     sample_change,
     stable_negatives,
@@ -286,8 +287,7 @@ def certify_model(model: NCF, tol: float | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- sample difference
 def _kept(index_map: np.ndarray) -> torch.Tensor:
     """Old indices of the kept rows, in their new order."""
-    old = np.flatnonzero(index_map >= 0)
-    return torch.as_tensor(old[np.argsort(index_map[old])], dtype=torch.int64)
+    return torch.as_tensor(_kept_order(index_map), dtype=torch.int64)
 
 
 def _sample_delta(model: NCF, removal: Removal, new: NCF) -> Anchor:

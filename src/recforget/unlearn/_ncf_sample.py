@@ -269,13 +269,15 @@ def _carry_negatives(model: NCF, removal: Removal, new: NCF) -> None:
     old_keys = old.row_of_entry.astype(np.int64) * old.n_items + old.indices
     pos = np.searchsorted(old_keys, inv_u[rows] * old.n_items + inv_i[data.indices])
     neg = removal.item_map[old_neg[pos]]
+    lost = removal.user_map[removal.affected_users]  # lost positives
+    drew_gone = np.unique(rows[(neg < 0).any(axis=1)])  # had drawn a removed item
     redo = np.zeros(data.n_users, dtype=bool)
-    redo[removal.user_map[removal.affected_users]] = True
-    redo[np.unique(rows[(neg < 0).any(axis=1)])] = True
+    redo[lost] = True
+    redo[drew_gone] = True
     fast = np.zeros(data.n_users, dtype=bool)
     if len(removal.dropped_items) == 0:
-        fast[removal.user_map[removal.affected_users]] = True
-        fast[np.unique(rows[(neg < 0).any(axis=1)])] = False
+        fast[lost] = True
+        fast[drew_gone] = False
         cnt_old = old.user_counts()[inv_u].astype(np.int64)
         fast &= n_neg * cnt_old < old.n_items - cnt_old  # the old draw did not cycle
     slow = redo & ~fast
