@@ -18,9 +18,15 @@ start), ``alteraser`` and ``influence``. For every model, the untouched original
 
 Fine-tuning is also traced epoch by epoch (training seconds only), up to the original's epoch
 count or retrain's time: ``finetune_trace`` gives the first epoch at which it closes 90% of the
-gap, is within 0.02 of retrain's MIA AUC *and* within 1% of its NDCG@10. With ``users:``
-scenarios the deleted users leave the model, so there are no deleted pairs to score (those
-columns are empty).
+gap, is within 0.02 of retrain's MIA AUC *and* within 1% of its NDCG@10.
+
+With ``users:`` scenarios the deleted users leave the model, so their pairs cannot be scored
+directly; the trace columns come from the fold-in probe instead
+(:mod:`recforget.evaluate.foldin`): each deleted user is folded into every model from three
+quarters of their history (item side and shared weights fixed, one common ridge), then the
+other quarter (members) and as many of their held-out positives (non-members) are scored.
+``deleted_score`` is the members' mean probability and ``mia_auc`` members against
+non-members.
 
     python benchmarks/ncf_unlearn.py [--dataset ml-100k|ml-1m] [--arch gmf|neumf]
         [--scenario interactions:0.01|users:0.01] [--seed 0] [--threads 1]
@@ -67,15 +73,21 @@ def _gap(orig: float | None, retrain: float | None, value: float | None) -> floa
 class _Judge:
     """Scores any model on the same deleted pairs, non-members and test set."""
 
-    def __init__(self, request, remaining, test_after, non_members) -> None:
+    def __init__(self, request, remaining, test_after, non_members, probe=None, reg=None) -> None:
         self.pairs = list(request.pairs)
         self.remaining = remaining
         self.test = test_after
         self.non_members = non_members
+        self.probe = probe  # users: scenarios, see recforget.evaluate.foldin
+        self.reg = reg
 
     def trace(self, model) -> dict[str, float | None]:
         from recforget.evaluate.attacks import interaction_mia
+        from recforget.evaluate.foldin import fold_in_trace
 
+        if self.probe is not None:
+            r = fold_in_trace(model, self.probe, reg=self.reg)
+            return {"deleted_score": r["deleted_score"], "mia_auc": r["auc"]}
         if not self.pairs:
             return {"deleted_score": None, "mia_auc": None}
         u = [p[0] for p in self.pairs]
@@ -130,6 +142,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from recforget.data.split import random_holdout
     from recforget.evaluate.attacks import sample_non_members
     from recforget.evaluate.bench import align, prepare_data
+    from recforget.evaluate.foldin import fold_in_split
     from recforget.evaluate.scenarios import make_request
     from recforget.models.ncf import NCF
     from recforget.unlearn import unlearn
@@ -155,7 +168,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     non_members = sample_non_members(
         train, test, len(request.pairs), args.seed + 2, users=users or None
     )
-    judge = _Judge(request, removal.data, test_after, non_members)
+    probe = None
+    if request.users and not request.pairs:
+        probe = fold_in_split(train, test, request.users, args.seed + 2)
+    reg = getattr(original, "objective_reg_", None)
+    judge = _Judge(request, removal.data, test_after, non_members, probe, reg)
     print(
         f"{name}: {train.nnz} train, {removal.n_removed} removed; fit seconds {fit_seconds}",
         file=sys.stderr,
@@ -203,12 +220,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "params": {k: v for k, v in original.get_params().items() if k != "random_state"},
         "removed": removal.n_removed,
+        "trace": "fold-in probe" if probe else "deleted pairs",
         "original": orig,
         "runs": runs,
     }
     out["params"]["layers"] = list(out["params"]["layers"])
     out["params"]["device"] = str(out["params"]["device"])
-    if retrain and request.pairs and args.finetune_trace:
+    if retrain and (request.pairs or probe) and args.finetune_trace:
         max_epochs = args.finetune_max_epochs or int(original.epochs)
         out["finetune_trace"] = _finetune_trace(original, removal, judge, retrain, max_epochs)
     return out
