@@ -372,6 +372,19 @@ def test_certify_reports_the_fixed_sample_objective(data):
     assert "certified" not in model.certify()
 
 
+def test_retrain_with_another_seed_is_another_model(data):
+    """The oracle uses the model's seed; ``random_state`` gives a second, equally valid one."""
+    model = NCF("gmf", random_state=0, **{**SMALL, "epochs": 3}).fit(data)
+    request = DeletionRequest(users=["u3"])
+    same = unlearn(model, None, request, "retrain")
+    again = unlearn(model, None, request, "retrain")
+    other = unlearn(model, None, request, "retrain", random_state=7)
+    assert same.receipt["random_state"] == 0 and other.receipt["random_state"] == 7
+    assert same.model.model_hash() == again.model.model_hash()
+    assert other.model.model_hash() != same.model.model_hash()
+    assert other.model.seen_.fingerprint() == same.model.seen_.fingerprint()
+
+
 # ---------------------------------------------------------------------------- contracts
 def _contract_model(data, arch="gmf"):
     return NCF(arch, random_state=0, **SMALL).fit(data)

@@ -120,12 +120,17 @@ def _reg(model: NCF, reg: float | None) -> float:
 
 # ---------------------------------------------------------------------------- methods
 @register("retrain", "ncf")
-def retrain(model: NCF, removal: Removal) -> tuple[NCF, dict]:
-    """The oracle: same parameters and seed, trained from scratch on the remaining data."""
-    new = clone(model).set_params(random_state=model.seed_).fit(removal.data)
+def retrain(model: NCF, removal: Removal, *, random_state: int | None = None) -> tuple[NCF, dict]:
+    """The oracle: same parameters and seed, trained from scratch on the remaining data.
+
+    ``random_state`` trains with another seed instead: two retrains differ by their seeds
+    alone, which measures how far apart two equally valid "forgotten" models lie.
+    """
+    seed = model.seed_ if random_state is None else int(random_state)
+    new = clone(model).set_params(random_state=seed).fit(removal.data)
     if hasattr(model, "objective_reg_"):
         new.objective_reg_ = model.objective_reg_
-    return new, {"tol": None, "epochs": new.n_iter_}
+    return new, {"tol": None, "epochs": new.n_iter_, "random_state": seed}
 
 
 @register("finetune", "ncf")
