@@ -109,7 +109,9 @@ def _change_hessians(
     """:math:`\\sum_s w_s \\sigma_s(1-\\sigma_s) J_s J_s^\\top` of the changed samples, per block.
 
     At the original network, old indices; ``rows`` (old indices) are the blocks kept, ``w_s``
-    the change's weights (+1 old-only, -1 new-only). Float64, (len(rows), d, d).
+    the change's weights (+1 old-only, -1 new-only). Float32, (len(rows), d, d), like the
+    prepared curvature it updates; the weighted outer products are summed per block by one
+    padded ``bmm`` (blocks of similar sample counts chunked together).
     """
     module = model.module_
     dev = next(module.parameters()).device
@@ -122,7 +124,7 @@ def _change_hessians(
     local = where[idx]
     keep = np.flatnonzero(local >= 0)
     d = U.shape[1] if which == "users" else V.shape[1]
-    out = torch.zeros(len(rows), d, d, dtype=torch.float64, device=dev)
+    out = torch.zeros(len(rows), d, d, dtype=torch.float32, device=dev)
     if len(keep) == 0:
         return out
     k = torch.as_tensor(keep, device=dev)
@@ -137,7 +139,7 @@ def _change_hessians(
         Js.append(J)
         ws.append(p * (1 - p))
     J = torch.cat(Js)
-    w = torch.cat(ws) * torch.as_tensor(change.weights, device=dev)[k]
+    w = torch.cat(ws) * torch.as_tensor(change.weights, device=dev)[k].float()
     loc = torch.as_tensor(local[keep], device=dev)
     groups = _group(loc, len(rows), d)
     J, w = J[groups.order], w[groups.order]
@@ -146,8 +148,16 @@ def _change_hessians(
         Pw = torch.zeros_like(P)
         P[slot, pos] = J[lo:hi]
         Pw[slot, pos] = w[lo:hi, None] * J[lo:hi]
-        out[blocks] += (Pw.transpose(1, 2) @ P).double()
+        out[blocks] += Pw.transpose(1, 2) @ P
     return out
+
+
+def _rows(table: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """A copy of ``table``'s rows ``kept`` (a plain copy when every row is kept, in order)."""
+    n = len(table)
+    if len(kept) == n and bool((kept == torch.arange(n, device=kept.device)).all()):
+        return table.clone()
+    return table.index_select(0, kept)
 
 
 def jacobi_step(
@@ -170,8 +180,8 @@ def jacobi_step(
     module = new.module_
     dev = next(module.parameters()).device
     kept_u, kept_i = _kept(removal.user_map).to(dev), _kept(removal.item_map).to(dev)
-    user_anchor, item_anchor = curv.user_anchor[kept_u], curv.item_anchor[kept_i]
-    H_users, H_items = curv.users[kept_u], curv.items[kept_i]
+    user_anchor, item_anchor = _rows(curv.user_anchor, kept_u), _rows(curv.item_anchor, kept_i)
+    H_users, H_items = _rows(curv.users, kept_u), _rows(curv.items, kept_i)
     steps, rows_new = {}, {}
     for which, idx, index_map, H_all in (
         ("users", change.users, removal.user_map, H_users),
@@ -180,11 +190,12 @@ def jacobi_step(
         old = np.unique(idx)
         old = old[index_map[old] >= 0]
         rows = torch.as_tensor(index_map[old], device=dev)
-        H = H_all[rows].double() - _change_hessians(model, change, which, old)
-        H_all[rows] = H.float()  # the carried curvature: the remaining sample's
-        H += reg * torch.eye(H.shape[1], dtype=torch.float64, device=dev)
+        H = H_all[rows] - _change_hessians(model, change, which, old)
+        H_all[rows] = H  # the carried curvature: the remaining sample's
+        H = H + reg * torch.eye(H.shape[1], dtype=H.dtype, device=dev)
         d = getattr(delta, which)[rows]
-        steps[which] = torch.linalg.solve(H, d.unsqueeze(-1)).squeeze(-1)
+        # float32 like the stored curvature (the Armijo test below guards the step)
+        steps[which] = torch.linalg.solve(H, d.float().unsqueeze(-1)).squeeze(-1).double()
         rows_new[which] = rows
     ru, ri = rows_new["users"], rows_new["items"]
     su, si = steps["users"], steps["items"]
