@@ -26,9 +26,20 @@ for part in "${parts[@]}"; do
         --json "$R/netflix-forget_ml-100k.json" --report "$R/netflix-forget_ml-100k.md" \
         --plots "$R/plots/netflix-forget_ml-100k" > "$R/netflix-forget_ml-100k.txt" ;;
     neural)
-      for arch in gmf neumf; do
-        run "ncf $arch" "$BIN/python" benchmarks/ncf_unlearn.py --dataset ml-100k --arch "$arch" \
-          > "$R/ncf_unlearn_ml-100k_$arch.txt"
+      # NCF_LOAD=DIR reuses originals saved by an earlier run (DIR/<arch>_<dataset>, --save)
+      for ds in ml-1m ml-100k; do
+        short=${ds#ml-}
+        for arch in gmf neumf; do
+          for sc in interactions:0.01 users:0.01; do
+            tag=${sc%%:*}; tag=${tag:0:5}; tag=${tag/inter/int}
+            load=(); [ -n "${NCF_LOAD:-}" ] && [ -d "$NCF_LOAD/${arch}_$ds" ] && load=(--load "$NCF_LOAD/${arch}_$ds")
+            run "ncf $arch $ds $sc" "$BIN/python" benchmarks/ncf_unlearn.py --dataset "$ds" \
+              --arch "$arch" --scenario "$sc" "${load[@]}" \
+              --method retrain --method "retrain random_state=1" --method finetune \
+              --method alteraser --method influence \
+              --json "$R/ncf_unlearn_$arch${short}_$tag.json" > "$R/ncf_unlearn_$arch${short}_$tag.txt"
+          done
+        done
       done ;;
   esac
 done
