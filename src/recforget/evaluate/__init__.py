@@ -25,12 +25,14 @@ from recforget.evaluate.consistency import (
     score_agreement,
     topk_overlap,
 )
+from recforget.evaluate.foldin import FoldInProbe, fold_in_split, fold_in_trace
 from recforget.evaluate.ranking import PER_K_METRICS, auc_per_user, mae, rank_metrics, rmse
 
 __all__ = [
     "DEFAULT_METRICS",
     "PER_K_METRICS",
     "RANKING_METRICS",
+    "FoldInProbe",
     "MIASplit",
     "auc_per_user",
     "common_item_vectors",
@@ -38,6 +40,8 @@ __all__ = [
     "evaluate_ranking",
     "evaluate_ratings",
     "fit_logistic",
+    "fold_in_split",
+    "fold_in_trace",
     "interaction_mia",
     "item_vectors",
     "logistic_decision",
