@@ -1,0 +1,95 @@
+"""Markdown tables for the README from ``ncf_unlearn.py`` JSON results, with the verdicts.
+
+    python benchmarks/ncf_table.py benchmarks/results/ncf_unlearn_*1m_*.json
+
+One block of rows per result (the original model first), then one verdict line per result:
+does ``alteraser`` close at least 90% of the gap, bring the MIA AUC within 0.02 of the
+retrain's, take at most 1/10 of the retrain's time and at most 1/3 of the time fine-tuning
+needs to reach the same (its per-epoch trace), with NDCG@10 within 1% of the retrain's?
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ncf_unlearn import GAP_TARGET, MIA_TOLERANCE, NDCG_TOLERANCE
+
+
+HEADER = ("data / model / scenario", "method", "seconds", "speed-up", "gap", "MIA AUC")
+HEADER += ("NDCG@10 vs retrain",)
+
+
+def _f(value: Any, fmt: str) -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def rows(result: dict[str, Any]) -> list[str]:
+    name = f"{result['dataset'].upper()} {result['arch'].upper()} {result['scenario']}"
+    out = []
+    for k, row in enumerate([result["original"], *result["runs"]]):
+        method = row["method"]
+        if method == "original" and row.get("prepare_seconds") is not None:
+            method = f"original (prepare {row['prepare_seconds']:.1f} s, once)"
+        out.append(
+            "| "
+            + " | ".join(
+                [
+                    name if k == 0 else "",
+                    f"**{method}**" if method == "alteraser" else method,
+                    _f(row.get("seconds"), "{:.2f}"),
+                    _f(row.get("speedup"), "{:.1f}"),
+                    _f(row.get("gap_closed"), "{:.3f}"),
+                    _f(row.get("mia_auc"), "{:.4f}"),
+                    _f(row.get("ndcg_vs_retrain"), "{:+.2%}"),
+                ]
+            )
+            + " |"
+        )
+    return out
+
+
+def verdict(result: dict[str, Any]) -> str:
+    runs = {r["method"]: r for r in result["runs"]}
+    alt, rt = runs.get("alteraser"), runs.get("retrain")
+    if alt is None or rt is None:
+        return "no alteraser or retrain row"
+    reached = (result.get("finetune_trace") or {}).get("reached")
+    checks = {
+        "gap": alt["gap_closed"] is not None and alt["gap_closed"] >= GAP_TARGET,
+        "MIA": alt.get("mia_minus_retrain") is not None
+        and abs(alt["mia_minus_retrain"]) <= MIA_TOLERANCE,
+        "1/10 retrain": alt["seconds"] * 10 <= rt["seconds"],
+        "1/3 fine-tune": reached is None or alt["seconds"] * 3 <= reached["seconds"],
+        "NDCG": abs(alt["ndcg_vs_retrain"]) <= NDCG_TOLERANCE,
+    }
+    ft = (
+        f"fine-tune reaches the target at epoch {reached['epoch']} ({reached['seconds']:.2f} s; "
+        f"alteraser takes {alt['seconds'] / reached['seconds']:.2f} of that)"
+        if reached
+        else "fine-tune never reaches the target"
+    )
+    failed = [k for k, ok in checks.items() if not ok]
+    head = "all criteria met" if not failed else "misses: " + ", ".join(failed)
+    return f"{result['dataset']} {result['arch']} {result['scenario']}: {head}; {ft}."
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("files", nargs="+", type=Path)
+    args = p.parse_args(argv)
+    results = [json.loads(f.read_text()) for f in args.files]
+    print(f"| {' | '.join(HEADER)} |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        print("\n".join(rows(r)))
+    print()
+    for r in results:
+        print(f"- {verdict(r)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
