@@ -17,7 +17,6 @@ from typing import Any
 
 from ncf_unlearn import GAP_TARGET, MIA_TOLERANCE, NDCG_TOLERANCE
 
-
 HEADER = ("data / model / scenario", "method", "seconds", "speed-up", "gap", "MIA AUC")
 HEADER += ("NDCG@10 vs retrain",)
 
