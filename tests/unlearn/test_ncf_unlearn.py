@@ -372,6 +372,13 @@ def test_certify_reports_the_fixed_sample_objective(data):
     assert "certified" not in model.certify()
 
 
+def test_prepare_needs_a_fitted_model():
+    from recforget.models.base import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        U.prepare(NCF("gmf"))
+
+
 def test_retrain_with_another_seed_is_another_model(data):
     """The oracle uses the model's seed; ``random_state`` gives a second, equally valid one."""
     model = NCF("gmf", random_state=0, **{**SMALL, "epochs": 3}).fit(data)

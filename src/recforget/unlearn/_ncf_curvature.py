@@ -75,6 +75,7 @@ class Curvature:
 
 def prepare(model: NCF, reg: float | None = None) -> Curvature:
     """Compute the model's :class:`Curvature` (one pass per side) and keep it as ``curvature_``."""
+    model._check_fitted()
     if reg is None:
         reg = float(getattr(model, "objective_reg_", None) or calibrated_reg(model))
     module = model.module_
