@@ -88,6 +88,36 @@ def test_forget_writes_a_new_model_and_a_receipt(tmp_path, trained):
     assert json.loads(again.output)["noop"]
 
 
+def test_forget_keeps_alteraser_prepared_across_requests(tmp_path):
+    pytest.importorskip("torch")
+    from recforget import Interactions
+    from recforget.models.ncf import NCF
+    from recforget.unlearn.ncf import prepare
+
+    R = random_ratings(30, 20, 0.3, seed=2)
+    data = Interactions.from_csr(
+        (R > 0).astype(float),
+        users=[f"u{k}" for k in range(30)],
+        items=[f"i{k}" for k in range(20)],
+    )
+    model = NCF("gmf", factors=4, epochs=2, batch_size=64, random_state=0, num_threads=1).fit(data)
+    prepare(model)
+    model.save(tmp_path / "m", curvature=True)
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"users": ["u4"]}))
+    new = tmp_path / "forgot"
+    result = run("forget", tmp_path / "m", request, "--out", new, "--method", "alteraser", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["prepared"]
+    assert (new / "curvature.safetensors").is_file()
+    request.write_text(json.dumps({"users": ["u7"]}))
+    again = run(
+        "forget", new, request, "--out", tmp_path / "twice", "--method", "alteraser", "--json"
+    )
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["prepared"]  # carried: no second prepare
+
+
 def test_forget_refuses_unknown_ids_and_overwriting(tmp_path, trained):
     out, _ = trained
     request = tmp_path / "request.csv"

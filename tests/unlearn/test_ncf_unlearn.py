@@ -435,3 +435,46 @@ class TestInfluenceContract(UnlearnerContract):
 
     def make_model(self, data):
         return _contract_model(data, "neumf")
+
+
+# ---------------------------------------------------------------------------- persistence
+def test_prepared_curvature_survives_save_and_load(data, tmp_path):
+    model = NCF("neumf", random_state=0, **{**SMALL, "epochs": 3}).fit(data)
+    with pytest.raises(ValueError, match="prepare"):
+        model.save(tmp_path / "m", curvature=True)
+    assert not (tmp_path / "m").exists()  # nothing written
+    curv = U.prepare(model)
+    model.save(tmp_path / "m", curvature=True)
+    back = NCF.load(tmp_path / "m")
+    got = U.prepared(back, curv.reg)
+    assert got is not None and got.exact == curv.exact and got.loss == curv.loss
+    for name in ("users", "items", "user_anchor", "item_anchor"):
+        assert torch.equal(getattr(got, name), getattr(curv, name))
+    request = DeletionRequest(pairs=_pairs(data, [0, 5]))
+    a = unlearn(model, None, request, "alteraser")
+    b = unlearn(back, None, request, "alteraser")
+    assert b.receipt["prepared"] and b.model.model_hash() == a.model.model_hash()
+    model.save(tmp_path / "m")  # without curvature: the old file goes
+    assert not (tmp_path / "m" / "curvature.safetensors").exists()
+    assert U.prepared(NCF.load(tmp_path / "m"), curv.reg) is None
+
+
+def test_stale_or_broken_curvature_file_is_refused(data, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from recforget import DataError
+
+    model = NCF("gmf", random_state=0, **{**SMALL, "epochs": 2}).fit(data)
+    U.prepare(model)
+    model.save(tmp_path / "m", curvature=True)
+    file = tmp_path / "m" / "curvature.safetensors"
+    tensors = load_file(file)
+    with safe_open(str(file), "pt") as fh:  # keep the metadata, drop a tensor
+        meta = fh.metadata()
+    save_file({k: v for k, v in tensors.items() if k != "items"}, file, metadata=meta)
+    with pytest.raises(DataError, match="lacks items"):
+        NCF.load(tmp_path / "m")
+    save_file(tensors, file, metadata={**meta, "params_hash": "0" * 64})
+    with pytest.raises(DataError, match="other weights"):
+        NCF.load(tmp_path / "m")

@@ -61,7 +61,11 @@ def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receip
     result = unlearn(
         model, None, request, method, missing="ignore" if ignore_unknown else "error", **options
     )
-    result.model.save(out_dir)
+    curv = getattr(result.model, "curvature_", None)
+    if curv is not None and curv.params_hash == result.model.model_hash():
+        result.model.save(out_dir, curvature=True)  # the next request starts prepared
+    else:
+        result.model.save(out_dir)
     receipt_file = Path(receipt_path) if receipt_path else Path(out_dir) / "receipt.json"
     emit_json(result.receipt, str(receipt_file))
     if as_json:

@@ -418,12 +418,32 @@ class NCF(Recommender):
             h.update(t.numpy().tobytes())
         return h.hexdigest()
 
-    def save(self, path: str | Path, *, extra_manifest: dict[str, Any] | None = None) -> Path:
+    def save(
+        self,
+        path: str | Path,
+        *,
+        extra_manifest: dict[str, Any] | None = None,
+        curvature: bool = False,
+    ) -> Path:
         """Write ``weights.safetensors``, ``arrays.npz`` (vocabularies, training data),
-        ``config.json`` and ``manifest.json`` to ``path`` (no pickle)."""
+        ``config.json`` and ``manifest.json`` to ``path`` (no pickle).
+
+        ``curvature=True`` also writes AltEraser's prepared curvature
+        (``curvature.safetensors``; :func:`recforget.unlearn.ncf.prepare` it first), which
+        :meth:`load` then restores. Otherwise a curvature file left from an earlier save is
+        removed, so it can never stand beside other weights.
+        """
         from safetensors.torch import save_file
 
+        from recforget.unlearn._ncf_curvature import (
+            CURVATURE_FILE,
+            current_curvature,
+            save_curvature,
+        )
+
         self._check_fitted()
+        if curvature:
+            current_curvature(self)  # fail before writing anything
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tmp = path / (WEIGHTS_FILE + ".tmp")
@@ -438,6 +458,10 @@ class NCF(Recommender):
             manifest["objective_reg"] = float(self.objective_reg_)
         if extra_manifest:
             manifest.update(extra_manifest)
+        if curvature:
+            save_curvature(self, path)
+        elif (path / CURVATURE_FILE).exists():
+            (path / CURVATURE_FILE).unlink()
         return save_model_dir(path, kind="ncf", arrays=arrays, config=params, manifest=manifest)
 
     @classmethod
@@ -471,6 +495,10 @@ class NCF(Recommender):
         expected = manifest.get("model_hash")
         if expected is not None and model.model_hash() != expected:
             raise DataError("weights do not match the manifest's model_hash", file=str(weights))
+        from recforget.unlearn._ncf_curvature import CURVATURE_FILE, load_curvature
+
+        if (Path(path) / CURVATURE_FILE).is_file():
+            load_curvature(model, path)
         return model
 
 

@@ -26,17 +26,23 @@ Hessians updated for the sample change, every anchor row kept); it is then exact
 sample but evaluated at the pre-step parameters, which ``exact = False`` records; the next
 deletion's Armijo test still guards the objective. :func:`prepare` again refreshes it.
 
+:func:`save_curvature` and :func:`load_curvature` keep it next to a saved model
+(``curvature.safetensors``, no pickle; ``NCF.save(path, curvature=True)`` writes it and
+``NCF.load`` reads it back), so a service prepares once, not at every start.
+
 .. note:: Experimental.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from recforget.data.errors import DataError
 from recforget.data.interactions import Removal
 from recforget.models.ncf import NCF
 from recforget.unlearn._ncf_objective import (
@@ -51,6 +57,8 @@ from recforget.unlearn._ncf_sample import SampleChange, sample_change
 from recforget.unlearn._ncf_solvers import _block_jacobians, _group, block_curvature
 
 _CHANGE_CHUNK = 4096  # changed samples per outer-product chunk
+CURVATURE_FILE = "curvature.safetensors"
+_TENSORS = ("users", "items", "user_anchor", "item_anchor")
 
 
 @dataclass
@@ -101,6 +109,87 @@ def prepared(model: NCF, reg: float) -> Curvature | None:
     curv = model.__dict__.get("curvature_")
     if curv is None or curv.reg != reg or curv.params_hash != model.model_hash():
         return None
+    return curv
+
+
+def current_curvature(model: NCF) -> Curvature:
+    """The model's curvature for its current weights; ``ValueError`` when it has none."""
+    curv = model.__dict__.get("curvature_")
+    if curv is None or curv.params_hash != model.model_hash():
+        raise ValueError("the model has no curvature for its current weights: prepare() it first")
+    return curv
+
+
+def save_curvature(model: NCF, path: str | Path) -> Path:
+    """Write the model's prepared curvature to ``path/curvature.safetensors``.
+
+    Raises ``ValueError`` when the model has none for its current weights (call
+    :func:`prepare` first).
+    """
+    from safetensors.torch import save_file
+
+    curv = current_curvature(model)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: getattr(curv, k).detach().cpu().contiguous() for k in _TENSORS}
+    meta = {
+        "reg": repr(curv.reg),
+        "loss": repr(curv.loss),
+        "exact": str(curv.exact),
+        "params_hash": curv.params_hash,
+    }
+    tmp = path / (CURVATURE_FILE + ".tmp")
+    save_file(tensors, tmp, metadata=meta)
+    tmp.replace(path / CURVATURE_FILE)
+    return path / CURVATURE_FILE
+
+
+def load_curvature(model: NCF, path: str | Path) -> Curvature:
+    """Read ``path/curvature.safetensors`` into ``model.curvature_`` (and return it).
+
+    Raises :class:`~recforget.DataError` naming the file when it is missing, incomplete, of
+    the wrong shape, or prepared for other weights than the model's.
+    """
+    from safetensors import safe_open
+
+    file = Path(path) / CURVATURE_FILE
+    if not file.is_file():
+        raise DataError(f"{CURVATURE_FILE} is missing", file=str(path))
+    dev = next(model.module_.parameters()).device
+    with safe_open(file, framework="pt", device="cpu") as fh:
+        meta = fh.metadata() or {}
+        missing = sorted({*_TENSORS} - set(fh.keys())) + sorted(
+            {"reg", "loss", "exact", "params_hash"} - set(meta)
+        )
+        if missing:
+            raise DataError(f"curvature file lacks {', '.join(missing)}", file=str(file))
+        t = {k: fh.get_tensor(k).to(dev) for k in _TENSORS}
+    module = model.module_
+    shapes = {
+        "users": (module.n_users, module.user_dim, module.user_dim),
+        "items": (module.n_items, module.item_dim, module.item_dim),
+        "user_anchor": (module.n_users, module.user_dim),
+        "item_anchor": (module.n_items, module.item_dim),
+    }
+    for k, shape in shapes.items():
+        if tuple(t[k].shape) != shape:
+            raise DataError(
+                f"curvature {k} has shape {tuple(t[k].shape)}, the model needs {shape}",
+                file=str(file),
+            )
+    if meta["params_hash"] != model.model_hash():
+        raise DataError("curvature was prepared for other weights than the model's", file=str(file))
+    curv = Curvature(
+        t["users"],
+        t["items"],
+        t["user_anchor"],
+        t["item_anchor"],
+        float(meta["reg"]),
+        loss=float(meta["loss"]),
+        exact=meta["exact"] == "True",
+        params_hash=meta["params_hash"],
+    )
+    model.curvature_ = curv
     return curv
 
 

@@ -44,7 +44,14 @@ import torch
 from recforget.data.interactions import Removal
 from recforget.models.base import clone
 from recforget.models.ncf import NCF
-from recforget.unlearn._ncf_curvature import Curvature, jacobi_step, prepare, prepared
+from recforget.unlearn._ncf_curvature import (
+    Curvature,
+    jacobi_step,
+    load_curvature,
+    prepare,
+    prepared,
+    save_curvature,
+)
 from recforget.unlearn._ncf_objective import (
     DEFAULT_REG,
     Anchor,
@@ -403,9 +410,11 @@ __all__ = [
     "certify_model",
     "fixed_sample",
     "gradients",
+    "load_curvature",
     "model_negatives",
     "objective",
     "prepare",
+    "save_curvature",
     "shared_lbfgs",
     "stable_negatives",
     "stationarity",
