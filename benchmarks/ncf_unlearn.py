@@ -33,7 +33,8 @@ non-members.
         [--method 'alteraser' --method 'alteraser max_rounds=3' ...] [--json out.json]
 
 A ``--method`` is a method name optionally followed by ``key=value`` options (values parsed as
-JSON), so variants of one method can run side by side. Prints one JSON object, then a table.
+JSON), so variants of one method can run side by side: ``--method 'retrain random_state=1'``
+adds a second-seed retrain, the spread between two equally valid retrains. Prints one JSON object, then a table.
 """
 
 from __future__ import annotations
