@@ -34,7 +34,8 @@ non-members.
 
 A ``--method`` is a method name optionally followed by ``key=value`` options (values parsed as
 JSON), so variants of one method can run side by side: ``--method 'retrain random_state=1'``
-adds a second-seed retrain, the spread between two equally valid retrains. Prints one JSON object, then a table.
+adds a second-seed retrain, the spread between two equally valid retrains. Prints one JSON
+object, then a table.
 """
 
 from __future__ import annotations
