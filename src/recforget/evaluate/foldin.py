@@ -107,7 +107,8 @@ def fold_in_split(
         mem_i.append(hist[perm[n_fold:]])
     mu, mi = np.concatenate(mem_u), np.concatenate(mem_i)
     uid, iid = train.users.ids, train.items.ids
-    n = _held_out_count(train, test, idx)
+    tu, ti = _test_pairs(train, test, idx)
+    n = int((train.entry_positions(tu, ti) < 0).sum())  # held-out positives of these users
     if 0 < n < len(mu):  # as many members as held-out positives: like against like
         keep = np.sort(gen.choice(len(mu), size=n, replace=False))
         mu, mi = mu[keep], mi[keep]
@@ -117,15 +118,11 @@ def fold_in_split(
     taken: dict[int, set[int]] = {
         int(u): set(indices[indptr[u] : indptr[u + 1]].tolist()) for u in idx
     }
-    held = list(non_members)
-    if test is not None and test.nnz:
-        tu = test.users.ids[test.row_of_entry]
-        held += list(zip(tu.tolist(), test.items.ids[test.indices].tolist(), strict=True))
-    where = {u: int(k) for k, u in zip(idx.tolist(), uid[idx].tolist(), strict=True)}
-    known_items = train.items.index([p[1] for p in held], missing="ignore")
-    for (u_raw, _), i in zip(held, known_items.tolist(), strict=True):
-        if i >= 0 and u_raw in where:
-            taken[where[u_raw]].add(i)
+    nu = train.users.index([p[0] for p in non_members])
+    ni = train.items.index([p[1] for p in non_members], missing="ignore")
+    for u, i in zip(np.r_[tu, nu].tolist(), np.r_[ti, ni].tolist(), strict=True):
+        if i >= 0:
+            taken[u].add(i)
     neg_u, neg_i = [], []
     for k, u in enumerate(idx):
         want = negatives * len(fold_i[k])
@@ -141,14 +138,16 @@ def fold_in_split(
     return FoldInProbe(uid[idx], fu.astype(np.int64), iid[fi], labels, members, non_members)
 
 
-def _held_out_count(train: Interactions, test: Interactions | None, users: np.ndarray) -> int:
-    """Pairs of ``test`` whose user is one of ``users`` (indices) and that ``train`` lacks."""
+def _test_pairs(
+    train: Interactions, test: Interactions | None, users: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``test``'s pairs of ``users`` (indices) as training-data indices, unknown items left out."""
     if test is None or not test.nnz:
-        return 0
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     u = train.users.index(test.users.ids[test.row_of_entry], missing="ignore")
     i = train.items.index(test.items.ids[test.indices], missing="ignore")
     ok = np.isin(u, users) & (i >= 0)
-    return int((train.entry_positions(u[ok], i[ok]) < 0).sum())
+    return u[ok], i[ok]
 
 
 def fold_in_trace(
