@@ -130,14 +130,25 @@ def _finetune_trace(original, removal, judge, retrain: dict, max_epochs: int) ->
     return {"epochs": epochs, "reached": reached}
 
 
-def _meets(row: dict, orig: dict, retrain: dict) -> bool:
+def misses(row: dict, orig: dict, retrain: dict) -> list[str]:
+    """The quality criteria ``row`` misses against ``retrain``: "gap", "MIA", "NDCG"."""
     gap = _gap(orig["deleted_score"], retrain["deleted_score"], row["deleted_score"])
-    if gap is None or row["mia_auc"] is None or retrain["mia_auc"] is None:
-        return False
-    ndcg_ok = abs(row["ndcg@10"] / retrain["ndcg@10"] - 1) <= NDCG_TOLERANCE
-    return (
-        gap >= GAP_TARGET and abs(row["mia_auc"] - retrain["mia_auc"]) <= MIA_TOLERANCE and ndcg_ok
-    )
+    out = []
+    if gap is None or gap < GAP_TARGET:
+        out.append("gap")
+    if (
+        row["mia_auc"] is None
+        or retrain["mia_auc"] is None
+        or abs(row["mia_auc"] - retrain["mia_auc"]) > MIA_TOLERANCE
+    ):
+        out.append("MIA")
+    if abs(row["ndcg@10"] / retrain["ndcg@10"] - 1) > NDCG_TOLERANCE:
+        out.append("NDCG")
+    return out
+
+
+def _meets(row: dict, orig: dict, retrain: dict) -> bool:
+    return not misses(row, orig, retrain)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
