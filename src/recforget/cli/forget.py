@@ -61,9 +61,11 @@ def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receip
     result = unlearn(
         model, None, request, method, missing="ignore" if ignore_unknown else "error", **options
     )
-    curv = getattr(result.model, "curvature_", None)
-    if curv is not None and curv.params_hash == result.model.model_hash():
-        result.model.save(out_dir, curvature=True)  # the next request starts prepared
+    if getattr(result.model, "curvature_", None) is not None:  # an NCF model AltEraser updated
+        from recforget.unlearn._ncf_curvature import current_curvature
+
+        keep = current_curvature(result.model) is not None
+        result.model.save(out_dir, curvature=keep)  # kept: the next request starts prepared
     else:
         result.model.save(out_dir)
     receipt_file = Path(receipt_path) if receipt_path else Path(out_dir) / "receipt.json"

@@ -437,13 +437,13 @@ class NCF(Recommender):
 
         from recforget.unlearn._ncf_curvature import (
             CURVATURE_FILE,
-            current_curvature,
+            require_curvature,
             save_curvature,
         )
 
         self._check_fitted()
         if curvature:
-            current_curvature(self)  # fail before writing anything
+            require_curvature(self)  # fail before writing anything
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tmp = path / (WEIGHTS_FILE + ".tmp")

@@ -104,18 +104,24 @@ def prepare(model: NCF, reg: float | None = None) -> Curvature:
     return curv
 
 
-def prepared(model: NCF, reg: float) -> Curvature | None:
-    """The model's :class:`Curvature` if it belongs to its current parameters and ``reg``."""
+def current_curvature(model: NCF) -> Curvature | None:
+    """The model's :class:`Curvature` if it belongs to its current weights."""
     curv = model.__dict__.get("curvature_")
-    if curv is None or curv.reg != reg or curv.params_hash != model.model_hash():
+    if curv is None or curv.params_hash != model.model_hash():
         return None
     return curv
 
 
-def current_curvature(model: NCF) -> Curvature:
-    """The model's curvature for its current weights; ``ValueError`` when it has none."""
-    curv = model.__dict__.get("curvature_")
-    if curv is None or curv.params_hash != model.model_hash():
+def prepared(model: NCF, reg: float) -> Curvature | None:
+    """The model's :class:`Curvature` if it belongs to its current weights and ``reg``."""
+    curv = current_curvature(model)
+    return curv if curv is not None and curv.reg == reg else None
+
+
+def require_curvature(model: NCF) -> Curvature:
+    """:func:`current_curvature`, or ``ValueError`` when the model has none."""
+    curv = current_curvature(model)
+    if curv is None:
         raise ValueError("the model has no curvature for its current weights: prepare() it first")
     return curv
 
@@ -128,7 +134,7 @@ def save_curvature(model: NCF, path: str | Path) -> Path:
     """
     from safetensors.torch import save_file
 
-    curv = current_curvature(model)
+    curv = require_curvature(model)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: getattr(curv, k).detach().cpu().contiguous() for k in _TENSORS}
