@@ -54,7 +54,7 @@ from recforget.unlearn._ncf_objective import (
     objective,
 )
 from recforget.unlearn._ncf_sample import SampleChange, sample_change
-from recforget.unlearn._ncf_solvers import _block_jacobians, _group, block_curvature
+from recforget.unlearn._ncf_solvers import _block_jacobians, _group, _padded, block_curvature
 
 _CHANGE_CHUNK = 4096  # changed samples per outer-product chunk
 CURVATURE_FILE = "curvature.safetensors"
@@ -240,10 +240,8 @@ def _change_hessians(
     groups = _group(loc, len(rows), d)
     J, w = J[groups.order], w[groups.order]
     for blocks, lo, hi, slot, pos, width in groups.chunks:  # H_b = (w J)_b^T J_b, padded bmm
-        P = torch.zeros(len(blocks), width, d, dtype=J.dtype, device=dev)
-        Pw = torch.zeros_like(P)
-        P[slot, pos] = J[lo:hi]
-        Pw[slot, pos] = w[lo:hi, None] * J[lo:hi]
+        P = _padded(J[lo:hi], slot, pos, len(blocks), width)
+        Pw = _padded(w[lo:hi, None] * J[lo:hi], slot, pos, len(blocks), width)
         out[blocks] += Pw.transpose(1, 2) @ P
     return out
 

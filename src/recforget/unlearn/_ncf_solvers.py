@@ -154,6 +154,16 @@ def _group(local: torch.Tensor, b: int, d: int) -> _Groups:
     return _Groups(order, chunks)
 
 
+def _padded(
+    rows: torch.Tensor, slot: torch.Tensor, pos: torch.Tensor, n_blocks: int, width: int
+) -> torch.Tensor:
+    """A chunk's sample rows laid out per block (see :class:`_Groups`), zero-padded to
+    ``(n_blocks, width, d)``, so one ``bmm`` sums per block."""
+    P = torch.zeros(n_blocks, width, rows.shape[1], dtype=rows.dtype, device=rows.device)
+    P[slot, pos] = rows
+    return P
+
+
 def _assemble(
     module: NCFModule,
     which: str,
@@ -185,9 +195,8 @@ def _assemble(
             fz.index_add_(0, mine, ell.double())
         p = torch.sigmoid(z)
         gd.index_add_(0, mine, (p - lab)[:, None] * J)
-        P = torch.zeros(len(blocks), width, d, dtype=J.dtype, device=dev)
-        P[slot, pos] = torch.sqrt(p * (1 - p))[:, None] * J  # H_b = P_b^T P_b
-        H[blocks] += (P.transpose(1, 2) @ P).double()
+        P = _padded(torch.sqrt(p * (1 - p))[:, None] * J, slot, pos, len(blocks), width)
+        H[blocks] += (P.transpose(1, 2) @ P).double()  # H_b = P_b^T P_b
     return gd, H, fz
 
 
