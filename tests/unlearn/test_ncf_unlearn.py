@@ -390,6 +390,9 @@ def test_retrain_with_another_seed_is_another_model(data):
     assert same.model.model_hash() == again.model.model_hash()
     assert other.model.model_hash() != same.model.model_hash()
     assert other.model.seen_.fingerprint() == same.model.seen_.fingerprint()
+    for bad in (-1, 1.5, "7", True):
+        with pytest.raises(ValueError, match="random_state"):
+            unlearn(model, None, request, "retrain", random_state=bad)
 
 
 # ---------------------------------------------------------------------------- contracts
@@ -478,3 +481,7 @@ def test_stale_or_broken_curvature_file_is_refused(data, tmp_path):
     save_file(tensors, file, metadata={**meta, "params_hash": "0" * 64})
     with pytest.raises(DataError, match="other weights"):
         NCF.load(tmp_path / "m")
+    file.write_bytes(b"not safetensors")
+    with pytest.raises(DataError, match="not a readable safetensors") as err:
+        NCF.load(tmp_path / "m")
+    assert err.value.file == str(file)

@@ -153,23 +153,26 @@ def save_curvature(model: NCF, path: str | Path) -> Path:
 def load_curvature(model: NCF, path: str | Path) -> Curvature:
     """Read ``path/curvature.safetensors`` into ``model.curvature_`` (and return it).
 
-    Raises :class:`~recforget.DataError` naming the file when it is missing, incomplete, of
-    the wrong shape, or prepared for other weights than the model's.
+    Raises :class:`~recforget.DataError` naming the file when it is missing, unreadable,
+    incomplete, of the wrong shape, or prepared for other weights than the model's.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     file = Path(path) / CURVATURE_FILE
     if not file.is_file():
         raise DataError(f"{CURVATURE_FILE} is missing", file=str(path))
     dev = next(model.module_.parameters()).device
-    with safe_open(file, framework="pt", device="cpu") as fh:
-        meta = fh.metadata() or {}
-        missing = sorted({*_TENSORS} - set(fh.keys())) + sorted(
-            {"reg", "loss", "exact", "params_hash"} - set(meta)
-        )
-        if missing:
-            raise DataError(f"curvature file lacks {', '.join(missing)}", file=str(file))
-        t = {k: fh.get_tensor(k).to(dev) for k in _TENSORS}
+    try:
+        with safe_open(file, framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            missing = sorted({*_TENSORS} - set(fh.keys())) + sorted(
+                {"reg", "loss", "exact", "params_hash"} - set(meta)
+            )
+            if missing:
+                raise DataError(f"curvature file lacks {', '.join(missing)}", file=str(file))
+            t = {k: fh.get_tensor(k).to(dev) for k in _TENSORS}
+    except SafetensorError as exc:
+        raise DataError(f"not a readable safetensors file ({exc})", file=str(file)) from exc
     module = model.module_
     shapes = {
         "users": (module.n_users, module.user_dim, module.user_dim),

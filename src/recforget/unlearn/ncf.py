@@ -35,6 +35,7 @@ mode: it iterates to a certified stationary point of :math:`F` itself (slow on r
 
 from __future__ import annotations
 
+import numbers
 import time
 from typing import Any
 
@@ -133,6 +134,12 @@ def retrain(model: NCF, removal: Removal, *, random_state: int | None = None) ->
     ``random_state`` trains with another seed instead: two retrains differ by their seeds
     alone, which measures how far apart two equally valid "forgotten" models lie.
     """
+    if random_state is not None and (
+        isinstance(random_state, bool)
+        or not isinstance(random_state, numbers.Integral)
+        or random_state < 0
+    ):
+        raise ValueError(f"random_state must be a non-negative integer, got {random_state!r}")
     seed = model.seed_ if random_state is None else int(random_state)
     new = clone(model).set_params(random_state=seed).fit(removal.data)
     if hasattr(model, "objective_reg_"):
