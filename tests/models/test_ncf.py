@@ -85,6 +85,51 @@ def test_trainer_restricted_positives_and_ascent(data):
     assert model.seen_ is data
 
 
+def test_cosine_schedule_anneals_the_step_size_to_zero(data):
+    module = build_module("gmf", data.n_users, data.n_items, 4, [8], device="cpu")
+    module.reset_parameters(torch.Generator().manual_seed(0))
+    lr, epochs, batch = 0.01, 3, 64
+    trainer = NCFTrainer(
+        module,
+        data,
+        batch_size=batch,
+        lr=lr,
+        schedule="cosine",
+        total_epochs=epochs,
+        random_state=0,
+    )
+    n_batches = -(-data.nnz * 5 // batch)
+    seen = []
+    step = trainer.optimizer.step
+
+    def record(*args, **kwargs):
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = record
+    for _ in range(epochs):
+        trainer.train_epoch()
+    total = n_batches * epochs
+    expect = [0.5 * lr * (1 + np.cos(np.pi * k / total)) for k in range(total)]
+    assert len(seen) == total
+    np.testing.assert_allclose(seen, expect, rtol=1e-12)
+    assert seen[0] == lr and seen[-1] < 1e-3 * lr
+    with pytest.raises(ValueError, match="total_epochs"):
+        NCFTrainer(module, data, schedule="cosine")
+    with pytest.raises(ValueError, match="schedule"):
+        NCFTrainer(module, data, schedule="step")
+
+
+def test_cosine_fit_settles_and_is_persisted(data, tmp_path):
+    params = {**SMALL, "epochs": 6}
+    const = NCF("gmf", random_state=0, **params).fit(data)
+    cos = NCF("gmf", random_state=0, lr_schedule="cosine", **params).fit(data)
+    assert const.model_hash() != cos.model_hash()
+    cos.save(tmp_path / "m")
+    assert NCF.load(tmp_path / "m").lr_schedule == "cosine"
+    assert NCF("gmf", random_state=0, lr_schedule="cosine", epochs=0).fit(data).n_iter_ == 0
+
+
 # ---------------------------------------------------------------------------- negatives
 def test_negatives_never_hit_positives(data):
     neg = sample_negatives(data, 7, np.random.default_rng(0))
@@ -283,6 +328,7 @@ def test_get_params_clone_and_factories(data):
         dict(negatives=0),
         dict(epochs=-1),
         dict(weight_decay=-1.0),
+        dict(lr_schedule="linear"),
     ],
 )
 def test_validation_happens_in_fit(data, bad):

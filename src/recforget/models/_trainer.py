@@ -10,6 +10,7 @@ Fitting, fine-tuning on retained data and gradient ascent on a forget set all ru
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 
@@ -22,6 +23,7 @@ from recforget._rng import check_random_state
 from recforget.data.interactions import Interactions
 
 _EXACT_AFTER = 64  # rejection rounds before the remaining collisions are drawn exactly
+SCHEDULES = ("constant", "cosine")  # step-size schedules of NCFTrainer
 
 
 def _pair_keys(data: Interactions) -> np.ndarray:
@@ -139,6 +141,11 @@ class NCFTrainer:
         What to optimise; default every parameter of ``module``.
     random_state : int, Generator or None
         Drives negative sampling and shuffling (the only randomness of training).
+    schedule : {"constant", "cosine"}
+        Step size per batch: ``lr`` throughout, or cosine-annealed from ``lr`` to 0 over
+        ``total_epochs`` epochs (the last batch of the last epoch steps with almost 0).
+    total_epochs : int, optional
+        Length of the cosine schedule; required with ``schedule="cosine"``.
     """
 
     def __init__(
@@ -154,7 +161,13 @@ class NCFTrainer:
         ascent: bool = False,
         parameters: Iterable[nn.Parameter] | None = None,
         random_state: int | np.random.Generator | None = None,
+        schedule: str = "constant",
+        total_epochs: int | None = None,
     ) -> None:
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if schedule == "cosine" and (total_epochs is None or total_epochs < 1):
+            raise ValueError(f"schedule='cosine' needs total_epochs >= 1, got {total_epochs!r}")
         n_users, n_items = module.n_users, module.n_items  # type: ignore[attr-defined]
         if data.shape != (n_users, n_items):
             raise ValueError(f"data has shape {data.shape}, the module {(n_users, n_items)}")
@@ -170,6 +183,9 @@ class NCFTrainer:
         self.optimizer: torch.optim.Optimizer | None = torch.optim.AdamW(
             params, lr=lr, weight_decay=weight_decay
         )
+        self.lr = float(lr)
+        self.schedule = schedule
+        self.total_epochs = total_epochs
         self._keys = _pair_keys(self.exclude)
         self.epochs_done = 0
         self.history: list[dict[str, float]] = []
@@ -191,8 +207,11 @@ class NCFTrainer:
         self.module.train()
         total = 0.0
         sign = -1.0 if self.ascent else 1.0
-        for s in range(0, len(order), self.batch_size):
+        n_batches = -(-len(order) // self.batch_size)
+        for b, s in enumerate(range(0, len(order), self.batch_size)):
             e = s + self.batch_size
+            if self.schedule == "cosine":
+                self._set_lr(self.epochs_done * n_batches + b, n_batches * self.total_epochs)
             loss = F.binary_cross_entropy_with_logits(self.module(u[s:e], i[s:e]), y[s:e])
             self.optimizer.zero_grad(set_to_none=True)
             (sign * loss).backward()
@@ -208,6 +227,11 @@ class NCFTrainer:
         }
         self.history.append(stats)
         return stats
+
+    def _set_lr(self, step: int, total: int) -> None:
+        lr = 0.5 * self.lr * (1.0 + math.cos(math.pi * min(step, total) / total))
+        for group in self.optimizer.param_groups:  # type: ignore[union-attr]
+            group["lr"] = lr
 
     def finalize(self) -> nn.Module:
         """Release the optimizer state and leave the module in eval mode; returns the module."""
