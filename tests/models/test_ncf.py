@@ -302,6 +302,7 @@ def test_get_params_clone_and_factories(data):
         batch_size=4096,
         lr=5e-3,
         weight_decay=0.2,
+        lr_schedule="constant",
         negatives=4,
         device="cpu",
         num_threads=None,
