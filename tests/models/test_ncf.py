@@ -197,6 +197,7 @@ def test_save_load_round_trip_is_bit_exact(fitted, data, tmp_path):
     assert np.array_equal(loaded._score_rows(rows), fitted._score_rows(rows))
     assert loaded.seen_.fingerprint() == data.fingerprint()
     assert loaded.loss_history_ == fitted.loss_history_
+    assert loaded.epoch_seconds_ == fitted.epoch_seconds_ and len(loaded.epoch_seconds_) == 20
     from recforget.models.registry import load_model
 
     assert load_model(tmp_path / "m").model_hash() == fitted.model_hash()

@@ -492,6 +492,7 @@ class NCF(Recommender):
         manifest = self._manifest(weights=WEIGHTS_FILE)
         if hasattr(self, "objective_reg_"):
             manifest["objective_reg"] = float(self.objective_reg_)
+        manifest["epoch_seconds"] = [float(t) for t in getattr(self, "epoch_seconds_", [])]
         if extra_manifest:
             manifest.update(extra_manifest)
         if curvature:
@@ -523,7 +524,7 @@ class NCF(Recommender):
         model.seed_ = int(manifest["seed"])
         model.n_iter_ = int(manifest["n_iter"])
         model.loss_history_ = list(manifest.get("loss_history", []))
-        model.epoch_seconds_ = []
+        model.epoch_seconds_ = [float(t) for t in manifest.get("epoch_seconds", [])]
         model.deletions_ = list(manifest.get("deletions", []))
         model.forgotten_ = manifest.get("forgotten", {"users": [], "items": []})
         if manifest.get("objective_reg") is not None:
