@@ -26,13 +26,16 @@ for part in "${parts[@]}"; do
         --json "$R/netflix-forget_ml-100k.json" --report "$R/netflix-forget_ml-100k.md" \
         --plots "$R/plots/netflix-forget_ml-100k" > "$R/netflix-forget_ml-100k.txt" ;;
     neural)
-      # NCF_LOAD=DIR reuses originals saved by an earlier run (DIR/<arch>_<dataset>, --save)
+      # each original is fitted once (with the first scenario) and loaded for the second;
+      # NCF_LOAD=DIR reuses originals saved by an earlier run (DIR/<arch>_<dataset>)
+      cache=${NCF_LOAD:-$(mktemp -d)}
       for ds in ml-1m ml-100k; do
         short=${ds#ml-}
         for arch in gmf neumf; do
           for sc in interactions:0.01 users:0.01; do
             tag=${sc%%:*}; tag=${tag:0:5}; tag=${tag/inter/int}
-            load=(); [ -n "${NCF_LOAD:-}" ] && [ -d "$NCF_LOAD/${arch}_$ds" ] && load=(--load "$NCF_LOAD/${arch}_$ds")
+            saved="$cache/${arch}_$ds"
+            if [ -d "$saved" ]; then load=(--load "$saved"); else load=(--save "$saved"); fi
             run "ncf $arch $ds $sc" "$BIN/python" benchmarks/ncf_unlearn.py --dataset "$ds" \
               --arch "$arch" --scenario "$sc" "${load[@]}" \
               --method retrain --method "retrain random_state=1" --method finetune \

@@ -122,8 +122,8 @@ def test_cosine_schedule_anneals_the_step_size_to_zero(data):
 
 def test_cosine_fit_settles_and_is_persisted(data, tmp_path):
     params = {**SMALL, "epochs": 6}
-    const = NCF("gmf", random_state=0, **params).fit(data)
-    cos = NCF("gmf", random_state=0, lr_schedule="cosine", **params).fit(data)
+    const = NCF("gmf", random_state=0, lr_schedule="constant", **params).fit(data)
+    cos = NCF("gmf", random_state=0, **params).fit(data)
     assert const.model_hash() != cos.model_hash()
     cos.save(tmp_path / "m")
     assert NCF.load(tmp_path / "m").lr_schedule == "cosine"
@@ -303,7 +303,7 @@ def test_get_params_clone_and_factories(data):
         batch_size=4096,
         lr=5e-3,
         weight_decay=0.2,
-        lr_schedule="constant",
+        lr_schedule="cosine",
         negatives=4,
         device="cpu",
         num_threads=None,
