@@ -55,17 +55,22 @@ def verdict(result: dict[str, Any]) -> str:
     alt, rt = runs.get("alteraser"), runs.get("retrain")
     if alt is None or rt is None:
         return "no alteraser or retrain row"
-    reached = (result.get("finetune_trace") or {}).get("reached")
+    trace = result.get("finetune_trace") or {}
+    reached = trace.get("reached")
+    lrs = [t.get("lr") for t in result.get("finetune_traces", [trace])]
+    at = f" at lr {trace['lr']:g}" if trace.get("lr") is not None else ""
     failed = misses(alt, result["original"], rt)
     if alt["seconds"] * 10 > rt["seconds"]:
         failed.append("1/10 retrain")
     if reached is not None and alt["seconds"] * 3 > reached["seconds"]:
         failed.append("1/3 fine-tune")
     ft = (
-        f"fine-tune reaches the target at epoch {reached['epoch']} ({reached['seconds']:.2f} s; "
+        f"fine-tune{at} reaches the target at epoch {reached['epoch']} "
+        f"({reached['seconds']:.2f} s; "
         f"alteraser takes {alt['seconds'] / reached['seconds']:.2f} of that)"
         if reached
         else "fine-tune never reaches the target"
+        + (f" (lr {', '.join(f'{x:g}' for x in lrs if x is not None)})" if any(lrs) else "")
     )
     head = "all criteria met" if not failed else "misses: " + ", ".join(failed)
     return f"{result['dataset']} {result['arch']} {result['scenario']}: {head}; {ft}."

@@ -39,7 +39,7 @@ for part in "${parts[@]}"; do
             run "ncf $arch $ds $sc" "$BIN/python" benchmarks/ncf_unlearn.py --dataset "$ds" \
               --arch "$arch" --scenario "$sc" "${load[@]}" \
               --method retrain --method "retrain random_state=1" --method finetune \
-              --method alteraser --method influence \
+              --method alteraser --method influence --finetune-lr 5e-3 --finetune-lr 1e-3 \
               --json "$R/ncf_unlearn_$arch${short}_$tag.json" > "$R/ncf_unlearn_$arch${short}_$tag.txt"
           done
         done
