@@ -17,6 +17,7 @@ from typing import Any
 
 from ncf_unlearn import misses
 
+ARCH_NAMES = {"gmf": "GMF", "mlp": "MLP", "neumf": "NeuMF"}
 HEADER = ("data / model / scenario", "method", "seconds", "speed-up", "gap", "MIA AUC")
 HEADER += ("NDCG@10 vs retrain",)
 
@@ -26,7 +27,8 @@ def _f(value: Any, fmt: str) -> str:
 
 
 def rows(result: dict[str, Any]) -> list[str]:
-    name = f"{result['dataset'].upper()} {result['arch'].upper()} {result['scenario']}"
+    arch = ARCH_NAMES.get(result["arch"], result["arch"])
+    name = f"{result['dataset'].upper()} {arch} {result['scenario']}"
     out = []
     for k, row in enumerate([result["original"], *result["runs"]]):
         method = row["method"]
