@@ -30,6 +30,7 @@ def test_user_deletions_are_judged_by_the_fold_in_probe(ncf_unlearn, tmp_path, c
     out = tmp_path / "out.json"
     argv = ["--dataset", "ml-100k", "--arch", "gmf", "--scenario", "users:0.01"]
     argv += ["--model-params", '{"epochs": 2}', "--finetune-max-epochs", "1"]
+    argv += ["--finetune-lr", "5e-3", "--finetune-lr", "1e-3"]
     argv += ["--method", "retrain", "--method", "alteraser", "--json", str(out)]
     assert ncf_unlearn.main(argv) == 0
     result = json.loads(out.read_text())
@@ -40,4 +41,8 @@ def test_user_deletions_are_judged_by_the_fold_in_probe(ncf_unlearn, tmp_path, c
     assert rows["retrain"]["gap_closed"] == pytest.approx(1.0)
     assert rows["original"]["gap_closed"] == pytest.approx(0.0)
     assert rows["alteraser"]["speedup"] > 1
-    assert "finetune per epoch" in capsys.readouterr().out
+    traces = result["finetune_traces"]
+    assert [t["lr"] for t in traces] == [5e-3, 1e-3]
+    assert all(len(t["epochs"]) == 1 for t in traces) and result["finetune_trace"] in traces
+    text = capsys.readouterr().out
+    assert "finetune at lr 0.005 per epoch" in text and "finetune at lr 0.001 per epoch" in text
