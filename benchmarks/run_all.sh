@@ -28,7 +28,9 @@ for part in "${parts[@]}"; do
     neural)
       # each original is fitted once (with the first scenario) and loaded for the second;
       # NCF_LOAD=DIR reuses originals saved by an earlier run (DIR/<arch>_<dataset>)
-      cache=${NCF_LOAD:-$(mktemp -d)}
+      if [ -n "${NCF_LOAD:-}" ]; then cache=$NCF_LOAD; else
+        cache=$(mktemp -d); trap 'rm -rf "$cache"' EXIT  # this run's originals only
+      fi
       for ds in ml-1m ml-100k; do
         short=${ds#ml-}
         for arch in gmf neumf; do

@@ -300,7 +300,7 @@ class NCF(Recommender):
             lr=lr,
             random_state=random_state,
             schedule=schedule,
-            total_epochs=max(int(n), 1) if schedule != "constant" else None,
+            total_epochs=max(int(n), 1),  # read by the cosine schedule only
         )
         for _ in range(n):
             with self._threads():
@@ -495,7 +495,7 @@ class NCF(Recommender):
         manifest = self._manifest(weights=WEIGHTS_FILE)
         if hasattr(self, "objective_reg_"):
             manifest["objective_reg"] = float(self.objective_reg_)
-        manifest["epoch_seconds"] = [float(t) for t in getattr(self, "epoch_seconds_", [])]
+        manifest["epoch_seconds"] = [float(t) for t in self.epoch_seconds_]
         if extra_manifest:
             manifest.update(extra_manifest)
         if curvature:
