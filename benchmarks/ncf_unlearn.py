@@ -281,8 +281,7 @@ def table(result: dict[str, Any]) -> str:
     ]
     widths = [max(len(row[k]) for row in cells) for k in range(len(cols))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    traces = result.get("finetune_traces") or [result.get("finetune_trace")]
-    for trace in filter(None, traces):
+    for trace in result.get("finetune_traces", []):
         lines.append(
             f"finetune at lr {trace.get('lr')} per epoch "
             "(training seconds, deleted score, MIA AUC, NDCG@10):"
@@ -301,6 +300,17 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _step_size(text: str) -> float:
+    """argparse type of ``--finetune-lr``: refused at parse time, before any model is trained."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"a step size must be a positive number, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="ml-100k")
@@ -314,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetune-max-epochs", type=int, default=None)
     p.add_argument(
         "--finetune-lr",
-        type=float,
+        type=_step_size,
         action="append",
         help="step size of a fine-tune trace (repeatable; the fastest to reach the target "
         "is the one judged); default the model's lr",

@@ -46,3 +46,11 @@ def test_user_deletions_are_judged_by_the_fold_in_probe(ncf_unlearn, tmp_path, c
     assert all(len(t["epochs"]) == 1 for t in traces) and result["finetune_trace"] in traces
     text = capsys.readouterr().out
     assert "finetune at lr 0.005 per epoch" in text and "finetune at lr 0.001 per epoch" in text
+
+
+@pytest.mark.parametrize("bad", ["0", "-1e-3", "nan", "fast"])
+def test_a_bad_finetune_step_size_is_refused_before_any_work(ncf_unlearn, bad, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        ncf_unlearn.main([f"--finetune-lr={bad}"])
+    assert exit_.value.code == 2
+    assert f"a step size must be a positive number, got {bad!r}" in capsys.readouterr().err
