@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from recforget.evaluate.foldin import fold_in_split
     from recforget.evaluate.scenarios import make_request
     from recforget.models.ncf import NCF
-    from recforget.unlearn import unlearn
+    from recforget.unlearn import forget
     from recforget.unlearn.ncf import prepare
 
     name, data = prepare_data(args.dataset)
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     for spec in args.method or DEFAULT_METHODS:
         label, method, options = _parse_method(spec)
-        result = unlearn(original, None, request, method, **options)
+        result = forget(original, request, method, **options)
         r = result.receipt
         row = {
             "method": label,

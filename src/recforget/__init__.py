@@ -12,7 +12,7 @@ from recforget.data.errors import DataError, UnknownIdError
 from recforget.data.interactions import Interactions, Removal
 from recforget.data.vocab import Vocabulary
 from recforget.models.als import ALS
-from recforget.unlearn import DeletionRequest, UnlearnResult, unlearn
+from recforget.unlearn import DeletionRequest, UnlearnResult, forget
 
 __all__ = [
     "ALS",
@@ -24,5 +24,5 @@ __all__ = [
     "UnlearnResult",
     "Vocabulary",
     "__version__",
-    "unlearn",
+    "forget",
 ]

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from recforget import ALS, DeletionRequest, Interactions, unlearn
+from recforget import ALS, DeletionRequest, Interactions, forget
 from recforget.kernels import als_reference as ref
 from recforget.testing import UnlearnerContract
 
@@ -102,8 +102,8 @@ def test_deleted_values_leave_no_trace(small_ratings, rng, config, method):
         item_bias=model.item_bias_,
         **{k: v for k, v in model.get_params().items() if k != "factors"},
     )
-    a = unlearn(model, None, request, method, tol=TOL)
-    b = unlearn(twin, None, request, method, tol=TOL)
+    a = forget(model, request, method, tol=TOL)
+    b = forget(twin, request, method, tol=TOL)
     assert a.receipt["data_fingerprint_after"] == b.receipt["data_fingerprint_after"]
     np.testing.assert_array_equal(a.model.user_factors_, b.model.user_factors_)
     np.testing.assert_array_equal(a.model.item_factors_, b.model.item_factors_)
@@ -116,7 +116,7 @@ def test_unlearned_objective_is_the_retraining_objective(small_ratings, rng):
     data = Interactions.from_csr(small_ratings)
     model = _fit(data)
     pairs = _pairs(data, rng, 5)
-    result = unlearn(model, None, DeletionRequest(pairs=pairs), "unlearn-als", tol=TOL)
+    result = forget(model, DeletionRequest(pairs=pairs), "unlearn-als", tol=TOL)
     R = small_ratings.copy()
     for u, i in pairs:
         R[u, i] = 0.0  # an ordinary unobserved cell: p = 0, c = 1
@@ -135,9 +135,9 @@ def test_selective_and_full_reach_the_same_certificate_and_point(small_ratings, 
     data = Interactions.from_csr(small_ratings)
     model = _fit(data)
     request = DeletionRequest(pairs=_pairs(data, rng, 4))
-    full = unlearn(model, None, request, "unlearn-als", tol=TOL)
-    sel = unlearn(model, None, request, "unlearn-als-selective", tol=TOL)
-    retrain = unlearn(model, None, request, "retrain", tol=TOL)
+    full = forget(model, request, "unlearn-als", tol=TOL)
+    sel = forget(model, request, "unlearn-als-selective", tol=TOL)
+    retrain = forget(model, request, "retrain", tol=TOL)
     for r in (full, sel, retrain):
         assert r.receipt["certified"]
     assert sel.receipt["objective"] == pytest.approx(full.receipt["objective"], rel=1e-6)
@@ -156,8 +156,8 @@ def test_selective_resolves_touched_rows_even_under_a_loose_tolerance(small_rati
     model = _fit(data)
     request = DeletionRequest(pairs=_pairs(data, rng, 2))
     loose = 0.5
-    lazy = unlearn(model, None, request, "unlearn-als-selective", tol=loose, touched_first=False)
-    eager = unlearn(model, None, request, "unlearn-als-selective", tol=loose)
+    lazy = forget(model, request, "unlearn-als-selective", tol=loose, touched_first=False)
+    eager = forget(model, request, "unlearn-als-selective", tol=loose)
     removal = data.remove(pairs=request.pairs)
     n_touched = len(removal.affected_users) + len(removal.affected_items)
     assert lazy.receipt["rows_solved"] == 0
@@ -170,7 +170,7 @@ def test_selective_resolves_touched_rows_even_under_a_loose_tolerance(small_rati
 def test_whole_item_deletion_removes_the_row(small_data):
     model = _fit(small_data)
     item = small_data.items.ids[2]
-    result = unlearn(model, None, DeletionRequest(items=[item]), "unlearn-als-selective", tol=TOL)
+    result = forget(model, DeletionRequest(items=[item]), "unlearn-als-selective", tol=TOL)
     assert result.model.item_factors_.shape == (small_data.n_items - 1, 4)
     assert item not in result.model.items_
     assert result.receipt["removed"]["items"] == 1
@@ -183,18 +183,18 @@ def test_unlearn_refuses_other_data_and_methods(small_data):
     model = _fit(small_data)
     other = small_data.select(np.arange(small_data.nnz) > 0)
     with pytest.raises(ValueError, match="differs"):
-        unlearn(model, other, DeletionRequest(users=[0]))
+        forget(model, DeletionRequest(users=[0]), data=other)
     with pytest.raises(ValueError, match="unknown method"):
-        unlearn(model, None, DeletionRequest(users=[0]), method="magic")
+        forget(model, DeletionRequest(users=[0]), method="magic")
 
 
 def test_forgetting_persists_through_save_and_load(tmp_path, small_data):
     model = _fit(small_data)
-    result = unlearn(model, None, DeletionRequest(users=[1]), "unlearn-als-selective", tol=TOL)
+    result = forget(model, DeletionRequest(users=[1]), "unlearn-als-selective", tol=TOL)
     result.model.save(tmp_path / "m")
     loaded = ALS.load(tmp_path / "m")
     assert loaded.deletions_[0]["method"] == "unlearn-als-selective"
-    again = unlearn(loaded, None, DeletionRequest(users=[1]), "unlearn-als")
+    again = forget(loaded, DeletionRequest(users=[1]), "unlearn-als")
     assert again.receipt["noop"] and again.receipt["removed"]["already_forgotten"] == 1
     # the raw id itself is not stored, only its hash
     assert '"1"' not in (tmp_path / "m" / "manifest.json").read_text().split('"forgotten"')[1][:80]
@@ -216,7 +216,7 @@ def test_works_on_factors_from_another_library(small_ratings):
     model = ALS.from_factors(
         ext.user_factors, ext.item_factors, data, regularization=1.0, alpha=3.0, dtype="float64"
     )
-    result = unlearn(model, None, DeletionRequest(users=[0, 1]), "unlearn-als", tol=TOL)
+    result = forget(model, DeletionRequest(users=[0, 1]), "unlearn-als", tol=TOL)
     assert result.receipt["certified"]
     assert result.model.user_factors_.shape == (data.n_users - 2, 4)
 
@@ -255,8 +255,8 @@ def test_unlearn_als_matches_retraining_accuracy_on_planted_structure():
         random_state=0,
     ).fit(train)  # fmt: skip
     request = make_request(train, "interactions:0.05", random_state=1)
-    retrain = unlearn(model, None, request, "retrain")
-    full = unlearn(model, None, request, "unlearn-als")
+    retrain = forget(model, request, "retrain")
+    full = forget(model, request, "unlearn-als")
     test_after = test  # pairs only: the vocabularies are unchanged
     acc_r = evaluate_ranking(retrain.model, retrain.data, test_after, ks=(10,))
     acc_u = evaluate_ranking(full.model, full.data, test_after, ks=(10,))

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from recforget import DeletionRequest, Interactions, unlearn  # noqa: E402
+from recforget import DeletionRequest, Interactions, forget  # noqa: E402
 from recforget.models.ncf import NCF  # noqa: E402
 from recforget.testing import UnlearnerContract  # noqa: E402
 from recforget.unlearn import ncf as U  # noqa: E402
@@ -131,7 +131,7 @@ def test_alteraser_never_increases_the_retraining_loss(fitted, data, options):
     options = {"max_rounds": 8, **options}
     request = DeletionRequest(pairs=_pairs(data, [0, 10, 50, 100]))
     removal = data.remove(pairs=request.pairs)
-    result = unlearn(fitted, None, request, "alteraser", **options)
+    result = forget(fitted, request, "alteraser", **options)
     h = np.asarray(result.receipt["loss_history"])
     assert len(h) == result.receipt["rounds"] + 1
     assert h[0] == 0.0  # change of the minimised objective (over |S|) since the warm start
@@ -243,7 +243,7 @@ def test_gmf_closed_form_jacobian_matches_autograd(data):
 def test_one_round_moves_only_affected_blocks_and_forgets(data):
     model = NCF("gmf", random_state=0, **SMALL).fit(data)
     gone = _pairs(data, [3, 40, 41])
-    result = unlearn(model, None, DeletionRequest(pairs=gone), "alteraser")
+    result = forget(model, DeletionRequest(pairs=gone), "alteraser")
     assert result.receipt["rounds"] == 1
     before, after = model.module_.all_user_vectors(), result.model.module_.all_user_vectors()
     moved = np.flatnonzero((before != after).any(dim=1).numpy())
@@ -259,7 +259,7 @@ def test_influence_step_never_increases_the_anchored_objective(data, arch):
     model = NCF(arch, random_state=0, **SMALL).fit(data)
     request = DeletionRequest(pairs=_pairs(data, [0, 10, 50, 100, 101]))
     removal = data.remove(pairs=request.pairs)
-    result = unlearn(model, None, request, "influence", shared=arch == "neumf")
+    result = forget(model, request, "influence", shared=arch == "neumf")
     assert 0.0 <= result.receipt["step"] <= 1.0
     warm = U.transplant(model, removal)
     sample = U.fixed_sample(warm)
@@ -272,7 +272,7 @@ def test_influence_step_never_increases_the_anchored_objective(data, arch):
 def test_alteraser_first_round_touches_only_affected_blocks(data):
     model = NCF("gmf", random_state=0, **SMALL).fit(data)
     request = DeletionRequest(pairs=_pairs(data, [3, 40]))
-    result = unlearn(model, None, request, "alteraser", max_rounds=1, update="alternating")
+    result = forget(model, request, "alteraser", max_rounds=1, update="alternating")
     assert result.receipt["rounds"] == 1
     assert result.receipt["blocks_solved"] <= 4  # two users, two items at most
 
@@ -283,7 +283,7 @@ def test_jacobi_step_moves_exactly_the_blocks_whose_samples_changed(data):
     model = NCF("gmf", random_state=0, **SMALL).fit(data)
     request = DeletionRequest(pairs=_pairs(data, [3, 40]))
     removal = data.remove(pairs=request.pairs)
-    result = unlearn(model, None, request, "alteraser")
+    result = forget(model, request, "alteraser")
     r = result.receipt
     assert r["update"] == "jacobi" and r["step"] == 1.0 and not r["prepared"]
     new = U.transplant(model, removal)
@@ -300,9 +300,7 @@ def test_jacobi_step_moves_exactly_the_blocks_whose_samples_changed(data):
     torch.testing.assert_close(result.model.curvature_.items, fresh.items, rtol=1e-4, atol=1e-5)
     # it makes the next request cheap, and it is not exact any more
     assert result.model.curvature_.exact is False
-    again = unlearn(
-        result.model, None, DeletionRequest(pairs=_pairs(removal.data, [7])), "alteraser"
-    )
+    again = forget(result.model, DeletionRequest(pairs=_pairs(removal.data, [7])), "alteraser")
     assert again.receipt["prepared"] is True
 
 
@@ -310,13 +308,11 @@ def test_alteraser_certifies_gmf(data):
     model = NCF("gmf", random_state=0, **SMALL).fit(data)
     request = DeletionRequest(pairs=_pairs(data, [0, 10, 50, 100]))
     exact = {**EXACT, "tol": 2e-3}  # this float32 network stalls at max_relative 1.04e-3
-    result = unlearn(model, None, request, "alteraser", **exact)
+    result = forget(model, request, "alteraser", **exact)
     assert result.receipt["certified"] is True
     assert result.receipt["certificate"]["max_relative"] <= exact["tol"]
     # a second deletion from the certified model needs little work
-    again = unlearn(
-        result.model, None, DeletionRequest(pairs=_pairs(data, [20])), "alteraser", **exact
-    )
+    again = forget(result.model, DeletionRequest(pairs=_pairs(data, [20])), "alteraser", **exact)
     assert again.receipt["certified"] is True
     assert again.receipt["blocks_solved"] < result.receipt["blocks_solved"]
 
@@ -327,7 +323,7 @@ def test_deleted_pairs_are_gone_and_may_be_negatives(data):
     user = 4
     mine = np.flatnonzero(data.row_of_entry == user)
     gone = mine[: max(1, len(mine) - 1)]  # all but one of the user's positives
-    result = unlearn(model, None, DeletionRequest(pairs=_pairs(data, gone)), "finetune", epochs=1)
+    result = forget(model, DeletionRequest(pairs=_pairs(data, gone)), "finetune", epochs=1)
     seen = result.model.seen_
     u = seen.users.index([data.users.ids[user]])[0]
     deleted = set(seen.items.index([data.items.ids[data.indices[e]] for e in gone]).tolist())
@@ -383,16 +379,16 @@ def test_retrain_with_another_seed_is_another_model(data):
     """The oracle uses the model's seed; ``random_state`` gives a second, equally valid one."""
     model = NCF("gmf", random_state=0, **{**SMALL, "epochs": 3}).fit(data)
     request = DeletionRequest(users=["u3"])
-    same = unlearn(model, None, request, "retrain")
-    again = unlearn(model, None, request, "retrain")
-    other = unlearn(model, None, request, "retrain", random_state=7)
+    same = forget(model, request, "retrain")
+    again = forget(model, request, "retrain")
+    other = forget(model, request, "retrain", random_state=7)
     assert same.receipt["random_state"] == 0 and other.receipt["random_state"] == 7
     assert same.model.model_hash() == again.model.model_hash()
     assert other.model.model_hash() != same.model.model_hash()
     assert other.model.seen_.fingerprint() == same.model.seen_.fingerprint()
     for bad in (-1, 1.5, "7", True):
         with pytest.raises(ValueError, match="random_state"):
-            unlearn(model, None, request, "retrain", random_state=bad)
+            forget(model, request, "retrain", random_state=bad)
 
 
 # ---------------------------------------------------------------------------- contracts
@@ -454,8 +450,8 @@ def test_prepared_curvature_survives_save_and_load(data, tmp_path):
     for name in ("users", "items", "user_anchor", "item_anchor"):
         assert torch.equal(getattr(got, name), getattr(curv, name))
     request = DeletionRequest(pairs=_pairs(data, [0, 5]))
-    a = unlearn(model, None, request, "alteraser")
-    b = unlearn(back, None, request, "alteraser")
+    a = forget(model, request, "alteraser")
+    b = forget(back, request, "alteraser")
     assert b.receipt["prepared"] and b.model.model_hash() == a.model.model_hash()
     model.save(tmp_path / "m")  # without curvature: the old file goes
     assert not (tmp_path / "m" / "curvature.safetensors").exists()

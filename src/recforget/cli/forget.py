@@ -49,7 +49,7 @@ from recforget.cli._common import emit_json, handle_errors
 def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receipt_path, as_json):
     """Make the model in MODEL_DIR forget REQUEST_FILE (.json or .csv); save to --out."""
     from recforget.models.registry import load_model
-    from recforget.unlearn import DeletionRequest, unlearn
+    from recforget.unlearn import DeletionRequest, forget
 
     if Path(out_dir).resolve() == Path(model_dir).resolve():
         raise click.UsageError("--out must differ from MODEL_DIR (the original is kept intact)")
@@ -58,8 +58,8 @@ def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receip
     options = {} if tol is None else {"tol": tol}
     if method in ("warmstart", "finetune"):
         options.pop("tol", None)
-    result = unlearn(
-        model, None, request, method, missing="ignore" if ignore_unknown else "error", **options
+    result = forget(
+        model, request, method, missing="ignore" if ignore_unknown else "error", **options
     )
     if getattr(result.model, "curvature_", None) is not None:  # an NCF model AltEraser updated
         from recforget.unlearn._ncf_curvature import current_curvature

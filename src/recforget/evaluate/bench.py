@@ -35,7 +35,7 @@ from recforget.evaluate.scenarios import (
     make_stream,
 )
 from recforget.models.base import Recommender
-from recforget.unlearn import DeletionRequest, unlearn
+from recforget.unlearn import DeletionRequest, forget
 
 ALS_METHODS = ("retrain", "warmstart", "unlearn-als", "unlearn-als-selective")
 NEURAL_METHODS = ("retrain", "finetune", "alteraser", "influence")
@@ -264,7 +264,7 @@ def _run_methods(
     runs, models = [], {}
     for method in methods:
         say(f"running {method} ...")
-        result = unlearn(original, None, request, method, **method_options.get(method, {}))
+        result = forget(original, request, method, **method_options.get(method, {}))
         metrics = evaluate(result.model, result.data, test_after, ks=ks)
         runs.append(method_row(method, result.receipt, result.model, request, metrics))
         models[method] = result.model

@@ -34,7 +34,7 @@ from recforget.evaluate.bench import (
 from recforget.evaluate.consistency import common_item_vectors, neighbour_overlap
 from recforget.evaluate.extras import json_ready
 from recforget.models.base import Recommender
-from recforget.unlearn import DeletionRequest, unlearn
+from recforget.unlearn import DeletionRequest, forget
 
 PRESETS = ("netflix-forget",)
 NETFLIX_FRACTIONS = (0.1, 0.2)
@@ -176,7 +176,7 @@ def _scenario(
     models: dict[str, Recommender] = {}
     runs = []
     for method in methods:
-        result = unlearn(original, None, request, method, **method_options.get(method, {}))
+        result = forget(original, request, method, **method_options.get(method, {}))
         r = result.receipt
         models[method] = result.model
         runs.append(

@@ -18,7 +18,7 @@ from typing import Any
 from recforget.data.interactions import Interactions
 from recforget.evaluate.bench import _gap_closed, deleted_pair_scores, method_row
 from recforget.models.base import Recommender
-from recforget.unlearn import DeletionRequest, unlearn
+from recforget.unlearn import DeletionRequest, forget
 
 
 @dataclass
@@ -112,7 +112,7 @@ def run_stream(
     for method in order:
         model, total, steps = original, 0.0, []
         for k, request in enumerate(requests):
-            result = unlearn(model, None, request, method, **method_options.get(method, {}))
+            result = forget(model, request, method, **method_options.get(method, {}))
             model = result.model
             metrics = evaluate(model, result.data, test, ks=ks)
             row = method_row(method, result.receipt, model, so_far[k], metrics)

@@ -22,7 +22,7 @@ import pytest
 
 from recforget.data.errors import UnknownIdError
 from recforget.data.interactions import Interactions
-from recforget.unlearn import DeletionRequest, unlearn
+from recforget.unlearn import DeletionRequest, forget
 
 _MODELS: dict[tuple[str, str], Any] = {}
 
@@ -64,7 +64,7 @@ class UnlearnerContract:
 
     def test_empty_request_is_a_noop(self, contract_model, contract_data):
         before = contract_model.model_hash() if hasattr(contract_model, "model_hash") else None
-        result = unlearn(contract_model, None, DeletionRequest(), self.method, **self.options)
+        result = forget(contract_model, DeletionRequest(), self.method, **self.options)
         assert result.receipt["noop"] is True
         assert result.model is contract_model
         assert result.data.fingerprint() == contract_data.fingerprint()
@@ -76,14 +76,14 @@ class UnlearnerContract:
     ):
         pairs = self._pairs(contract_data)
         request = DeletionRequest(pairs=pairs)
-        first = unlearn(contract_model, None, request, self.method, **self.options)
+        first = forget(contract_model, request, self.method, **self.options)
         assert first.receipt["removed"]["interactions"] == len(pairs)
         remaining = first.model.seen_
         assert remaining.nnz == contract_data.nnz - len(pairs)
         u = remaining.users.index([p[0] for p in pairs])
         i = remaining.items.index([p[1] for p in pairs])
         assert np.all(remaining.entry_positions(u, i) < 0)
-        second = unlearn(first.model, None, request, self.method, **self.options)
+        second = forget(first.model, request, self.method, **self.options)
         assert second.receipt["noop"] is True
         assert second.receipt["removed"]["absent_pairs"] == len(pairs)
         assert second.model is first.model
@@ -92,27 +92,20 @@ class UnlearnerContract:
 
     def test_whole_user_leaves_the_model(self, contract_model, contract_data):
         gone = contract_data.users.ids[3]
-        result = unlearn(
-            contract_model, None, DeletionRequest(users=[gone]), self.method, **self.options
-        )
+        result = forget(contract_model, DeletionRequest(users=[gone]), self.method, **self.options)
         assert gone not in result.model.users_
         assert result.data.n_users == contract_data.n_users - 1
         with pytest.raises(UnknownIdError):
             result.model.recommend([gone])
-        again = unlearn(
-            result.model, None, DeletionRequest(users=[gone]), self.method, **self.options
-        )
+        again = forget(result.model, DeletionRequest(users=[gone]), self.method, **self.options)
         assert again.receipt["noop"] is True
         assert again.receipt["removed"]["already_forgotten"] == 1
 
     def test_unknown_ids_are_listed(self, contract_model):
         with pytest.raises(UnknownIdError, match="nobody"):
-            unlearn(
-                contract_model, None, DeletionRequest(users=["nobody"]), self.method, **self.options
-            )
-        result = unlearn(
+            forget(contract_model, DeletionRequest(users=["nobody"]), self.method, **self.options)
+        result = forget(
             contract_model,
-            None,
             DeletionRequest(users=["nobody"]),
             self.method,
             missing="ignore",
@@ -124,9 +117,8 @@ class UnlearnerContract:
     def test_receipt_is_json(self, contract_model, contract_data):
         import json
 
-        result = unlearn(
+        result = forget(
             contract_model,
-            None,
             DeletionRequest(pairs=self._pairs(contract_data, 2)),
             self.method,
             **self.options,
@@ -139,9 +131,8 @@ class UnlearnerContract:
     def test_exact_methods_are_certified(self, contract_model, contract_data):
         if not self.exact:
             pytest.skip("approximate method")
-        result = unlearn(
+        result = forget(
             contract_model,
-            None,
             DeletionRequest(pairs=self._pairs(contract_data)),
             self.method,
             **self.options,

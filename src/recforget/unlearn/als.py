@@ -21,7 +21,7 @@ from recforget.data.interactions import Removal
 from recforget.models._als_objective import Factors, row_floor
 from recforget.models.als import ALS
 from recforget.models.base import clone
-from recforget.unlearn.api import register
+from recforget.unlearn.registry import register
 
 DEFAULT_TOL = 1e-3
 DEFAULT_MAX_SWEEPS = 200

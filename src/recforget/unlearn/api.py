@@ -1,69 +1,32 @@
-"""``unlearn(model, data, request, method=...)``: the one entry point for forgetting."""
+"""``forget(model, request, method=...)``: the one entry point for forgetting."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from recforget.data.interactions import Interactions, Removal
+from recforget.data.interactions import Interactions
 from recforget.models.base import Recommender
+from recforget.unlearn.registry import lookup, model_kind
 from recforget.unlearn.requests import DeletionRequest, hash_id
-
-# method name -> model kind -> implementation(model, removal, **options) -> (model, info)
-UnlearnFn = Callable[..., tuple[Recommender, dict[str, Any]]]
-_METHODS: dict[str, dict[str, UnlearnFn]] = {}
-
-
-def register(method: str, kind: str) -> Callable[[UnlearnFn], UnlearnFn]:
-    """Register an unlearning implementation for models of ``kind`` ("als", "ncf")."""
-
-    def deco(fn: UnlearnFn) -> UnlearnFn:
-        _METHODS.setdefault(method, {})[kind] = fn
-        return fn
-
-    return deco
-
-
-def _load_methods() -> None:
-    from recforget.unlearn import als  # noqa: F401  (registers the ALS methods)
-
-    try:
-        from recforget.unlearn import ncf  # noqa: F401
-    except ImportError:  # torch missing: neural methods unavailable
-        pass
-
-
-def methods(kind: str | None = None) -> list[str]:
-    """Names of the registered methods (for one model kind, or all)."""
-    _load_methods()
-    return sorted(m for m, impls in _METHODS.items() if kind is None or kind in impls)
 
 
 @dataclass(frozen=True)
 class UnlearnResult:
-    """What :func:`unlearn` returns: the new model, the data it stands on, and a receipt."""
+    """What :func:`forget` returns: the new model, the data it stands on, and a receipt."""
 
     model: Recommender
     data: Interactions
     receipt: dict[str, Any]
 
 
-def model_kind(model: Recommender) -> str:
-    from recforget.models.als import ALS
-
-    if isinstance(model, ALS):
-        return "als"
-    return getattr(model, "kind", type(model).__name__.lower())
-
-
-def unlearn(
+def forget(
     model: Recommender,
-    data: Interactions | None,
     request: DeletionRequest,
     method: str = "unlearn-als",
     *,
+    data: Interactions | None = None,
     missing: Literal["error", "ignore"] = "error",
     **options: Any,
 ) -> UnlearnResult:
@@ -73,8 +36,6 @@ def unlearn(
     ----------
     model : fitted Recommender
         Left untouched; a new model is returned.
-    data : Interactions or None
-        The data the model stands on (default: ``model.seen_``). It must be that data.
     request : DeletionRequest
     method : str
         ALS: "retrain" (the oracle: same parameters and seed, fitted on the remaining data),
@@ -82,6 +43,8 @@ def unlearn(
         sweeps until the stationarity certificate holds) and "unlearn-als-selective" (re-solve
         only rows whose gradient exceeds the tolerance, until every row is within it).
         Neural models: "retrain", "finetune", "alteraser", "influence".
+    data : Interactions or None, keyword-only
+        The data the model stands on (default: ``model.seen_``). It must be that data.
     missing : {"error", "ignore"}
         Unknown ids raise :class:`~recforget.UnknownIdError` listing them, or are skipped and
         reported in the receipt. Ids this model forgot earlier are never unknown: forgetting
@@ -99,12 +62,8 @@ def unlearn(
     model._check_fitted()
     if not isinstance(request, DeletionRequest):
         raise TypeError(f"request must be a DeletionRequest, got {type(request).__name__}")
-    _load_methods()
+    implementation = lookup(method, model)
     kind = model_kind(model)
-    if method not in _METHODS or kind not in _METHODS[method]:
-        raise ValueError(
-            f"unknown method {method!r} for a {kind} model; choose from {methods(kind)}"
-        )
     if data is None:
         data = model.seen_
     elif data is not model.seen_ and (
@@ -143,7 +102,7 @@ def unlearn(
     if removal.is_noop:
         new_model, info = model, {"noop": True, "sweeps": 0, "rows_solved": 0}
     else:
-        new_model, info = _METHODS[method][kind](model, removal, **options)
+        new_model, info = implementation(model, removal, **options)
         info["noop"] = False
         new_model.forgotten_ = {
             "users": sorted(
@@ -203,4 +162,4 @@ def unlearn(
     return UnlearnResult(model=new_model, data=removal.data, receipt=receipt)
 
 
-__all__ = ["Removal", "UnlearnResult", "methods", "register", "unlearn"]
+__all__ = ["UnlearnResult", "forget"]

@@ -80,7 +80,7 @@ from recforget.unlearn._ncf_solvers import (
     shared_lbfgs,
 )
 from recforget.unlearn._ncf_solvers import _block_jacobians as _block_jacobians  # (tests)
-from recforget.unlearn.api import register
+from recforget.unlearn.registry import register
 
 DEFAULT_TOL = 1e-2
 DEFAULT_MAX_ROUNDS = 1
