@@ -205,14 +205,14 @@ def test_save_load_round_trip_is_bit_exact(fitted, data, tmp_path):
 
 def test_objective_reg_is_calibrated_and_persisted(data, tmp_path):
     """fit stores the ridge under which the network is closest to stationary; save/load keep it."""
-    from recforget.unlearn import ncf as U
+    from recforget.models import _ncf_objective as O
 
     model = NCF("gmf", random_state=0, **SMALL).fit(data)
     reg = model.objective_reg_
-    assert reg > 0 and reg == U.calibrated_reg(model)
+    assert reg > 0 and reg == O.calibrated_reg(model)
     # it is the least-squares minimiser of the embedding rows' stationarity residual
-    module, sample = model.module_, U.fixed_sample(model)
-    gU, gV, _ = U._data_gradients(module, sample)
+    module, sample = model.module_, O.fixed_sample(model)
+    gU, gV, _ = O.data_gradients(module, sample)
     g = torch.cat([gU, gV]).double()
     th = torch.cat([module.all_user_vectors(), module.all_item_vectors()]).detach().double()
     residual = [float((g + r * th).norm()) for r in (0.9 * reg, reg, 1.1 * reg)]

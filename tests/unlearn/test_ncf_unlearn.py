@@ -11,16 +11,24 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from recforget import DeletionRequest, Interactions, forget  # noqa: E402
+from recforget.models import _ncf_curvature as C  # noqa: E402
+from recforget.models import _ncf_negatives as N  # noqa: E402
+from recforget.models import _ncf_objective as O  # noqa: E402
 from recforget.models.ncf import NCF  # noqa: E402
 from recforget.testing import UnlearnerContract  # noqa: E402
 from recforget.unlearn import ncf as U  # noqa: E402
+from recforget.unlearn.ncf import sample as S  # noqa: E402
+from recforget.unlearn.ncf import solvers  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
 SMALL = dict(factors=8, layers=(16, 8), epochs=20, batch_size=64, lr=1e-2, num_threads=1)
-# the plain (un-anchored) objective, iterated to a certified stationary point
+# the plain (un-anchored) objective, iterated to a certified stationary point. The network's
+# float32 parameters put a floor under the reachable relative residual: on the contract data the
+# line searches stop improving at max_relative 0.99e-3 to 1.01e-3 depending on the CPU, so the
+# contract asks for 2e-3 (the floor, not the solver, decided a 1e-3 test).
 EXACT = dict(
-    tol=1e-3, newton_steps=1, shared_steps=10, joint_steps=20, max_rounds=60, anchored=False
+    tol=2e-3, newton_steps=1, shared_steps=10, joint_steps=20, max_rounds=60, anchored=False
 )
 
 
@@ -70,13 +78,13 @@ def test_user_block_newton_reaches_the_block_optimum(data, arch):
     checked to descend, in the tests below.)
     """
     fitted = NCF(arch, random_state=0, **SMALL).fit(data)
-    sample = U.fixed_sample(fitted)
-    reg = U.DEFAULT_REG
+    sample = O.fixed_sample(fitted)
+    reg = O.DEFAULT_REG
     work = copy.deepcopy(fitted.module_)
     users = np.arange(work.n_users)
-    before = U.objective(work, sample, reg)
-    U.block_newton(work, sample, "users", users, reg, steps=15)
-    assert U.objective(work, sample, reg) <= before
+    before = O.objective(work, sample, reg)
+    solvers.block_newton(work, sample, "users", users, reg, steps=15)
+    assert O.objective(work, sample, reg) <= before
     for u in (0, 7, 19):
         p = work.all_user_vectors().detach()[u].clone().requires_grad_()
         (g,) = torch.autograd.grad(_user_loss(work, sample, reg, u, p), p)
@@ -86,7 +94,7 @@ def test_user_block_newton_reaches_the_block_optimum(data, arch):
             [q], max_iter=200, tolerance_grad=1e-9, line_search_fn="strong_wolfe"
         )
         w64 = copy.deepcopy(work).double()
-        s64 = U.FixedSample(sample.users, sample.items, sample.labels.double())
+        s64 = O.FixedSample(sample.users, sample.items, sample.labels.double())
 
         def closure(q=q, w64=w64, s64=s64, u=u, opt=opt):
             opt.zero_grad()
@@ -106,14 +114,14 @@ def test_user_block_newton_reaches_the_block_optimum(data, arch):
 
 def test_block_newton_on_items_never_increases_any_block(data):
     model = NCF("mlp", random_state=1, **SMALL).fit(data)
-    sample = U.fixed_sample(model)
+    sample = O.fixed_sample(model)
     work = model.module_
     rows = np.arange(work.n_items)
-    f0 = U.objective(work, sample, 1.0)
-    info = U.block_newton(work, sample, "items", rows, 1.0, steps=3)
+    f0 = O.objective(work, sample, 1.0)
+    info = solvers.block_newton(work, sample, "items", rows, 1.0, steps=3)
     assert info["blocks"] == work.n_items
     assert info["decrease"] >= 0
-    assert U.objective(work, sample, 1.0) <= f0 + 1e-6 * abs(f0)
+    assert O.objective(work, sample, 1.0) <= f0 + 1e-6 * abs(f0)
 
 
 # ---------------------------------------------------------------------------- AltEraser
@@ -140,10 +148,10 @@ def test_alteraser_never_increases_the_retraining_loss(fitted, data, options):
     # recomputed independently: the objective at the result minus at the warm start
     warm = U.transplant(fitted, removal)
     reg = fitted.objective_reg_
-    sample = U.fixed_sample(warm)
-    anchor = U.anchor_of(fitted, removal, warm, reg) if options.get("anchored", True) else None
-    f0 = U.objective(warm.module_, sample, reg, anchor)
-    f1 = U.objective(result.model.module_, sample, reg, anchor)
+    sample = O.fixed_sample(warm)
+    anchor = S.anchor_of(fitted, removal, warm, reg) if options.get("anchored", True) else None
+    f0 = O.objective(warm.module_, sample, reg, anchor)
+    f1 = O.objective(result.model.module_, sample, reg, anchor)
     assert (f1 - f0) / len(sample) == pytest.approx(h[-1], rel=1e-3, abs=1e-6)
     if anchor is None:
         assert result.receipt["objective"] == pytest.approx(f1 / len(sample), rel=1e-5)
@@ -158,11 +166,11 @@ def test_anchor_is_the_full_data_gradient(data):
     removal = data.remove(pairs=gone, users=[data.users.ids[9]], missing="ignore")
     warm = U.transplant(model, removal)
     reg = 0.7
-    anchor = U.anchor_of(model, removal, warm, reg)
+    anchor = S.anchor_of(model, removal, warm, reg)
     module = model.module_
     Uv = module.all_user_vectors().detach().requires_grad_()
     Vv = module.all_item_vectors().detach().requires_grad_()
-    sample = U.fixed_sample(model)  # the data before removal
+    sample = O.fixed_sample(model)  # the data before removal
     z = module.logits(Uv[sample.users], Vv[sample.items])
     loss = torch.nn.functional.binary_cross_entropy_with_logits(z, sample.labels, reduction="sum")
     loss.backward()
@@ -180,7 +188,7 @@ def test_anchor_is_the_full_data_gradient(data):
 
 def test_carried_negatives_equal_a_fresh_draw(data):
     model = NCF("gmf", random_state=3, **SMALL).fit(data)
-    U.model_negatives(model)  # cached
+    N.model_negatives(model)  # cached
     gone = _pairs(data, [0, 7, 33, 90])
     for removal in (
         data.remove(pairs=gone),
@@ -189,21 +197,19 @@ def test_carried_negatives_equal_a_fresh_draw(data):
     ):
         new = U.transplant(model, removal)
         assert "_negatives_cache" in new.__dict__
-        fresh = U.stable_negatives(removal.data, model.negatives, model.seed_)
-        np.testing.assert_array_equal(U.model_negatives(new), fresh)
+        fresh = N.stable_negatives(removal.data, model.negatives, model.seed_)
+        np.testing.assert_array_equal(N.model_negatives(new), fresh)
     some = np.array([1, 5])
-    part = U.stable_negatives(data, 4, 7, users=some)
-    full = U.stable_negatives(data, 4, 7)
+    part = N.stable_negatives(data, 4, 7, users=some)
+    full = N.stable_negatives(data, 4, 7)
     rows = np.isin(data.row_of_entry, some)
     np.testing.assert_array_equal(part[rows], full[rows])
     assert (part[~rows] == -1).all()
 
 
 def test_carried_sample_change_equals_the_sorted_difference(data):
-    from recforget.unlearn import _ncf_sample as S
-
     model = NCF("gmf", random_state=3, **SMALL).fit(data)
-    U.model_negatives(model)
+    N.model_negatives(model)
     heavy = int(np.argmax(data.user_counts()))  # its draw may cycle: the slow path
     entries = [0, 7, 33, 90, 91, int(data.indptr[heavy])]
     for removal in (
@@ -226,12 +232,12 @@ def test_carried_sample_change_equals_the_sorted_difference(data):
 def test_gmf_closed_form_jacobian_matches_autograd(data):
     model = NCF("gmf", random_state=0, **SMALL).fit(data)
     module = model.module_
-    shared = U._shared(module)
+    shared = O.shared_weights(module)
     users = torch.tensor([0, 3, 3, 7])
     items = torch.tensor([1, 2, 5, 5])
     P, Q = module.user_vectors(users).detach(), module.item_vectors(items).detach()
     for which, mine, other in (("users", P, Q), ("items", Q, P)):
-        z, J = U._block_jacobians(module, which, mine, other, shared)
+        z, J = solvers.block_jacobians(module, which, mine, other, shared)
         leaf = mine.clone().requires_grad_()
         args = (leaf, other) if which == "users" else (other, leaf)
         zz = torch.func.functional_call(module.head, shared, args)
@@ -262,10 +268,10 @@ def test_influence_step_never_increases_the_anchored_objective(data, arch):
     result = forget(model, request, "influence", shared=arch == "neumf")
     assert 0.0 <= result.receipt["step"] <= 1.0
     warm = U.transplant(model, removal)
-    sample = U.fixed_sample(warm)
-    anchor = U.anchor_of(model, removal, warm, model.objective_reg_)
-    f0 = U.objective(warm.module_, sample, model.objective_reg_, anchor)
-    f1 = U.objective(result.model.module_, sample, model.objective_reg_, anchor)
+    sample = O.fixed_sample(warm)
+    anchor = S.anchor_of(model, removal, warm, model.objective_reg_)
+    f0 = O.objective(warm.module_, sample, model.objective_reg_, anchor)
+    f1 = O.objective(result.model.module_, sample, model.objective_reg_, anchor)
     assert f1 <= f0 + 1e-6 * abs(f0)
 
 
@@ -278,7 +284,6 @@ def test_alteraser_first_round_touches_only_affected_blocks(data):
 
 
 def test_jacobi_step_moves_exactly_the_blocks_whose_samples_changed(data):
-    from recforget.unlearn._ncf_sample import sample_change
 
     model = NCF("gmf", random_state=0, **SMALL).fit(data)
     request = DeletionRequest(pairs=_pairs(data, [3, 40]))
@@ -287,7 +292,7 @@ def test_jacobi_step_moves_exactly_the_blocks_whose_samples_changed(data):
     r = result.receipt
     assert r["update"] == "jacobi" and r["step"] == 1.0 and not r["prepared"]
     new = U.transplant(model, removal)
-    change = sample_change(model, removal, new)
+    change = S.sample_change(model, removal, new)
     assert r["blocks_solved_users"] == len(np.unique(change.users)) == 2
     assert r["blocks_solved_items"] == len(np.unique(change.items)) > 2  # negatives changed
     before = model.module_.all_item_vectors().detach()
@@ -330,21 +335,21 @@ def test_deleted_pairs_are_gone_and_may_be_negatives(data):
     remaining = set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
     assert not deleted & remaining
     rows = seen.row_of_entry
-    for negs in (result.model.sample_negatives(n_neg=200), U.stable_negatives(seen, 40, 3)):
+    for negs in (result.model.sample_negatives(n_neg=200), N.stable_negatives(seen, 40, 3)):
         for e in range(seen.nnz):  # never a remaining positive of the entry's user
             own = seen.indices[seen.indptr[rows[e]] : seen.indptr[rows[e] + 1]]
             assert not np.isin(negs[e], own).any()
         drawn = set(negs[rows == u].ravel().tolist())
         assert deleted <= drawn  # the deleted positives are ordinary negatives now
-    sample = U.fixed_sample(result.model)
+    sample = O.fixed_sample(result.model)
     assert len(sample) == seen.nnz * (1 + model.negatives)
 
 
 def test_stable_negatives_change_only_for_touched_users(data):
-    before = U.stable_negatives(data, 4, 7)
+    before = N.stable_negatives(data, 4, 7)
     gone_user, gone_pair = data.users.ids[2], _pairs(data, [30])[0]
     after_removal = data.remove(pairs=[gone_pair], users=[gone_user])
-    after = U.stable_negatives(after_removal.data, 4, 7)
+    after = N.stable_negatives(after_removal.data, 4, 7)
     touched = {gone_user, gone_pair[0]}
     for new_u, uid in enumerate(after_removal.data.users.ids):
         if uid in touched:
@@ -358,9 +363,9 @@ def test_stable_negatives_change_only_for_touched_users(data):
 def test_certify_reports_the_fixed_sample_objective(data):
     model = NCF("gmf", random_state=0, **SMALL).fit(data)
     out = model.certify(tol=0.5)
-    sample = U.fixed_sample(model)
+    sample = O.fixed_sample(model)
     assert out["objective"] == pytest.approx(
-        U.objective(model.module_, sample, model.objective_reg_) / len(sample)
+        O.objective(model.module_, sample, model.objective_reg_) / len(sample)
     )
     assert out["certificate"]["reg"] == model.objective_reg_ > 0
     assert set(out["certificate"]) >= {"max_relative", "relative", "tol"}
@@ -445,7 +450,7 @@ def test_prepared_curvature_survives_save_and_load(data, tmp_path):
     curv = U.prepare(model)
     model.save(tmp_path / "m", curvature=True)
     back = NCF.load(tmp_path / "m")
-    got = U.prepared(back, curv.reg)
+    got = C.prepared(back, curv.reg)
     assert got is not None and got.exact == curv.exact and got.loss == curv.loss
     for name in ("users", "items", "user_anchor", "item_anchor"):
         assert torch.equal(getattr(got, name), getattr(curv, name))
@@ -453,9 +458,14 @@ def test_prepared_curvature_survives_save_and_load(data, tmp_path):
     a = forget(model, request, "alteraser")
     b = forget(back, request, "alteraser")
     assert b.receipt["prepared"] and b.model.model_hash() == a.model.model_hash()
-    model.save(tmp_path / "m")  # without curvature: the old file goes
+    model.save(tmp_path / "k")  # by default the model keeps a curvature of its own weights
+    assert C.prepared(NCF.load(tmp_path / "k"), curv.reg) is not None
+    unprepared = NCF("neumf", random_state=0, **{**SMALL, "epochs": 3}).fit(data)
+    unprepared.save(tmp_path / "k")  # ... and drops a stale file it cannot stand behind
+    assert not (tmp_path / "k" / "curvature.safetensors").exists()
+    model.save(tmp_path / "m", curvature=False)  # without curvature: the old file goes
     assert not (tmp_path / "m" / "curvature.safetensors").exists()
-    assert U.prepared(NCF.load(tmp_path / "m"), curv.reg) is None
+    assert C.prepared(NCF.load(tmp_path / "m"), curv.reg) is None
 
 
 def test_stale_or_broken_curvature_file_is_refused(data, tmp_path):

@@ -61,13 +61,7 @@ def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receip
     result = forget(
         model, request, method, missing="ignore" if ignore_unknown else "error", **options
     )
-    if getattr(result.model, "curvature_", None) is not None:  # an NCF model AltEraser updated
-        from recforget.unlearn._ncf_curvature import current_curvature
-
-        keep = current_curvature(result.model) is not None
-        result.model.save(out_dir, curvature=keep)  # kept: the next request starts prepared
-    else:
-        result.model.save(out_dir)
+    result.model.save(out_dir)  # a prepared curvature is kept: the next request starts prepared
     receipt_file = Path(receipt_path) if receipt_path else Path(out_dir) / "receipt.json"
     emit_json(result.receipt, str(receipt_file))
     if as_json:

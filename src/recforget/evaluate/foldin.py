@@ -175,15 +175,14 @@ def fold_in_trace(
     """
     import torch
 
+    from recforget.models._ncf_objective import FixedSample, data_gradients, objective_reg
     from recforget.models.ncf import NCF
-    from recforget.unlearn._ncf_objective import FixedSample, _data_gradients
-    from recforget.unlearn._ncf_solvers import block_newton
-    from recforget.unlearn.ncf import _reg
+    from recforget.unlearn.ncf.solvers import block_newton
 
     if not isinstance(model, NCF):
         raise TypeError(f"fold_in_trace supports NCF models, got {type(model).__name__}")
     model._check_fitted()
-    reg = _reg(model, reg)
+    reg = objective_reg(model, reg)
     src = model.module_
     dev = next(src.parameters()).device
     n = len(probe.users)
@@ -200,7 +199,7 @@ def fold_in_trace(
             torch.as_tensor(probe.fold_labels[known], device=dev),
         )
         block_newton(module, sample, "users", np.arange(n), reg, steps=steps, gtol=1e-7)
-        gU = _data_gradients(module, sample)[0].double()
+        gU = data_gradients(module, sample)[0].double()
         gU += reg * module.all_user_vectors().detach().double()
         where = {u: k for k, u in enumerate(probe.users.tolist())}
         scores = []

@@ -17,6 +17,7 @@ import numpy as np
 from recforget.data.interactions import Interactions
 from recforget.kernels import als as K
 from recforget.kernels.weighting import confidence
+from recforget.models._certificate import certificate
 
 
 @dataclass
@@ -270,41 +271,3 @@ class ALSObjective:
         gu, bu = self.residuals("users", F)
         gi, bi = self.residuals("items", F)
         return certificate(np.concatenate([gu, gi]), np.concatenate([bu, bi]))
-
-
-ROW_FLOOR = 1e-3  # rows whose gradient at zero is below this share of the RMS use it instead
-
-
-def row_scales(rhs_norms: np.ndarray) -> np.ndarray:
-    """Each row's unit for its relative residual: its own gradient-at-zero norm, floored.
-
-    A row's relative residual is ``||grad_r|| / max(||b_r||, ROW_FLOOR * rms(||b||))``: every
-    row's sub-problem must be solved to relative accuracy ``tol`` given the others, light rows
-    (the ones a small deletion moves most) included. The floor keeps rows with (almost) no
-    data, whose solution is (almost) zero, on the global scale.
-    """
-    return np.maximum(rhs_norms, row_floor(rhs_norms))
-
-
-def row_floor(rhs_norms: np.ndarray) -> float:
-    """The floor of :func:`row_scales`: ``ROW_FLOOR`` times the RMS of the norms (1 if none)."""
-    b = rhs_norms
-    rms = float(np.sqrt(np.mean(b**2))) if len(b) else 1.0
-    return ROW_FLOOR * (rms if rms > 0 else 1.0)
-
-
-def certificate(grad_norms: np.ndarray, rhs_norms: np.ndarray) -> dict[str, float]:
-    """Stationarity certificate from per-row gradient norms and gradient-at-zero norms.
-
-    ``max_relative`` (what tolerances are compared with) is the largest per-row relative
-    residual (see :func:`row_scales`); ``max_residual`` the largest absolute row gradient norm;
-    ``relative`` the whole gradient's norm over its norm at zero.
-    """
-    g, b = grad_norms, rhs_norms
-    total0 = float(np.sqrt(np.sum(b**2))) or 1.0
-    rel = g / row_scales(b) if len(g) else np.zeros(1)
-    return {
-        "max_residual": float(g.max()) if len(g) else 0.0,
-        "max_relative": float(rel.max()),
-        "relative": float(np.sqrt(np.sum(g**2)) / total0),
-    }

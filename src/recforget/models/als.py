@@ -15,6 +15,7 @@ from recforget.data.interactions import Interactions
 from recforget.io import load_model_dir, save_model_dir
 from recforget.kernels.weighting import WEIGHTINGS
 from recforget.models._als_objective import ALSObjective, Factors
+from recforget.models._certificate import certified
 from recforget.models.base import Recommender
 
 _CHOICES = {
@@ -56,10 +57,11 @@ class ALS(Recommender):
     tol : float or None
         Stop when a sweep lowers the objective by less than ``tol`` relative to its value.
     grad_tol : float or None
-        Stop when the stationarity certificate holds: every row's gradient norm is at most
-        ``grad_tol`` times the root-mean-square gradient norm at zero (see
-        :meth:`ALSObjective.stationarity`). This is the stopping rule the unlearning methods
-        certify against, so a retrain with ``grad_tol`` is compared like with like.
+        Stop when the stationarity certificate holds at ``grad_tol``: every row's relative
+        residual (its gradient norm over its own gradient-at-zero norm, floored) is at most
+        ``grad_tol`` (:mod:`recforget.models._certificate`). This is the stopping rule the
+        unlearning methods certify against, so a retrain with ``grad_tol`` is compared like
+        with like.
         With neither ``tol`` nor ``grad_tol``, all ``iterations`` are run. ``stop_reason_``
         records which rule stopped the fit.
     solver : {"cholesky", "cg"}
@@ -248,7 +250,7 @@ class ALS(Recommender):
                     cert = obj.stationarity(F)
                     self.certificate_ = cert
                     bar.set_postfix(residual=f"{cert['max_relative']:.3g}")
-                    if cert["max_relative"] <= grad_tol:
+                    if certified(cert, grad_tol):
                         reason = "grad_tol"
                         break
         self._set_state(F, interactions)
@@ -356,7 +358,7 @@ class ALS(Recommender):
         cert = obj.stationarity(F)
         out: dict[str, Any] = {"objective": obj.loss(F), "certificate": {**cert, "tol": tol}}
         if tol is not None:
-            out["certified"] = bool(cert["max_relative"] <= tol)
+            out["certified"] = certified(cert, tol)
         return out
 
     # ------------------------------------------------------------------ scoring

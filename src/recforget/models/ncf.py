@@ -103,7 +103,7 @@ class NCF(Recommender):
         Ridge :math:`\\lambda` of the fixed-sample retraining objective used by
         :meth:`certify` and the unlearners of :mod:`recforget.unlearn.ncf`: after :meth:`fit`,
         the value under which the trained network is closest to stationary
-        (:func:`recforget.unlearn.ncf.calibrated_reg`). Saved with the model.
+        (:func:`recforget.models._ncf_objective.calibrated_reg`). Saved with the model.
     loss_history_ : list of float
         Mean BCE of each epoch (on that epoch's negatives).
     epoch_seconds_ : list of float
@@ -238,7 +238,7 @@ class NCF(Recommender):
             random_state=np.random.default_rng(train_seq),
             schedule=self.lr_schedule,
         )
-        from recforget.unlearn.ncf import calibrated_reg
+        from recforget.models._ncf_objective import calibrated_reg
 
         self.objective_reg_ = calibrated_reg(self)
         return self
@@ -390,13 +390,14 @@ class NCF(Recommender):
     def certify(self, tol: float | None = None) -> dict[str, Any]:
         """Retraining objective and stationarity certificate on the data the model stands on.
 
-        The objective is the fixed-sample one of :mod:`recforget.unlearn.ncf`: mean BCE over the
+         The objective is the fixed-sample one of :mod:`recforget.models._ncf_objective`: mean BCE over the
+
         positives of ``seen_`` and ``negatives`` seeded negatives per positive (drawn with
-        ``seed_``), plus a ridge (sum form, ``reg``). Returns ``{"objective", "residual",
-        "certificate": {"max_relative", "relative", ..., "tol"}, "certified"}``
-        (``certified`` only when ``tol`` is given). One batched full-data gradient.
+                ``seed_``), plus a ridge (sum form, ``reg``). Returns ``{"objective", "residual",
+                "certificate": {"max_relative", "relative", ..., "tol"}, "certified"}``
+                (``certified`` only when ``tol`` is given). One batched full-data gradient.
         """
-        from recforget.unlearn.ncf import certify_model
+        from recforget.models._ncf_objective import certify_model
 
         self._check_fitted()
         return certify_model(self, tol)
@@ -462,20 +463,24 @@ class NCF(Recommender):
         path: str | Path,
         *,
         extra_manifest: dict[str, Any] | None = None,
-        curvature: bool = False,
+        curvature: bool | None = None,
     ) -> Path:
         """Write ``weights.safetensors``, ``arrays.npz`` (vocabularies, training data),
         ``config.json`` and ``manifest.json`` to ``path`` (no pickle).
 
-        ``curvature=True`` also writes AltEraser's prepared curvature
-        (``curvature.safetensors``; :func:`recforget.unlearn.ncf.prepare` it first), which
-        :meth:`load` then restores. Otherwise a curvature file left from an earlier save is
-        removed, so it can never stand beside other weights.
+        The model decides about AltEraser's prepared curvature (``curvature.safetensors``,
+        :func:`recforget.unlearn.ncf.prepare`), which :meth:`load` then restores: by default
+        (``curvature=None``) it is written when the model has one for its current weights, so
+        a chain of requests never prepares twice; ``True`` requires it (``ValueError`` before
+        anything is written when there is none), ``False`` leaves it out. A curvature file left
+        from an earlier save that is not rewritten is removed, so it can never stand beside
+        other weights.
         """
         from safetensors.torch import save_file
 
-        from recforget.unlearn._ncf_curvature import (
+        from recforget.models._ncf_curvature import (
             CURVATURE_FILE,
+            current_curvature,
             require_curvature,
             save_curvature,
         )
@@ -483,6 +488,8 @@ class NCF(Recommender):
         self._check_fitted()
         if curvature:
             require_curvature(self)  # fail before writing anything
+        elif curvature is None:
+            curvature = current_curvature(self) is not None
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tmp = path / (WEIGHTS_FILE + ".tmp")
@@ -535,7 +542,7 @@ class NCF(Recommender):
         expected = manifest.get("model_hash")
         if expected is not None and model.model_hash() != expected:
             raise DataError("weights do not match the manifest's model_hash", file=str(weights))
-        from recforget.unlearn._ncf_curvature import CURVATURE_FILE, load_curvature
+        from recforget.models._ncf_curvature import CURVATURE_FILE, load_curvature
 
         if (Path(path) / CURVATURE_FILE).is_file():
             load_curvature(model, path)

@@ -18,7 +18,8 @@ import numpy as np
 
 from recforget._threads import single_blas
 from recforget.data.interactions import Removal
-from recforget.models._als_objective import Factors, row_floor
+from recforget.models._als_objective import Factors
+from recforget.models._certificate import relative_residuals, row_floor
 from recforget.models.als import ALS
 from recforget.models.base import clone
 from recforget.unlearn.registry import register
@@ -160,9 +161,7 @@ def unlearn_als_selective(
     while rounds < max_rounds:
         norms = {s: _norms(g) for s, g in grad.items()}
         floor = row_floor(np.concatenate([norms["users"][1], norms["items"][1]]))
-        over = {
-            s: np.flatnonzero(norms[s][0] > tol * np.maximum(norms[s][1], floor)) for s in norms
-        }
+        over = {s: np.flatnonzero(relative_residuals(*norms[s], floor) > tol) for s in norms}
         first = rounds == 0
         if len(over["users"]) == 0 and len(over["items"]) == 0:
             if not (first and (len(touched["users"]) or len(touched["items"]))):
@@ -172,7 +171,7 @@ def unlearn_als_selective(
             rows = over[which]
             if which == "items":  # the users just moved: look again
                 n_i = _norms(grad["items"])
-                rows = np.flatnonzero(n_i[0] > tol * np.maximum(n_i[1], floor))
+                rows = np.flatnonzero(relative_residuals(*n_i, floor) > tol)
             if first:
                 rows = np.union1d(rows, touched[which])
             if len(rows) == 0:

@@ -6,6 +6,8 @@ point :func:`recforget.forget` looks them up. Neither imports the other.
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -26,13 +28,20 @@ def register(method: str, kind: str) -> Callable[[UnlearnFn], UnlearnFn]:
     return deco
 
 
-def _load_methods() -> None:
-    from recforget.unlearn import als  # noqa: F401  (registers the ALS methods)
+# the modules that register the methods of each model family, imported on first use (the
+# neural ones need torch); a module registers itself, so the registry imports none of them
+_PROVIDERS = ("recforget.unlearn.als", "recforget.unlearn.ncf")
 
-    try:
-        from recforget.unlearn import ncf  # noqa: F401
-    except ImportError:  # torch missing: neural methods unavailable
-        pass
+
+def _load_methods() -> None:
+    for name in _PROVIDERS:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # torch missing: the neural methods are unavailable
+            if exc.name != "torch":
+                raise
 
 
 def methods(kind: str | None = None) -> list[str]:

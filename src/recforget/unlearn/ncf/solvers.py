@@ -1,7 +1,8 @@
 """Sub-problem solvers of NCF unlearning: batched block Newton, L-BFGS, Hessian-vector CG.
 
-They minimise the (anchored) fixed-sample objective of :mod:`recforget.unlearn._ncf_objective`
-for the unlearners of :mod:`recforget.unlearn.ncf`.
+They minimise the (anchored) fixed-sample objective of :mod:`recforget.models._ncf_objective`
+for the unlearners of :mod:`recforget.unlearn.ncf` (and the fold-in probe of
+:mod:`recforget.evaluate.foldin`).
 
 AltEraser (our reading of Liu et al., "Forgetting Fast in Recommender Systems", arXiv 2208.06875;
 no public code)
@@ -44,7 +45,13 @@ import torch
 import torch.nn.functional as F
 
 from recforget.models._ncf_module import GMFHead, NCFModule
-from recforget.unlearn._ncf_objective import _CHUNK, Anchor, FixedSample, _shared, objective
+from recforget.models._ncf_objective import (
+    SAMPLE_CHUNK,
+    Anchor,
+    FixedSample,
+    objective,
+    shared_weights,
+)
 
 _CELLS = 1 << 22  # floats per Hessian-assembly chunk
 
@@ -74,8 +81,8 @@ def _block_losses(
     out = 0.5 * reg * (blocks.double() ** 2).sum(1)
     if tilt is not None:
         out -= (tilt * blocks.double()).sum(1)
-    for s in range(0, len(local), _CHUNK):
-        sl = slice(s, s + _CHUNK)
+    for s in range(0, len(local), SAMPLE_CHUNK):
+        sl = slice(s, s + SAMPLE_CHUNK)
         mine = blocks[local[sl]]
         z = (
             module.logits(mine, other[sl], shared)
@@ -87,7 +94,7 @@ def _block_losses(
     return out
 
 
-def _block_jacobians(
+def block_jacobians(
     module: NCFModule,
     which: str,
     mine: torch.Tensor,
@@ -129,7 +136,7 @@ class _Groups:
     chunks: list[tuple[torch.Tensor, int, int, torch.Tensor, torch.Tensor, int]]
 
 
-def _group(local: torch.Tensor, b: int, d: int) -> _Groups:
+def group_blocks(local: torch.Tensor, b: int, d: int) -> _Groups:
     counts = torch.bincount(local, minlength=b)
     by_size = torch.argsort(counts, stable=True)
     rank = torch.empty_like(by_size)
@@ -154,7 +161,7 @@ def _group(local: torch.Tensor, b: int, d: int) -> _Groups:
     return _Groups(order, chunks)
 
 
-def _padded(
+def padded_blocks(
     rows: torch.Tensor, slot: torch.Tensor, pos: torch.Tensor, n_blocks: int, width: int
 ) -> torch.Tensor:
     """A chunk's sample rows laid out per block (see :class:`_Groups`), zero-padded to
@@ -176,7 +183,7 @@ def _assemble(
     *,
     losses: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One pass over the blocks' samples (grouped by :func:`_group`): data gradients and Hessians.
+    """One pass over the blocks' samples (grouped by :func:`group_blocks`): gradients, Hessians.
 
     Returns the summed BCE gradient of each block (float32 sums, (b, d)), the data part
     :math:`\\sum_s \\sigma_s (1 - \\sigma_s) J_s J_s^\\top` of each block's Hessian (float64,
@@ -189,13 +196,13 @@ def _assemble(
     H = torch.zeros(b, d, d, dtype=torch.float64, device=dev)
     for blocks, lo, hi, slot, pos, width in groups.chunks:
         mine, lab = local[lo:hi], labels[lo:hi]
-        z, J = _block_jacobians(module, which, B[mine], other[lo:hi], shared)
+        z, J = block_jacobians(module, which, B[mine], other[lo:hi], shared)
         if fz is not None:
             ell = F.binary_cross_entropy_with_logits(z, lab, reduction="none")
             fz.index_add_(0, mine, ell.double())
         p = torch.sigmoid(z)
         gd.index_add_(0, mine, (p - lab)[:, None] * J)
-        P = _padded(torch.sqrt(p * (1 - p))[:, None] * J, slot, pos, len(blocks), width)
+        P = padded_blocks(torch.sqrt(p * (1 - p))[:, None] * J, slot, pos, len(blocks), width)
         H[blocks] += (P.transpose(1, 2) @ P).double()  # H_b = P_b^T P_b
     return gd, H, fz
 
@@ -215,7 +222,7 @@ def block_curvature(
         table, other_all = module.all_item_vectors().detach(), module.all_user_vectors().detach()
     rows = torch.arange(n, device=table.device)
     keep, local = _select(mine_idx, rows, n)
-    groups = _group(local, n, table.shape[1])
+    groups = group_blocks(local, n, table.shape[1])
     keep, local = keep[groups.order], local[groups.order]
     gd, H, _ = _assemble(
         module,
@@ -225,7 +232,7 @@ def block_curvature(
         table,
         other_all[other_idx[keep]],
         sample.labels[keep],
-        _shared(module),
+        shared_weights(module),
     )
     return gd.double(), H
 
@@ -295,11 +302,11 @@ def block_newton(
     keep, local = _select(mine_idx, rows, n)
     B = table[rows].clone()
     b, d = B.shape
-    groups = _group(local, b, d)
+    groups = group_blocks(local, b, d)
     keep, local = keep[groups.order], local[groups.order]  # chunks are contiguous ranges now
     other = other_all[other_idx[keep]]
     labels = sample.labels[keep]
-    shared = _shared(module)
+    shared = shared_weights(module)
     if tilt is None and anchor is not None:
         tilt = getattr(anchor, which)[rows]
     size = torch.bincount(local, minlength=b).double() + 1.0
@@ -354,7 +361,7 @@ def block_newton(
     return {"blocks": int(b), "decrease": decrease}
 
 
-def _block_gradient(
+def block_gradient(
     module: NCFModule, sample: FixedSample, which: str, rows: np.ndarray, reg: float
 ) -> torch.Tensor:
     """:math:`\\nabla_b F` of the blocks ``rows`` of one side (float64, (b, d)); one pass."""
@@ -373,10 +380,10 @@ def _block_gradient(
     B = table[rows]
     g = reg * B.double()
     keep, local = _select(mine_idx, rows, n)
-    shared = _shared(module)
-    for s in range(0, len(keep), _CHUNK):
-        k, loc = keep[s : s + _CHUNK], local[s : s + _CHUNK]
-        z, J = _block_jacobians(module, which, B[loc], other_all[other_idx[k]], shared)
+    shared = shared_weights(module)
+    for s in range(0, len(keep), SAMPLE_CHUNK):
+        k, loc = keep[s : s + SAMPLE_CHUNK], local[s : s + SAMPLE_CHUNK]
+        z, J = block_jacobians(module, which, B[loc], other_all[other_idx[k]], shared)
         r = torch.sigmoid(z.double()) - sample.labels[k].double()
         g.index_add_(0, loc, r[:, None] * J.double())
     return g
@@ -436,8 +443,8 @@ def shared_lbfgs(
     def closure() -> torch.Tensor:
         opt.zero_grad()
         total = 0.0
-        for s in range(0, len(sample), _CHUNK):
-            sl = slice(s, s + _CHUNK)
+        for s in range(0, len(sample), SAMPLE_CHUNK):
+            sl = slice(s, s + SAMPLE_CHUNK)
             u, i = sample.users[sl], sample.items[sl]
             z = module(u, i) if joint else module.head(U[u], V[i])
             loss = F.binary_cross_entropy_with_logits(z, sample.labels[sl], reduction="sum")
@@ -475,7 +482,7 @@ def _unpack(module: NCFModule, nu: int, ni: int, names: list[str], vec: torch.Te
     return out
 
 
-def _hvp(
+def hessian_vector_product(
     module: NCFModule,
     sample: FixedSample,
     reg: float,
@@ -487,7 +494,7 @@ def _hvp(
     """Hessian of :math:`F` restricted to the affected parameters, times ``vec`` (float64)."""
     U0 = module.all_user_vectors().detach()
     V0 = module.all_item_vectors().detach()
-    sh0 = _shared(module)
+    sh0 = shared_weights(module)
     Ua = U0[tu].clone().requires_grad_()
     Va = V0[ti].clone().requires_grad_()
     sa = {k: sh0[k].clone().requires_grad_() for k in names}
@@ -501,8 +508,8 @@ def _hvp(
         mu[tu], mi[ti] = True, True
         keep = torch.nonzero(mu[sample.users] | mi[sample.items]).squeeze(1)
     out = [torch.zeros_like(v, dtype=torch.float64) for v in vs]
-    for s in range(0, len(keep), _CHUNK):
-        k = keep[s : s + _CHUNK]
+    for s in range(0, len(keep), SAMPLE_CHUNK):
+        k = keep[s : s + SAMPLE_CHUNK]
         U = U0.index_put((tu,), Ua)
         V = V0.index_put((ti,), Va)
         shared = {**sh0, **sa}
@@ -519,7 +526,7 @@ def _hvp(
     return torch.cat([o.ravel() for o in out]) + reg * vec
 
 
-def _cg(matvec: Any, b: torch.Tensor, steps: int) -> torch.Tensor:
+def conjugate_gradient(matvec: Any, b: torch.Tensor, steps: int) -> torch.Tensor:
     """Conjugate gradient for ``matvec(x) = b`` from zero (``steps`` iterations at most)."""
     x = torch.zeros_like(b)
     r = b.clone()
@@ -543,7 +550,7 @@ def _cg(matvec: Any, b: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _apply(
+def apply_step(
     module: NCFModule, tu: torch.Tensor, ti: torch.Tensor, names: list[str], delta: torch.Tensor
 ) -> None:
     parts = _unpack(module, len(tu), len(ti), names, delta)
@@ -554,3 +561,17 @@ def _apply(
     params = module.shared_parameters()
     for k, d in zip(names, parts[2:], strict=True):
         params[k].add_(d.to(params[k].dtype))
+
+
+__all__ = [
+    "apply_step",
+    "block_curvature",
+    "block_gradient",
+    "block_jacobians",
+    "block_newton",
+    "conjugate_gradient",
+    "group_blocks",
+    "hessian_vector_product",
+    "padded_blocks",
+    "shared_lbfgs",
+]

@@ -1,14 +1,17 @@
-"""The fixed sample of NCF unlearning: stable negatives, and what a deletion changes in them.
+"""What a deletion changes in an NCF model's fixed sample, and the gradient of that change.
 
-The retraining objective of :mod:`recforget.unlearn._ncf_objective` is a sum over a fixed
+The retraining objective of :mod:`recforget.models._ncf_objective` is a sum over a fixed
 sample: every positive and, for each, ``negatives`` items drawn once by
-:func:`stable_negatives`. A user's draw depends only on the seed, the ids and its own
-positives, so a deletion changes the sample only for the users it touches, and by little: a
-user that lost ``k`` positives loses those ``k`` positive samples and the ``k * negatives``
-last negatives of its key-ordered draw, and the deleted items become eligible (entering the
-draw where their keys rank). :func:`_carry_negatives` derives the new draw from the old one
-this way (:func:`recforget.kernels.negatives.merge_negatives`), and records the difference
+:func:`~recforget.models._ncf_negatives.stable_negatives`. A user's draw depends only on the seed,
+the ids and its own positives, so a deletion changes the sample only for the users it touches, and
+by little: a user that lost ``k`` positives loses those ``k`` positive samples and the ``k *
+negatives`` last negatives of its key-ordered draw, and the deleted items become eligible (entering
+the draw where their keys rank). :func:`carry_negatives` derives the new draw from the old one this
+way (:func:`recforget.kernels.negatives.merge_negatives`), and records the difference
 as a :class:`SampleChange`, so neither costs a pass over the touched users' whole histories.
+
+:func:`sample_delta` is the gradient of that change at the original network, and
+:func:`anchor_of` the original's full residual, the linear term of the anchored objective.
 """
 
 from __future__ import annotations
@@ -16,95 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from recforget.data.interactions import Interactions, Removal, _id_hashes
 from recforget.kernels.negatives import merge_negatives
+from recforget.models._ncf_negatives import model_negatives, rank_keys, stable_negatives
+from recforget.models._ncf_objective import Anchor, data_gradients, fixed_sample, shared_weights
 from recforget.models.ncf import NCF
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-def _keys(user_hashes: np.ndarray, item_hashes: np.ndarray, seed: int) -> np.ndarray:
-    """The seeded rank key of each (user, item) hash pair (broadcasting)."""
-    base = _mix(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))[0]
-    with np.errstate(over="ignore"):
-        return _mix(_mix((user_hashes * _GOLDEN) ^ base) ^ item_hashes)
-
-
-def stable_negatives(
-    data: Interactions, n_neg: int, seed: int, *, users: np.ndarray | None = None
-) -> np.ndarray:
-    """A fixed negative sample that a deletion only changes for the users it touches.
-
-    User ``u`` ranks every item by a seeded hash of (seed, user id, item id), keeps the items
-    that are not its positives in ``data`` and takes the first ``n_neg * |P_u|`` of them (cycling
-    through them again when there are fewer), in entry order. The draw is uniform without
-    replacement, and it depends only on the ids, the seed and the user's own positives: deleting
-    another user's data, or whole users (which re-index the rest), leaves it unchanged, and a
-    deleted positive of ``u`` simply becomes eligible (a removed item changes the draw of the
-    users that had drawn it). This is what lets a certified model stay certified for every block
-    a later deletion does not touch.
-
-    Parameters
-    ----------
-    data : Interactions
-    n_neg, seed : int
-    users : int ndarray, optional
-        Only fill the rows of these users' entries (the others are -1).
-
-    Returns
-    -------
-    negatives : int64 ndarray of shape (data.nnz, n_neg)
-    """
-    n_items = data.n_items
-    counts = data.user_counts()
-    todo = np.flatnonzero(counts > 0)
-    if users is not None:
-        todo = np.intersect1d(todo, np.asarray(users, dtype=np.int64))
-    out = np.full((data.nnz, n_neg), -1, dtype=np.int64)
-    if len(todo) == 0:
-        return out
-    hu = _id_hashes(data.users)[todo]
-    hi = _id_hashes(data.items)
-    top = np.iinfo(np.uint64).max
-    step = max(1, (1 << 22) // max(n_items, 1))
-    for s in range(0, len(todo), step):
-        block = todo[s : s + step]
-        keys = _keys(hu[s : s + step][:, None], hi[None, :], seed)
-        for r, u in enumerate(block):
-            lo, hi_ = data.indptr[u], data.indptr[u + 1]
-            k = keys[r]
-            k[data.indices[lo:hi_]] = top
-            free = n_items - (hi_ - lo)
-            if free <= 0:
-                raise ValueError(f"user {data.users.ids[u]!r} has every item as a positive")
-            need = (hi_ - lo) * n_neg
-            if need < free:  # the `need` smallest keys, in key order
-                part = np.argpartition(k, need - 1)[:need]
-                order = part[np.argsort(k[part], kind="stable")]
-            else:
-                order = np.argsort(k, kind="stable")[:free]
-            out[lo:hi_] = np.resize(order, need).reshape(hi_ - lo, n_neg)
-    return out
-
-
-def model_negatives(model: NCF) -> np.ndarray:
-    """:func:`stable_negatives` of ``model.seen_``, cached on the model (not saved)."""
-    key = (int(model.negatives), int(model.seed_))
-    cache = model.__dict__.get("_negatives_cache")
-    if cache is not None and cache[0] == key and cache[1] is model.seen_:
-        return cache[2]
-    neg = stable_negatives(model.seen_, *key)
-    model._negatives_cache = (key, model.seen_, neg)
-    return neg
 
 
 @dataclass
@@ -212,13 +134,13 @@ def _merge_carry(
     idx = _ranges(old.indptr[uo].astype(np.int64) * n_neg, lens_old)
     old_items = old_neg.ravel()[idx]
     hu, hi = _id_hashes(old.users), _id_hashes(old.items)
-    old_keys = _keys(np.repeat(hu[uo], lens_old), hi[old_items], seed)
+    old_keys = rank_keys(np.repeat(hu[uo], lens_old), hi[old_items], seed)
     where = np.full(old.n_users, -1, dtype=np.int64)
     where[uo] = np.arange(len(uo))
     mine = where[removal.removed_users] >= 0
     ru, ri = removal.removed_users[mine], removal.removed_items[mine].astype(np.int64)
     k = where[ru]
-    new_keys = _keys(hu[ru], hi[ri], seed)
+    new_keys = rank_keys(hu[ru], hi[ri], seed)
     order = np.lexsort((new_keys, k))
     ru, ri, k, new_keys = ru[order], ri[order], k[order], new_keys[order]
     new_ptr = np.r_[0, np.cumsum(np.bincount(k, minlength=len(uo)))].astype(np.int64)
@@ -253,7 +175,7 @@ def _merge_carry(
     )
 
 
-def _carry_negatives(model: NCF, removal: Removal, new: NCF) -> None:
+def carry_negatives(model: NCF, removal: Removal, new: NCF) -> None:
     """Cache ``new``'s negatives from ``model``'s, and what changed (:func:`sample_change`).
 
     Rows of untouched users are unchanged. The users that only lost positives (and whose draw
@@ -301,7 +223,7 @@ def _carry_negatives(model: NCF, removal: Removal, new: NCF) -> None:
 def sample_change(model: NCF, removal: Removal, new: NCF) -> SampleChange:
     """What ``removal`` changes in ``model``'s fixed sample (``new``: the warm start).
 
-    Recorded by :func:`_carry_negatives` when ``new`` was made by ``transplant``; otherwise
+    Recorded by :func:`carry_negatives` when ``new`` was made by ``transplant``; otherwise
     found by sorting the samples of every touched user.
     """
     cached = new.__dict__.get("_sample_change")
@@ -317,3 +239,75 @@ def sample_change(model: NCF, removal: Removal, new: NCF) -> SampleChange:
         gone[removal.dropped_items] = True
         changed[old.row_of_entry[gone[old_neg].any(axis=1)]] = True
     return _multiset_change(old, old_neg, removal, new_neg, changed)
+
+
+# ---------------------------------------------------------------------------- sample difference
+def kept_rows(index_map: np.ndarray) -> torch.Tensor:
+    """Old indices of the kept rows, in their new order."""
+    return torch.as_tensor(_kept_order(index_map), dtype=torch.int64)
+
+
+def sample_delta(model: NCF, removal: Removal, new: NCF) -> Anchor:
+    """:math:`\\delta = \\nabla F_{full}(\\theta_0) - \\nabla F_{rem}(\\theta_0)` (new index space).
+
+    The two fixed samples differ only for the users the removal touches (the negatives are
+    stable): the removed positives, the negatives those users gained or lost, and every sample
+    of a dropped user. :math:`\\delta` is the summed BCE gradient, at the original network, of
+    the samples only in the old sample minus those only in the new one (multiset difference;
+    the ridge terms cancel), so it costs a pass over a few samples, not over the data.
+    """
+    change = sample_change(model, removal, new)
+    module = model.module_
+    dev = next(module.parameters()).device
+    users = torch.as_tensor(change.users, device=dev)
+    items = torch.as_tensor(change.items, device=dev)
+    y = torch.as_tensor(change.labels, device=dev)
+    w = torch.as_tensor(change.weights, device=dev)
+    U = module.all_user_vectors().detach().requires_grad_()
+    V = module.all_item_vectors().detach().requires_grad_()
+    sh = {k: v.clone().requires_grad_() for k, v in shared_weights(module).items()}
+    if len(change):
+        z = module.logits(U[users], V[items], sh)
+        ell = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+        (w * ell).sum().backward()
+
+    def grad(t: torch.Tensor) -> torch.Tensor:
+        return (t.grad if t.grad is not None else torch.zeros_like(t)).double()
+
+    return Anchor(
+        grad(U)[kept_rows(removal.user_map).to(dev)],
+        grad(V)[kept_rows(removal.item_map).to(dev)],
+        {k: grad(v) for k, v in sh.items()},
+    )
+
+
+def anchor_of(model: NCF, removal: Removal, new: NCF, reg: float) -> Anchor:
+    """The original's gradient :math:`c = \\nabla F_{full}(\\theta_0)`, rows in the new index space.
+
+    :math:`F_{full}` is the retraining objective of ``model.seen_`` (the data *before*
+    removal); dropped users' and items' rows are left out. ``new`` is the warm start (the
+    original's kept rows, :func:`transplant`): :math:`c = \\nabla F_{rem}(\\theta_0) + \\delta`
+    (one pass over the remaining data, plus :func:`sample_delta`).
+    """
+    delta = sample_delta(model, removal, new)
+    module = new.module_
+    gU, gV, gS = data_gradients(module, fixed_sample(new))
+    params = module.shared_parameters()
+    return Anchor(
+        gU.double() + reg * module.all_user_vectors().detach().double() + delta.users,
+        gV.double() + reg * module.all_item_vectors().detach().double() + delta.items,
+        {
+            k: g.double() + reg * params[k].detach().double() + delta.shared[k]
+            for k, g in gS.items()
+        },
+    )
+
+
+__all__ = [
+    "SampleChange",
+    "anchor_of",
+    "carry_negatives",
+    "kept_rows",
+    "sample_change",
+    "sample_delta",
+]

@@ -1,9 +1,9 @@
-"""Prepared block curvature: AltEraser's Newton step at a cost that scales with the deletion.
+"""AltEraser's one-step update: a Newton step at a cost that scales with the deletion.
 
 A deletion of 1% of the interactions touches most users and items, so a Newton step on their
 blocks that assembles each block's Hessian from its samples passes over nearly all the data.
 :func:`prepare` does that pass once, ahead of any deletion, on the model's fixed-sample
-objective :math:`F` (:mod:`recforget.unlearn._ncf_objective`) at its parameters
+objective :math:`F` (:mod:`recforget.models._ncf_objective`) at its parameters
 :math:`\\theta_0`, and keeps per block
 
 * the data part of the block Hessian, :math:`H_b = \\sum_{s \\ni b} \\sigma_s (1 - \\sigma_s)
@@ -11,9 +11,9 @@ objective :math:`F` (:mod:`recforget.unlearn._ncf_objective`) at its parameters
 * the block gradient :math:`c_b = \\nabla_b F(\\theta_0)`, the anchor of the anchored
   objective :math:`\\tilde F(\\theta) = F_{rem}(\\theta) - c^\\top \\theta`.
 
-A deletion then needs only the samples it changes (:class:`~recforget.unlearn._ncf_sample.
+A deletion then needs only the samples it changes (:class:`~recforget.unlearn.ncf.sample.
 SampleChange`, a few per deleted pair): the anchored gradient at :math:`\\theta_0` is
-:math:`-\\delta` (:func:`~recforget.unlearn._ncf_objective._sample_delta`), the remaining
+:math:`-\\delta` (:func:`~recforget.unlearn.ncf.sample.sample_delta`), the remaining
 data's block Hessians are :math:`H_b` minus the old-only samples' terms plus the new-only
 ones', and :func:`jacobi_step` takes the Newton step of every changed block at once,
 :math:`\\Delta_b = (H_b + \\lambda I)^{-1} \\delta_b` (block-Jacobi: users and items from the
@@ -26,59 +26,35 @@ Hessians updated for the sample change, every anchor row kept); it is then exact
 sample but evaluated at the pre-step parameters, which ``exact = False`` records; the next
 deletion's Armijo test still guards the objective. :func:`prepare` again refreshes it.
 
-:func:`save_curvature` and :func:`load_curvature` keep it next to a saved model
-(``curvature.safetensors``, no pickle; ``NCF.save(path, curvature=True)`` writes it and
-``NCF.load`` reads it back), so a service prepares once, not at every start.
+The :class:`~recforget.models._ncf_curvature.Curvature` itself belongs to the model
+(:mod:`recforget.models._ncf_curvature` saves and loads it next to a saved model
+as ``curvature.safetensors``, no pickle: ``NCF.save(path, curvature=True)``), so a service
+prepares once, not at every start.
 
 .. note:: Experimental.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recforget.data.errors import DataError
 from recforget.data.interactions import Removal
+from recforget.models._ncf_curvature import Curvature
+from recforget.models._ncf_objective import calibrated_reg, fixed_sample, objective, shared_weights
 from recforget.models.ncf import NCF
-from recforget.unlearn._ncf_objective import (
-    _kept,
-    _sample_delta,
-    _shared,
-    calibrated_reg,
-    fixed_sample,
-    objective,
+from recforget.unlearn.ncf.sample import SampleChange, kept_rows, sample_change, sample_delta
+from recforget.unlearn.ncf.solvers import (
+    block_curvature,
+    block_jacobians,
+    group_blocks,
+    padded_blocks,
 )
-from recforget.unlearn._ncf_sample import SampleChange, sample_change
-from recforget.unlearn._ncf_solvers import _block_jacobians, _group, _padded, block_curvature
 
 _CHANGE_CHUNK = 4096  # changed samples per outer-product chunk
-CURVATURE_FILE = "curvature.safetensors"
-_TENSORS = ("users", "items", "user_anchor", "item_anchor")
-
-
-@dataclass
-class Curvature:
-    """Per-block Hessian data parts and anchor rows of a model's fixed-sample objective.
-
-    ``users`` (n_users, user_dim, user_dim) and ``items`` (n_items, item_dim, item_dim) are
-    float32; ``user_anchor`` and ``item_anchor`` (float64) the block gradients :math:`c_b`
-    (ridge included); ``reg`` the ridge; ``exact`` whether they were computed at the model's
-    current parameters.
-    """
-
-    users: torch.Tensor
-    items: torch.Tensor
-    user_anchor: torch.Tensor
-    item_anchor: torch.Tensor
-    reg: float
-    loss: float = 0.0
-    exact: bool = True
-    params_hash: str = ""
 
 
 def prepare(model: NCF, reg: float | None = None) -> Curvature:
@@ -104,104 +80,6 @@ def prepare(model: NCF, reg: float | None = None) -> Curvature:
     return curv
 
 
-def current_curvature(model: NCF) -> Curvature | None:
-    """The model's :class:`Curvature` if it belongs to its current weights."""
-    curv = model.__dict__.get("curvature_")
-    if curv is None or curv.params_hash != model.model_hash():
-        return None
-    return curv
-
-
-def prepared(model: NCF, reg: float) -> Curvature | None:
-    """The model's :class:`Curvature` if it belongs to its current weights and ``reg``."""
-    curv = current_curvature(model)
-    return curv if curv is not None and curv.reg == reg else None
-
-
-def require_curvature(model: NCF) -> Curvature:
-    """:func:`current_curvature`, or ``ValueError`` when the model has none."""
-    curv = current_curvature(model)
-    if curv is None:
-        raise ValueError("the model has no curvature for its current weights: prepare() it first")
-    return curv
-
-
-def save_curvature(model: NCF, path: str | Path) -> Path:
-    """Write the model's prepared curvature to ``path/curvature.safetensors``.
-
-    Raises ``ValueError`` when the model has none for its current weights (call
-    :func:`prepare` first).
-    """
-    from safetensors.torch import save_file
-
-    curv = require_curvature(model)
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tensors = {k: getattr(curv, k).detach().cpu().contiguous() for k in _TENSORS}
-    meta = {
-        "reg": repr(curv.reg),
-        "loss": repr(curv.loss),
-        "exact": str(curv.exact),
-        "params_hash": curv.params_hash,
-    }
-    tmp = path / (CURVATURE_FILE + ".tmp")
-    save_file(tensors, tmp, metadata=meta)
-    tmp.replace(path / CURVATURE_FILE)
-    return path / CURVATURE_FILE
-
-
-def load_curvature(model: NCF, path: str | Path) -> Curvature:
-    """Read ``path/curvature.safetensors`` into ``model.curvature_`` (and return it).
-
-    Raises :class:`~recforget.DataError` naming the file when it is missing, unreadable,
-    incomplete, of the wrong shape, or prepared for other weights than the model's.
-    """
-    from safetensors import SafetensorError, safe_open
-
-    file = Path(path) / CURVATURE_FILE
-    if not file.is_file():
-        raise DataError(f"{CURVATURE_FILE} is missing", file=str(path))
-    dev = next(model.module_.parameters()).device
-    try:
-        with safe_open(file, framework="pt", device="cpu") as fh:
-            meta = fh.metadata() or {}
-            missing = sorted({*_TENSORS} - set(fh.keys())) + sorted(
-                {"reg", "loss", "exact", "params_hash"} - set(meta)
-            )
-            if missing:
-                raise DataError(f"curvature file lacks {', '.join(missing)}", file=str(file))
-            t = {k: fh.get_tensor(k).to(dev) for k in _TENSORS}
-    except SafetensorError as exc:
-        raise DataError(f"not a readable safetensors file ({exc})", file=str(file)) from exc
-    module = model.module_
-    shapes = {
-        "users": (module.n_users, module.user_dim, module.user_dim),
-        "items": (module.n_items, module.item_dim, module.item_dim),
-        "user_anchor": (module.n_users, module.user_dim),
-        "item_anchor": (module.n_items, module.item_dim),
-    }
-    for k, shape in shapes.items():
-        if tuple(t[k].shape) != shape:
-            raise DataError(
-                f"curvature {k} has shape {tuple(t[k].shape)}, the model needs {shape}",
-                file=str(file),
-            )
-    if meta["params_hash"] != model.model_hash():
-        raise DataError("curvature was prepared for other weights than the model's", file=str(file))
-    curv = Curvature(
-        t["users"],
-        t["items"],
-        t["user_anchor"],
-        t["item_anchor"],
-        float(meta["reg"]),
-        loss=float(meta["loss"]),
-        exact=meta["exact"] == "True",
-        params_hash=meta["params_hash"],
-    )
-    model.curvature_ = curv
-    return curv
-
-
 def _change_hessians(
     model: NCF, change: SampleChange, which: str, rows: np.ndarray
 ) -> torch.Tensor:
@@ -216,7 +94,7 @@ def _change_hessians(
     dev = next(module.parameters()).device
     U = module.all_user_vectors().detach()
     V = module.all_item_vectors().detach()
-    shared = _shared(module)
+    shared = shared_weights(module)
     idx = change.users if which == "users" else change.items
     where = np.full(module.n_users if which == "users" else module.n_items, -1, dtype=np.int64)
     where[rows] = np.arange(len(rows))
@@ -233,18 +111,18 @@ def _change_hessians(
     for s in range(0, len(k), _CHANGE_CHUNK):
         sl = slice(s, s + _CHANGE_CHUNK)
         mine, other = (U[u[sl]], V[i[sl]]) if which == "users" else (V[i[sl]], U[u[sl]])
-        z, J = _block_jacobians(module, which, mine, other, shared)
+        z, J = block_jacobians(module, which, mine, other, shared)
         p = torch.sigmoid(z)
         Js.append(J)
         ws.append(p * (1 - p))
     J = torch.cat(Js)
     w = torch.cat(ws) * torch.as_tensor(change.weights, device=dev)[k].float()
     loc = torch.as_tensor(local[keep], device=dev)
-    groups = _group(loc, len(rows), d)
+    groups = group_blocks(loc, len(rows), d)
     J, w = J[groups.order], w[groups.order]
     for blocks, lo, hi, slot, pos, width in groups.chunks:  # H_b = (w J)_b^T J_b, padded bmm
-        P = _padded(J[lo:hi], slot, pos, len(blocks), width)
-        Pw = _padded(w[lo:hi, None] * J[lo:hi], slot, pos, len(blocks), width)
+        P = padded_blocks(J[lo:hi], slot, pos, len(blocks), width)
+        Pw = padded_blocks(w[lo:hi, None] * J[lo:hi], slot, pos, len(blocks), width)
         out[blocks] += Pw.transpose(1, 2) @ P
     return out
 
@@ -273,10 +151,10 @@ def jacobi_step(
     """
     reg = curv.reg
     change = sample_change(model, removal, new)
-    delta = _sample_delta(model, removal, new)
+    delta = sample_delta(model, removal, new)
     module = new.module_
     dev = next(module.parameters()).device
-    kept_u, kept_i = _kept(removal.user_map).to(dev), _kept(removal.item_map).to(dev)
+    kept_u, kept_i = kept_rows(removal.user_map).to(dev), kept_rows(removal.item_map).to(dev)
     user_anchor, item_anchor = _rows(curv.user_anchor, kept_u), _rows(curv.item_anchor, kept_i)
     H_users, H_items = _rows(curv.users, kept_u), _rows(curv.items, kept_i)
     steps, rows_new = {}, {}
@@ -345,3 +223,6 @@ def jacobi_step(
         "samples_changed": len(change),
         "samples": len(sample),
     }
+
+
+__all__ = ["jacobi_step", "prepare"]

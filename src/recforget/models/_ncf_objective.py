@@ -1,7 +1,7 @@
-"""The fixed-sample retraining objective of NCF unlearning, its anchored form and certificate.
+"""The fixed-sample retraining objective of an NCF model, its anchored form and certificate.
 
-Used by the unlearners of :mod:`recforget.unlearn.ncf` and the sub-problem solvers of
-:mod:`recforget.unlearn._ncf_solvers`.
+The objective belongs to the model, like ALS's :mod:`recforget.models._als_objective`: the
+unlearners of :mod:`recforget.unlearn.ncf` minimise it, :meth:`NCF.certify` certifies it.
 
 The retraining objective
 ------------------------
@@ -30,7 +30,8 @@ the value under which the trained network is closest to stationary (:func:`calib
 stored as ``objective_reg_`` and saved with the model); :data:`DEFAULT_REG` otherwise.
 :meth:`NCF.loss` reports the mean BCE alone; ``NCF.certify`` reports :math:`J` and the
 stationarity certificate of :func:`stationarity`. The fixed sample's negatives are cached on
-the model (not saved); :func:`transplant` carries them over, redrawing only the touched users.
+the model (not saved); :func:`recforget.unlearn.ncf.transplant.transplant` carries them
+over, redrawing only the touched users.
 
 The anchored objective
 ----------------------
@@ -49,20 +50,20 @@ point of the *anchored* objective
     \\nabla \\tilde F(\\theta_0) = -\\delta,
 
 where :math:`\\delta` is the gradient at :math:`\\theta_0` of the samples that left the fixed
-sample minus those that joined it (:func:`_sample_delta`: the removed positives, the touched
-users' changed negatives, every sample of a dropped user). Only the touched blocks feel a
-gradient. The linear term holds the original's training residual, which includes the deleted
-samples' gradient at :math:`\\theta_0`: this is an approximate unlearner (as influence
+sample minus those that joined it (:func:`recforget.unlearn.ncf.sample.sample_delta`: the removed
+positives, the touched users' changed negatives, every sample of a dropped user). Only the touched
+blocks feel a gradient. The linear term holds the original's training residual, which includes the
+deleted samples' gradient at :math:`\\theta_0`: this is an approximate unlearner (as influence
 functions are), not a retrain; the plain objective is available with ``anchored=False``.
 
 The certificate
 ---------------
 Per block :math:`b` (each user row block, each item row block, and all shared weights as one
-block) the relative residual is :math:`\\lVert \\nabla_b F \\rVert / \\max(s_b, 10^{-3}
-\\mathrm{rms}(s))` with :math:`s_b = \\lVert \\nabla_b \\sum \\ell \\rVert + \\lambda
+block) the row scale is :math:`s_b = \\lVert \\nabla_b \\sum \\ell \\rVert + \\lambda
 \\lVert \\theta_b \\rVert` (the terms that cancel at a stationary point; plus
-:math:`\\lVert c_b \\rVert` for the anchored objective); ``max_relative`` is the largest,
-``relative`` the whole gradient's norm over :math:`\\lVert s \\rVert`.
+:math:`\\lVert c_b \\rVert` for the anchored objective), and the certificate is the one
+every model family shares (:mod:`recforget.models._certificate`); ``max_residual`` is over
+:math:`|S|` here (a mean-loss gradient).
 
 .. note:: Experimental.
 """
@@ -70,26 +71,26 @@ block) the relative residual is :math:`\\lVert \\nabla_b F \\rVert / \\max(s_b, 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recforget.data.interactions import Interactions, Removal
+from recforget.data.interactions import Interactions
+from recforget.models._certificate import certificate, certified, relative_residuals, row_floor
 from recforget.models._ncf_module import NCFModule
+from recforget.models._ncf_negatives import model_negatives, stable_negatives
 from recforget.models._trainer import training_pairs
-from recforget.models.ncf import NCF
-from recforget.unlearn._ncf_sample import (
-    _kept_order,
-    model_negatives,
-    sample_change,
-    stable_negatives,
-)
+
+if TYPE_CHECKING:
+    from recforget.models.ncf import NCF
+
 
 DEFAULT_REG = 1.0
-ROW_FLOOR = 1e-3
-_CHUNK = 1 << 16  # samples per forward/backward chunk
+
+
+SAMPLE_CHUNK = 1 << 16  # samples per forward/backward chunk
 
 
 # ---------------------------------------------------------------------------- the objective
@@ -127,7 +128,7 @@ def fixed_sample(
     )
 
 
-def _shared(module: NCFModule) -> dict[str, torch.Tensor]:
+def shared_weights(module: NCFModule) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in module.shared_parameters().items()}
 
 
@@ -168,25 +169,26 @@ def objective(
     """
     total = 0.0
     score = module.pair_scorer()
-    for s in range(0, len(sample), _CHUNK):
-        sl = slice(s, s + _CHUNK)
+    for s in range(0, len(sample), SAMPLE_CHUNK):
+        sl = slice(s, s + SAMPLE_CHUNK)
         z = score(sample.users[sl], sample.items[sl])
         total += float(F.binary_cross_entropy_with_logits(z, sample.labels[sl], reduction="sum"))
     total += 0.5 * reg * _sq_norm(module.parameters())
     return total - anchor.dot(module) if anchor is not None else total
 
 
-def _data_gradients(
+def data_gradients(
     module: NCFModule, sample: FixedSample
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Gradient of the summed BCE (no ridge) by user rows, item rows and shared weights."""
     U = module.all_user_vectors().detach().requires_grad_()
     V = module.all_item_vectors().detach().requires_grad_()
     shared = {
-        k: v.requires_grad_() for k, v in ((k, v.clone()) for k, v in _shared(module).items())
+        k: v.requires_grad_()
+        for k, v in ((k, v.clone()) for k, v in shared_weights(module).items())
     }
-    for s in range(0, len(sample), _CHUNK):
-        sl = slice(s, s + _CHUNK)
+    for s in range(0, len(sample), SAMPLE_CHUNK):
+        sl = slice(s, s + SAMPLE_CHUNK)
         z = module.logits(U[sample.users[sl]], V[sample.items[sl]], shared)
         F.binary_cross_entropy_with_logits(z, sample.labels[sl], reduction="sum").backward()
 
@@ -205,8 +207,8 @@ def gradients(
     norms and per-row scales :math:`s_b` (data-gradient norm plus ridge-term norm, plus the
     anchor's norm), float64; ``"shared"`` has one row.
     """
-    gU, gV, gS = _data_gradients(module, sample)
-    th_s = torch.cat([v.double().ravel() for v in _shared(module).values()])
+    gU, gV, gS = data_gradients(module, sample)
+    th_s = torch.cat([v.double().ravel() for v in shared_weights(module).values()])
     gd_s = torch.cat([v.double().ravel() for v in gS.values()])
     parts = {
         "users": (module.all_user_vectors().detach().double(), gU.double()),
@@ -234,17 +236,15 @@ def stationarity(
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """The certificate (see the module docstring) and each kind's per-row relative residuals."""
     grads = gradients(module, sample, reg, anchor)
-    scales = torch.cat([grads[k][1] for k in ("users", "items", "shared")])
-    rms = float(torch.sqrt(torch.mean(scales**2))) if len(scales) else 1.0
-    floor = ROW_FLOOR * (rms if rms > 0 else 1.0)
-    rel = {k: (g / torch.clamp(s, min=floor)).cpu().numpy() for k, (g, s) in grads.items()}
-    g_all = torch.cat([grads[k][0] for k in ("users", "items", "shared")])
-    total = float(scales.norm()) or 1.0
-    cert = {
-        "max_residual": float(g_all.max()) / len(sample),
-        "max_relative": float(max(r.max() if len(r) else 0.0 for r in rel.values())),
-        "relative": float(g_all.norm()) / total,
-    }
+    kinds = ("users", "items", "shared")
+    norms = {k: grads[k][0].cpu().numpy() for k in kinds}
+    scales = {k: grads[k][1].cpu().numpy() for k in kinds}
+    floor = row_floor(np.concatenate([scales[k] for k in kinds]))
+    rel = {k: relative_residuals(norms[k], scales[k], floor) for k in kinds}
+    cert = certificate(
+        np.concatenate([norms[k] for k in kinds]), np.concatenate([scales[k] for k in kinds])
+    )
+    cert["max_residual"] /= max(len(sample), 1)  # of the mean loss J
     return cert, rel
 
 
@@ -258,7 +258,7 @@ def calibrated_reg(model: NCF) -> float:
     stores it as ``objective_reg_`` (:data:`DEFAULT_REG` when it is not a positive number).
     """
     with model._threads():
-        gU, gV, _ = _data_gradients(model.module_, fixed_sample(model))
+        gU, gV, _ = data_gradients(model.module_, fixed_sample(model))
         th = torch.cat(
             [model.module_.all_user_vectors().detach(), model.module_.all_item_vectors().detach()]
         ).double()
@@ -280,67 +280,33 @@ def certify_model(model: NCF, tol: float | None = None) -> dict[str, Any]:
         "certificate": {**cert, "reg": reg, "tol": tol},
     }
     if tol is not None:
-        out["certified"] = bool(cert["max_relative"] <= tol)
+        out["certified"] = certified(cert, tol)
     return out
 
 
-# ---------------------------------------------------------------------------- sample difference
-def _kept(index_map: np.ndarray) -> torch.Tensor:
-    """Old indices of the kept rows, in their new order."""
-    return torch.as_tensor(_kept_order(index_map), dtype=torch.int64)
+def objective_reg(model: NCF, reg: float | None = None) -> float:
+    """The ridge of ``model``'s objective: ``reg``, else its ``objective_reg_``, else the default.
 
-
-def _sample_delta(model: NCF, removal: Removal, new: NCF) -> Anchor:
-    """:math:`\\delta = \\nabla F_{full}(\\theta_0) - \\nabla F_{rem}(\\theta_0)` (new index space).
-
-    The two fixed samples differ only for the users the removal touches (the negatives are
-    stable): the removed positives, the negatives those users gained or lost, and every sample
-    of a dropped user. :math:`\\delta` is the summed BCE gradient, at the original network, of
-    the samples only in the old sample minus those only in the new one (multiset difference;
-    the ridge terms cancel), so it costs a pass over a few samples, not over the data.
+    Raises ``ValueError`` for a ridge that is not a positive number.
     """
-    change = sample_change(model, removal, new)
-    module = model.module_
-    dev = next(module.parameters()).device
-    users = torch.as_tensor(change.users, device=dev)
-    items = torch.as_tensor(change.items, device=dev)
-    y = torch.as_tensor(change.labels, device=dev)
-    w = torch.as_tensor(change.weights, device=dev)
-    U = module.all_user_vectors().detach().requires_grad_()
-    V = module.all_item_vectors().detach().requires_grad_()
-    sh = {k: v.clone().requires_grad_() for k, v in _shared(module).items()}
-    if len(change):
-        z = module.logits(U[users], V[items], sh)
-        ell = F.binary_cross_entropy_with_logits(z, y, reduction="none")
-        (w * ell).sum().backward()
-
-    def grad(t: torch.Tensor) -> torch.Tensor:
-        return (t.grad if t.grad is not None else torch.zeros_like(t)).double()
-
-    return Anchor(
-        grad(U)[_kept(removal.user_map).to(dev)],
-        grad(V)[_kept(removal.item_map).to(dev)],
-        {k: grad(v) for k, v in sh.items()},
-    )
+    reg = float(getattr(model, "objective_reg_", DEFAULT_REG)) if reg is None else float(reg)
+    if not (np.isfinite(reg) and reg > 0):
+        raise ValueError(f"reg must be a positive number, got {reg!r}")
+    return reg
 
 
-def anchor_of(model: NCF, removal: Removal, new: NCF, reg: float) -> Anchor:
-    """The original's gradient :math:`c = \\nabla F_{full}(\\theta_0)`, rows in the new index space.
-
-    :math:`F_{full}` is the retraining objective of ``model.seen_`` (the data *before*
-    removal); dropped users' and items' rows are left out. ``new`` is the warm start (the
-    original's kept rows, :func:`transplant`): :math:`c = \\nabla F_{rem}(\\theta_0) + \\delta`
-    (one pass over the remaining data, plus :func:`_sample_delta`).
-    """
-    delta = _sample_delta(model, removal, new)
-    module = new.module_
-    gU, gV, gS = _data_gradients(module, fixed_sample(new))
-    params = module.shared_parameters()
-    return Anchor(
-        gU.double() + reg * module.all_user_vectors().detach().double() + delta.users,
-        gV.double() + reg * module.all_item_vectors().detach().double() + delta.items,
-        {
-            k: g.double() + reg * params[k].detach().double() + delta.shared[k]
-            for k, g in gS.items()
-        },
-    )
+__all__ = [
+    "DEFAULT_REG",
+    "SAMPLE_CHUNK",
+    "Anchor",
+    "FixedSample",
+    "calibrated_reg",
+    "certify_model",
+    "data_gradients",
+    "fixed_sample",
+    "gradients",
+    "objective",
+    "objective_reg",
+    "shared_weights",
+    "stationarity",
+]
