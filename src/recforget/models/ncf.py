@@ -390,12 +390,11 @@ class NCF(Recommender):
     def certify(self, tol: float | None = None) -> dict[str, Any]:
         """Retraining objective and stationarity certificate on the data the model stands on.
 
-         The objective is the fixed-sample one of :mod:`recforget.models._ncf_objective`: mean BCE over the
-
-        positives of ``seen_`` and ``negatives`` seeded negatives per positive (drawn with
-                ``seed_``), plus a ridge (sum form, ``reg``). Returns ``{"objective", "residual",
-                "certificate": {"max_relative", "relative", ..., "tol"}, "certified"}``
-                (``certified`` only when ``tol`` is given). One batched full-data gradient.
+        The objective is the fixed-sample one of :mod:`recforget.models._ncf_objective`: mean
+        BCE over the positives of ``seen_`` and ``negatives`` seeded negatives per positive
+        (drawn with ``seed_``), plus a ridge (sum form, ``reg``). Returns ``{"objective",
+        "residual", "certificate": {"max_relative", "relative", ..., "tol"}, "certified"}``
+        (``certified`` only when ``tol`` is given). One batched full-data gradient.
         """
         from recforget.models._ncf_objective import certify_model
 
