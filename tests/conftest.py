@@ -6,19 +6,12 @@ import numpy as np
 import pytest
 
 from recforget import Interactions
+from recforget.data.generators import random_ratings
 
 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(42)
-
-
-def random_ratings(m: int, n: int, density: float, seed: int) -> np.ndarray:
-    """Dense m x n matrix of integer ratings 1..5 on a random support (0 = unobserved)."""
-    r = np.random.default_rng(seed)
-    R = (r.random((m, n)) < density) * r.integers(1, 6, (m, n))
-    R[np.arange(m), r.integers(0, n, m)] = r.integers(1, 6, m)  # every user has one rating
-    return R.astype(np.float64)
 
 
 @pytest.fixture

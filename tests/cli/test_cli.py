@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from tests.conftest import random_ratings
 
 from recforget.cli import main
+from recforget.data.generators import random_ratings
 from recforget.models.registry import load_model
 
 

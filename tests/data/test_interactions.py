@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.conftest import random_ratings
 
 from recforget import Interactions
 from recforget.data.errors import DataError, UnknownIdError
+from recforget.data.generators import random_ratings
 
 
 def frame() -> pd.DataFrame:

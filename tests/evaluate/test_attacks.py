@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recforget import ALS, Interactions
-from recforget.data import datasets
+from recforget.data import synthetic
 from recforget.data.split import random_holdout
 from recforget.evaluate import (
     fit_logistic,
@@ -85,7 +85,7 @@ def test_interaction_mia_score_and_rank_match_loops():
 
 @pytest.fixture(scope="module")
 def deletion_setup():
-    data = datasets.synthetic(300, 80, rank=4, density=0.15, noise=0.5, random_state=0)
+    data = synthetic(300, 80, rank=4, density=0.15, noise=0.5, random_state=0)
     train, test = random_holdout(data, 0.2, random_state=1)
     r = np.random.default_rng(2)
     pos = np.sort(r.choice(train.nnz, 150, replace=False))
@@ -138,7 +138,7 @@ def test_sample_non_members_falls_back_to_unobserved(deletion_setup):
 
 # ---------------------------------------------------------------------- user level
 def test_split_users_for_mia():
-    data = datasets.synthetic(100, 30, density=0.2, random_state=0)
+    data = synthetic(100, 30, density=0.2, random_state=0)
     split = split_users_for_mia(data, 0)
     shadow = set(split.shadow.users.ids.tolist())
     members, non = set(split.members.tolist()), set(split.non_members.tolist())
@@ -164,7 +164,7 @@ def test_recommend_or_popular_serves_popular_items_to_strangers():
 
 @pytest.fixture(scope="module")
 def mia_split():
-    data = datasets.synthetic(1200, 100, rank=4, density=0.12, noise=0.5, random_state=0)
+    data = synthetic(1200, 100, rank=4, density=0.12, noise=0.5, random_state=0)
     return split_users_for_mia(data, 3)
 
 

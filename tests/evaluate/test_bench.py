@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from recforget.data import datasets
+from recforget.data import datasets, synthetic
 from recforget.evaluate.bench import run_bench
 from recforget.evaluate.report import aggregate
 from recforget.evaluate.scenarios import Scenario, make_request, make_stream
@@ -16,7 +16,7 @@ ALS_PARAMS = {"factors": 8, "iterations": 30, "grad_tol": 1e-2}
 
 
 def _data():
-    return datasets.synthetic(120, 60, rank=3, density=0.15, random_state=0)
+    return synthetic(120, 60, rank=3, density=0.15, random_state=0)
 
 
 def _bench(scenario: str, **kwargs):

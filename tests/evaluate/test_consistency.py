@@ -9,7 +9,7 @@ import pytest
 import scipy.stats
 
 from recforget import ALS, Interactions
-from recforget.data import datasets
+from recforget.data import synthetic
 from recforget.evaluate import (
     common_item_vectors,
     deleted_item_ranks,
@@ -53,7 +53,7 @@ def _string_ids(data: Interactions) -> Interactions:
 
 @pytest.fixture(scope="module")
 def data() -> Interactions:
-    return _string_ids(datasets.synthetic(60, 40, rank=3, density=0.2, random_state=0))
+    return _string_ids(synthetic(60, 40, rank=3, density=0.2, random_state=0))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from recforget.data import datasets
+from recforget.data import datasets, synthetic
 from recforget.evaluate.bench import run_bench
 from recforget.evaluate.presets import holdout_with_negatives, netflix_forget
 from recforget.evaluate.report import aggregate, markdown_table, render_markdown, write_report
@@ -17,7 +17,7 @@ ALS_PARAMS = {"factors": 8, "iterations": 30, "grad_tol": 1e-2}
 
 
 def _data():
-    return datasets.synthetic(120, 60, rank=3, density=0.15, random_state=0)
+    return synthetic(120, 60, rank=3, density=0.15, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ def test_plots_write_png(tmp_path, bench_result, preset_result):
 def test_cli_seeds_report_and_plots(tmp_path, monkeypatch):
     from recforget.cli import main
 
-    small = datasets.synthetic(60, 40, rank=3, density=0.2, random_state=0)
+    small = synthetic(60, 40, rank=3, density=0.2, random_state=0)
     monkeypatch.setattr(datasets, "load", lambda name: small)
     out = tmp_path / "out.json"
     args = ["bench", "--factors", "4", "--iterations", "10", "--tol", "1e-2"]
@@ -133,7 +133,7 @@ def test_cli_seeds_report_and_plots(tmp_path, monkeypatch):
 def test_cli_preset_and_no_extras(tmp_path, monkeypatch):
     from recforget.cli import main
 
-    small = datasets.synthetic(60, 40, rank=3, density=0.2, random_state=0)
+    small = synthetic(60, 40, rank=3, density=0.2, random_state=0)
     monkeypatch.setattr(datasets, "load", lambda name: small)
     args = ["bench", "--factors", "4", "--iterations", "10", "--tol", "1e-2"]
     res = CliRunner().invoke(main, [*args, "--preset", "netflix-forget", "--methods", "retrain"])

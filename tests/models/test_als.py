@@ -186,3 +186,36 @@ def test_from_factors_wraps_external_factors(small_data, rng):
     assert model.loss() < before
     with pytest.raises(ValueError, match=r"do not match|items"):
         ALS.from_factors(X, Y[:-1], small_data)
+
+
+# ---------------------------------------------------------------------------- damaged directories
+@pytest.mark.parametrize("damage", ["truncate-arrays", "edit-config", "edit-manifest", "drop-file"])
+def test_a_damaged_model_directory_is_refused_naming_the_file(tmp_path, damage):
+    import json
+
+    from recforget import DataError
+
+    rng = np.random.default_rng(0)
+    data = Interactions.from_csr((rng.random((12, 9)) < 0.4).astype(float))
+    model = ALS(3, iterations=3, random_state=0).fit(data)
+    path = model.save(tmp_path / "m")
+    assert ALS.load(path).model_hash() == model.model_hash()
+    if damage == "truncate-arrays":
+        raw = (path / "arrays.npz").read_bytes()
+        (path / "arrays.npz").write_bytes(raw[: len(raw) // 2])
+        culprit = "arrays.npz"
+    elif damage == "edit-config":
+        config = json.loads((path / "config.json").read_text())
+        config["params"]["regularization"] = 123.0
+        (path / "config.json").write_text(json.dumps(config))
+        culprit = "config.json"
+    elif damage == "edit-manifest":
+        manifest = json.loads((path / "manifest.json").read_text())
+        manifest["seed"] = 99
+        (path / "manifest.json").write_text(json.dumps(manifest))
+        culprit = "manifest.json"
+    else:
+        (path / "arrays.npz").unlink()
+        culprit = "arrays.npz"
+    with pytest.raises(DataError, match=culprit.replace(".", r"\.")):
+        ALS.load(path)

@@ -243,12 +243,12 @@ def test_movielens_100k_unlearn_als_matches_retraining():
 
 
 def test_unlearn_als_matches_retraining_accuracy_on_planted_structure():
-    from recforget.data import datasets
+    from recforget.data import synthetic
     from recforget.data.split import random_holdout
     from recforget.evaluate.accuracy import evaluate_ranking
     from recforget.evaluate.scenarios import make_request
 
-    data = datasets.synthetic(300, 120, rank=4, density=0.1, noise=0.3, random_state=0)
+    data = synthetic(300, 120, rank=4, density=0.1, noise=0.3, random_state=0)
     train, test = random_holdout(data, 0.2, random_state=0)
     model = ALS(
         8, regularization=2.0, alpha=5.0, grad_tol=1e-4, iterations=3000, dtype="float64",

@@ -208,6 +208,13 @@ def print_result(result: dict) -> None:
         f"(seed {result['seed']}): removed {result['request']}"
     )
     echo_table(table_rows(result), TABLE_COLUMNS)
+    notes = [f"kernels compiled in {result['compile_seconds']:.2f}s before any timing"]
+    if result["original"].get("prepare_seconds") is not None:
+        notes.append(
+            f"AltEraser's curvature prepared once in {result['original']['prepare_seconds']:.2f}s "
+            "(ahead of the request, as deployed)"
+        )
+    click.echo("; ".join(notes))
     for title, rows, columns in (
         ("consistency with retrain", report.consistency_rows(result), report.CONSISTENCY_COLUMNS),
         ("membership inference (AUC)", report.attack_rows(result), report.ATTACK_COLUMNS),

@@ -1,7 +1,8 @@
 """Interaction data: vocabularies, the Interactions matrix, readers, data sets, splits."""
 
-from recforget.data.datasets import block_diagonal, load, load_item_genres, synthetic
+from recforget.data.datasets import load, load_item_genres
 from recforget.data.errors import DataError, UnknownIdError
+from recforget.data.generators import block_diagonal, random_ratings, synthetic
 from recforget.data.interactions import Interactions, Removal
 from recforget.data.readers import read_interactions, read_movielens
 from recforget.data.split import leave_k_out, random_holdout, temporal, temporal_leave_k_out
@@ -22,6 +23,7 @@ __all__ = [
     "load",
     "load_item_genres",
     "random_holdout",
+    "random_ratings",
     "read_interactions",
     "read_movielens",
     "synthetic",

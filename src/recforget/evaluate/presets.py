@@ -26,13 +26,13 @@ from recforget.evaluate.attacks import rank_auc
 from recforget.evaluate.bench import (
     ALS_METHODS,
     _jsonable,
-    add_speedups,
     default_model,
     make_request,
     prepare_data,
 )
 from recforget.evaluate.consistency import common_item_vectors, neighbour_overlap
 from recforget.evaluate.extras import json_ready
+from recforget.evaluate.rows import add_speedups
 from recforget.models.base import Recommender
 from recforget.unlearn import DeletionRequest, forget
 

@@ -5,7 +5,7 @@ JSON schema
 :func:`recforget.evaluate.bench.run_bench` returns (and ``recforget bench --json`` writes)::
 
     {
-      "dataset": str, "model": str, "scenario": str, "seed": int,
+      "dataset": str, "model": str, "scenario": str, "seed": int, "compile_seconds": float,
       "params": {model parameter: value},
       "data": {"n_users", "n_items", "train", "test"},          # counts
       "request": {"pairs", "users", "items"[, "item_groups"]},  # "genres" | "random"
@@ -30,7 +30,8 @@ JSON schema
 
     ROW = {
       "method": str,                     # "original" for the untouched model
-      "seconds": float,                  # runs only (the original has "fit_seconds")
+      "seconds": float,                  # runs only (the original has "fit_seconds" and, for
+                                         # a neural model, AltEraser's "prepare_seconds")
       "speedup", "sweeps", "rows_solved", "certified", "gap_closed",   # runs only
       "residual": float,                 # max relative row gradient, retraining objective
       "objective": float,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recforget.data.interactions import Interactions
-from recforget.evaluate.bench import _gap_closed, deleted_pair_scores, method_row
+from recforget.evaluate.rows import deleted_pair_scores, gap_closed, method_row
 from recforget.models.base import Recommender
 from recforget.unlearn import DeletionRequest, forget
 
@@ -135,7 +135,7 @@ def _step(row: dict[str, Any], total: float, checkpoint: dict[str, Any]) -> dict
         "certified": row["certified"],
         "sweeps": row["sweeps"],
         "deleted_mean_score": row["deleted_mean_score"],
-        "gap_closed": _gap_closed(
+        "gap_closed": gap_closed(
             checkpoint["original_deleted_score"],
             oracle["deleted_mean_score"],
             row["deleted_mean_score"],

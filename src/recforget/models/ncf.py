@@ -508,7 +508,10 @@ class NCF(Recommender):
             save_curvature(self, path)
         elif (path / CURVATURE_FILE).exists():
             (path / CURVATURE_FILE).unlink()
-        return save_model_dir(path, kind="ncf", arrays=arrays, config=params, manifest=manifest)
+        files = (WEIGHTS_FILE, CURVATURE_FILE) if curvature else (WEIGHTS_FILE,)
+        return save_model_dir(
+            path, kind="ncf", arrays=arrays, config=params, manifest=manifest, files=files
+        )
 
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device | None = None) -> NCF:
