@@ -151,3 +151,15 @@ def test_bad_parameter_values_are_clean_errors(tmp_path, monkeypatch, ratings_cs
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_forget_refuses_a_damaged_model_directory_naming_the_file(tmp_path, trained):
+    out, _ = trained
+    raw = (out / "arrays.npz").read_bytes()
+    (out / "arrays.npz").write_bytes(raw[: len(raw) // 3])  # truncated, as a failed copy leaves it
+    request = tmp_path / "request.csv"
+    request.write_text("user,item\nu1,\n")
+    result = run("forget", out, request, "--out", tmp_path / "x")
+    assert result.exit_code != 0
+    assert "arrays.npz" in result.output and "sha256" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "x").exists()

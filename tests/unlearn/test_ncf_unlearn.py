@@ -46,6 +46,17 @@ def data() -> Interactions:
     return _data()
 
 
+@pytest.fixture(scope="module")
+def _gmf(data) -> NCF:
+    return NCF("gmf", random_state=0, **SMALL).fit(data)
+
+
+@pytest.fixture
+def gmf(_gmf) -> NCF:
+    """The module's GMF model, fitted once; each test gets its own copy to change."""
+    return copy.deepcopy(_gmf)
+
+
 @pytest.fixture(scope="module", params=["gmf", "mlp", "neumf"])
 def fitted(request, data) -> NCF:
     return NCF(request.param, random_state=0, **SMALL).fit(data)
@@ -229,8 +240,8 @@ def test_carried_sample_change_equals_the_sorted_difference(data):
         assert as_set(fast) == as_set(slow)
 
 
-def test_gmf_closed_form_jacobian_matches_autograd(data):
-    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+def test_gmf_closed_form_jacobian_matches_autograd(data, gmf):
+    model = gmf
     module = model.module_
     shared = O.shared_weights(module)
     users = torch.tensor([0, 3, 3, 7])
@@ -246,8 +257,8 @@ def test_gmf_closed_form_jacobian_matches_autograd(data):
         torch.testing.assert_close(J, JJ)
 
 
-def test_one_round_moves_only_affected_blocks_and_forgets(data):
-    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+def test_one_round_moves_only_affected_blocks_and_forgets(data, gmf):
+    model = gmf
     gone = _pairs(data, [3, 40, 41])
     result = forget(model, DeletionRequest(pairs=gone), "alteraser")
     assert result.receipt["rounds"] == 1
@@ -275,17 +286,17 @@ def test_influence_step_never_increases_the_anchored_objective(data, arch):
     assert f1 <= f0 + 1e-6 * abs(f0)
 
 
-def test_alteraser_first_round_touches_only_affected_blocks(data):
-    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+def test_alteraser_first_round_touches_only_affected_blocks(data, gmf):
+    model = gmf
     request = DeletionRequest(pairs=_pairs(data, [3, 40]))
     result = forget(model, request, "alteraser", max_rounds=1, update="alternating")
     assert result.receipt["rounds"] == 1
     assert result.receipt["blocks_solved"] <= 4  # two users, two items at most
 
 
-def test_jacobi_step_moves_exactly_the_blocks_whose_samples_changed(data):
+def test_jacobi_step_moves_exactly_the_blocks_whose_samples_changed(data, gmf):
 
-    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+    model = gmf
     request = DeletionRequest(pairs=_pairs(data, [3, 40]))
     removal = data.remove(pairs=request.pairs)
     result = forget(model, request, "alteraser")
@@ -309,8 +320,8 @@ def test_jacobi_step_moves_exactly_the_blocks_whose_samples_changed(data):
     assert again.receipt["prepared"] is True
 
 
-def test_alteraser_certifies_gmf(data):
-    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+def test_alteraser_certifies_gmf(data, gmf):
+    model = gmf
     request = DeletionRequest(pairs=_pairs(data, [0, 10, 50, 100]))
     exact = {**EXACT, "tol": 2e-3}  # this float32 network stalls at max_relative 1.04e-3
     result = forget(model, request, "alteraser", **exact)
@@ -323,8 +334,8 @@ def test_alteraser_certifies_gmf(data):
 
 
 # ---------------------------------------------------------------------------- sampling
-def test_deleted_pairs_are_gone_and_may_be_negatives(data):
-    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+def test_deleted_pairs_are_gone_and_may_be_negatives(data, gmf):
+    model = gmf
     user = 4
     mine = np.flatnonzero(data.row_of_entry == user)
     gone = mine[: max(1, len(mine) - 1)]  # all but one of the user's positives
@@ -360,8 +371,8 @@ def test_stable_negatives_change_only_for_touched_users(data):
         np.testing.assert_array_equal(old_ids, new_ids)
 
 
-def test_certify_reports_the_fixed_sample_objective(data):
-    model = NCF("gmf", random_state=0, **SMALL).fit(data)
+def test_certify_reports_the_fixed_sample_objective(data, gmf):
+    model = gmf
     out = model.certify(tol=0.5)
     sample = O.fixed_sample(model)
     assert out["objective"] == pytest.approx(
@@ -423,6 +434,15 @@ class TestAltEraserContract(UnlearnerContract):
 
     def make_model(self, data):
         return _contract_model(data)
+
+
+class TestAltEraserDefaultContract(UnlearnerContract):
+    """AltEraser as users call it: one prepared Jacobi Newton step on the changed blocks."""
+
+    method = "alteraser"
+
+    def make_model(self, data):
+        return _contract_model(data, "neumf")
 
 
 class TestAltEraserMLPContract(UnlearnerContract):

@@ -9,7 +9,7 @@ Opt in with a three-line test class::
 
 The mixin supplies the data fixture and the tests: forgetting nothing is a no-op, forgetting is
 idempotent, forgotten interactions are absent from the data the model now stands on, whole users
-leave the model, and (for methods with ``exact = True``) the result is a certified stationary
+and whole items leave the model, and (for methods with ``exact = True``) the result is a certified stationary
 point of the retraining objective.
 """
 
@@ -98,6 +98,21 @@ class UnlearnerContract:
         with pytest.raises(UnknownIdError):
             result.model.recommend([gone])
         again = forget(result.model, DeletionRequest(users=[gone]), self.method, **self.options)
+        assert again.receipt["noop"] is True
+        assert again.receipt["removed"]["already_forgotten"] == 1
+
+    def test_whole_item_leaves_the_model(self, contract_model, contract_data):
+        gone = contract_data.items.ids[2]
+        had = int(contract_data.item_counts()[2])
+        result = forget(contract_model, DeletionRequest(items=[gone]), self.method, **self.options)
+        assert gone not in result.model.items_
+        assert result.data.n_items == contract_data.n_items - 1
+        assert result.receipt["removed"]["interactions"] == had
+        assert result.receipt["removed"]["items"] == 1
+        users = result.model.users_.ids[:5].tolist()
+        recommended = result.model.recommend(users, k=5)
+        assert gone not in {i for row in np.asarray(recommended[0]).tolist() for i in row}
+        again = forget(result.model, DeletionRequest(items=[gone]), self.method, **self.options)
         assert again.receipt["noop"] is True
         assert again.receipt["removed"]["already_forgotten"] == 1
 
