@@ -163,3 +163,23 @@ def test_forget_refuses_a_damaged_model_directory_naming_the_file(tmp_path, trai
     assert result.exit_code != 0
     assert "arrays.npz" in result.output and "sha256" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "x").exists()
+
+
+def test_train_a_neural_model_prepared_for_alteraser(tmp_path, ratings_csv):
+    pytest.importorskip("torch")
+    out = tmp_path / "gmf"
+    result = run(
+        "train", "--model", "gmf", "--data", ratings_csv, "--out", out, "--factors", 4,
+        "--epochs", 2, "--test-fraction", 0.2, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["iterations"] == 2 and summary["prepare_seconds"] > 0
+    assert "ndcg@10" in summary["metrics"]
+    model = load_model(out)
+    assert model.arch == "gmf" and (out / "curvature.safetensors").is_file()
+    request = tmp_path / "request.csv"
+    request.write_text("user,item\nu1,\n")
+    done = run("forget", out, request, "--out", tmp_path / "g2", "--method", "alteraser", "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["prepared"] is True

@@ -8,9 +8,9 @@ Opt in with a three-line test class::
             return ALS(4, iterations=30, random_state=0).fit(data)
 
 The mixin supplies the data fixture and the tests: forgetting nothing is a no-op, forgetting is
-idempotent, forgotten interactions are absent from the data the model now stands on, whole users
-and whole items leave the model, and (for methods with ``exact = True``) the result is a certified stationary
-point of the retraining objective.
+idempotent, forgotten interactions are absent from the data the model now stands on, whole users and
+whole items leave the model, and (for methods with ``exact = True``) the result is a certified
+stationary point of the retraining objective.
 """
 
 from __future__ import annotations
