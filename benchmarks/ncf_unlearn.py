@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from recforget.evaluate import gap_closed
+
 DEFAULT_METHODS = ("retrain", "finetune", "alteraser", "influence")
 GAP_TARGET = 0.9
 MIA_TOLERANCE = 0.02
@@ -67,12 +69,6 @@ def _parse_method(spec: str) -> tuple[str, str, dict[str, Any]]:
         except json.JSONDecodeError:
             options[key] = value
     return spec, name, options
-
-
-def _gap(orig: float | None, retrain: float | None, value: float | None) -> float | None:
-    if orig is None or retrain is None or value is None or orig == retrain:
-        return None
-    return float((orig - value) / (orig - retrain))
 
 
 class _Judge:
@@ -144,7 +140,7 @@ def _fastest(traces: list[dict[str, Any]]) -> dict[str, Any]:
 
 def misses(row: dict, orig: dict, retrain: dict) -> list[str]:
     """The quality criteria ``row`` misses against ``retrain``: "gap", "MIA", "NDCG"."""
-    gap = _gap(orig["deleted_score"], retrain["deleted_score"], row["deleted_score"])
+    gap = gap_closed(orig["deleted_score"], retrain["deleted_score"], row["deleted_score"])
     out = []
     if gap is None or gap < GAP_TARGET:
         out.append("gap")
@@ -169,6 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from recforget.evaluate.bench import align, prepare_data
     from recforget.evaluate.foldin import fold_in_split
     from recforget.evaluate.scenarios import make_request
+    from recforget.evaluate.warmup import warm_up
     from recforget.models.ncf import NCF
     from recforget.unlearn import forget
     from recforget.unlearn.ncf import prepare
@@ -176,6 +173,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name, data = prepare_data(args.dataset)
     train, test = random_holdout(data, 0.2, random_state=args.seed)
     params = {"num_threads": args.threads, **json.loads(args.model_params)}
+    specs = [_parse_method(spec) for spec in args.method or DEFAULT_METHODS]
+    template = NCF(args.arch, random_state=args.seed, **params)
+    compile_seconds = warm_up(template, [m for _, m, _ in specs], {m: o for _, m, o in specs})
     if args.load:  # a model saved by an earlier run of the same settings (fits are seeded)
         original = NCF.load(args.load)
         fit_seconds = float(sum(original.epoch_seconds_)) if original.epoch_seconds_ else None
@@ -211,8 +211,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     orig["prepare_seconds"] = time.perf_counter() - start
     judge.orig = orig
     runs = []
-    for spec in args.method or DEFAULT_METHODS:
-        label, method, options = _parse_method(spec)
+    for label, method, options in specs:
         result = forget(original, request, method, **options)
         r = result.receipt
         row = {
@@ -231,7 +230,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     retrain = next((r for r in runs if r["method"] == "retrain"), None)
     for row in [orig, *runs]:
         row["speedup"] = retrain["seconds"] / row["seconds"] if retrain and row["seconds"] else None
-        row["gap_closed"] = _gap(
+        row["gap_closed"] = gap_closed(
             orig["deleted_score"], retrain and retrain["deleted_score"], row["deleted_score"]
         )
         if retrain and retrain["mia_auc"] is not None and row["mia_auc"] is not None:
@@ -243,6 +242,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "arch": args.arch,
         "scenario": args.scenario,
         "seed": args.seed,
+        "compile_seconds": compile_seconds,
         "params": {k: v for k, v in original.get_params().items() if k != "random_state"},
         "removed": removal.n_removed,
         "trace": "fold-in probe" if probe else "deleted pairs",

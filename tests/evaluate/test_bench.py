@@ -227,3 +227,27 @@ def test_aggregate_of_real_runs(pairs_result):
     ndcg = s["methods"]["retrain"]["metrics.ndcg@10"]
     assert ndcg["std"] == 0.0 and ndcg["n"] == 2
     assert "attack.interaction.auc" in s["methods"]["original"]
+
+
+def test_timings_leave_compilation_out(pairs_result):
+    assert pairs_result["compile_seconds"] > 0
+    assert all(run["seconds"] > 0 for run in pairs_result["runs"])
+
+
+def test_neural_bench_judges_the_original_and_prepares_alteraser_ahead():
+    pytest.importorskip("torch")
+    result = run_bench(
+        _data(),
+        model="gmf",
+        scenario="interactions:0.05",
+        methods=["retrain", "alteraser"],
+        model_params={"factors": 8, "epochs": 3, "batch_size": 256, "num_threads": 1},
+        extras=False,
+        seed=0,
+    )
+    orig = result["original"]
+    assert orig["metrics"]["ndcg@10"] > 0 and orig["residual"] is not None  # no empty row
+    assert orig["prepare_seconds"] > 0
+    alteraser = next(r for r in result["runs"] if r["method"] == "alteraser")
+    assert alteraser["prepared"] is True  # the request paid only for its own blocks
+    assert alteraser["gap_closed"] is not None

@@ -8,9 +8,7 @@ from recforget.evaluate.accuracy import (
 )
 from recforget.evaluate.attacks import (
     MIASplit,
-    fit_logistic,
     interaction_mia,
-    logistic_decision,
     rank_auc,
     sample_non_members,
     split_users_for_mia,
@@ -26,7 +24,9 @@ from recforget.evaluate.consistency import (
     topk_overlap,
 )
 from recforget.evaluate.foldin import FoldInProbe, fold_in_split, fold_in_trace
+from recforget.evaluate.logistic import fit_logistic, logistic_decision
 from recforget.evaluate.ranking import PER_K_METRICS, auc_per_user, mae, rank_metrics, rmse
+from recforget.evaluate.rows import gap_closed
 
 __all__ = [
     "DEFAULT_METRICS",
@@ -42,6 +42,7 @@ __all__ = [
     "fit_logistic",
     "fold_in_split",
     "fold_in_trace",
+    "gap_closed",
     "interaction_mia",
     "item_vectors",
     "logistic_decision",

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from recforget.evaluate.report import get_path
+
 
 def _pyplot():
     import matplotlib
@@ -61,12 +63,6 @@ def _one(result: dict[str, Any], folder: Path, prefix: str) -> list[Path]:
     return out
 
 
-def _get(d: Any, path: str) -> Any:
-    for key in path.split("."):
-        d = d.get(key) if isinstance(d, dict) else None
-    return d
-
-
 def _common(rows, runs, folder: Path, prefix: str, accuracy: str) -> list[Path]:
     out = []
     if any(r.get("loss_curve") for r in runs):
@@ -75,7 +71,7 @@ def _common(rows, runs, folder: Path, prefix: str, accuracy: str) -> list[Path]:
         out.append(
             _scatter(runs, "residual", folder / f"{prefix}residual_vs_seconds.png", log_y=True)
         )
-    if any(_get(r, accuracy) is not None for r in runs):
+    if any(get_path(r, accuracy) is not None for r in runs):
         out.append(_scatter(runs, accuracy, folder / f"{prefix}accuracy_vs_seconds.png"))
     return out
 
@@ -100,7 +96,7 @@ def _scatter(runs, field: str, path: Path, log_y: bool = False) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for run in runs:
-        y = _get(run, field)
+        y = get_path(run, field)
         if y is not None and run.get("seconds") is not None:
             ax.scatter(run["seconds"], y, s=40)
             ax.annotate(run["method"], (run["seconds"], y), fontsize=8)
@@ -113,14 +109,16 @@ def _scatter(runs, field: str, path: Path, log_y: bool = False) -> Path:
 
 
 def _attack(rows, path: Path) -> list[Path]:
-    kinds = [k for k in ("interaction", "user") if any(_get(r, f"attack.{k}.auc") for r in rows)]
+    kinds = [
+        k for k in ("interaction", "user") if any(get_path(r, f"attack.{k}.auc") for r in rows)
+    ]
     if not kinds:
         return []
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / len(kinds)
     for j, kind in enumerate(kinds):
-        values = [_get(r, f"attack.{kind}.auc") or 0.0 for r in rows]
+        values = [get_path(r, f"attack.{kind}.auc") or 0.0 for r in rows]
         xs = [i + j * width for i in range(len(rows))]
         ax.bar(xs, values, width=width, label=f"{kind}-level")
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)

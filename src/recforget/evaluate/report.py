@@ -123,7 +123,8 @@ def _rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [result["original"], *result["runs"]]
 
 
-def _get(d: Any, path: str) -> Any:
+def get_path(d: Any, path: str) -> Any:
+    """``d["a"]["b"]`` for ``path="a.b"``; ``None`` where a level is missing or not a dict."""
     for key in path.split("."):
         if not isinstance(d, dict):
             return None
@@ -141,15 +142,15 @@ def consistency_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             {
                 "method": row["method"],
-                "heldout_r": _get(c, "heldout.pearson"),
-                "heldout_tau": _get(c, "heldout.kendall_tau"),
-                "heldout_gap": _get(c, "heldout.mean_abs_gap"),
-                "deleted_r": _get(c, "deleted.pearson"),
-                "deleted_gap": _get(c, "deleted.mean_abs_gap"),
+                "heldout_r": get_path(c, "heldout.pearson"),
+                "heldout_tau": get_path(c, "heldout.kendall_tau"),
+                "heldout_gap": get_path(c, "heldout.mean_abs_gap"),
+                "deleted_r": get_path(c, "deleted.pearson"),
+                "deleted_gap": get_path(c, "deleted.mean_abs_gap"),
                 "top10_jaccard": c.get("topk_jaccard@10"),
                 "nbr200_jaccard": c.get("neighbour_jaccard@200"),
-                "deleted_rank": _get(c, "deleted_ranks.mean_rank"),
-                "deleted_top10": _get(c, "deleted_ranks.top@10"),
+                "deleted_rank": get_path(c, "deleted_ranks.mean_rank"),
+                "deleted_top10": get_path(c, "deleted_ranks.top@10"),
             }
         )
     return out
@@ -165,11 +166,11 @@ def attack_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             {
                 "method": row["method"],
-                "interaction_auc": _get(a, "interaction.auc"),
-                "members": _get(a, "interaction.n_members"),
-                "user_auc": _get(a, "user.auc"),
-                "users_in": _get(a, "user.n_members"),
-                "users_out": _get(a, "user.n_non_members"),
+                "interaction_auc": get_path(a, "interaction.auc"),
+                "members": get_path(a, "interaction.n_members"),
+                "user_auc": get_path(a, "user.auc"),
+                "users_in": get_path(a, "user.n_members"),
+                "users_out": get_path(a, "user.n_non_members"),
             }
         )
     return out

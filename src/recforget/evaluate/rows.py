@@ -51,6 +51,7 @@ def method_row(
         "sweeps": receipt.get("sweeps"),
         "rows_solved": receipt.get("rows_solved"),
         "objective": receipt.get("objective"),
+        "prepared": receipt.get("prepared"),
         "deleted_mean_score": deleted_pair_scores(model, request),
         "metrics": floats(metrics),
     }

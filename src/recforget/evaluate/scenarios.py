@@ -188,8 +188,4 @@ def _sensitive(
         if sc.size is not None and len(chosen) > sc.size:
             chosen = rng.choice(chosen, int(sc.size), replace=False)
         pairs.extend((uids[u], iids[i]) for i in np.sort(chosen))
-    return DeletionRequest(pairs=[(_plain(u), _plain(i)) for u, i in pairs])
-
-
-def _plain(x: object) -> object:
-    return x.item() if isinstance(x, np.generic) else x
+    return DeletionRequest(pairs=pairs)  # which makes numpy ids plain Python values

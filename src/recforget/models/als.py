@@ -321,13 +321,6 @@ class ALS(Recommender):
     def _factors(self) -> Factors:
         return Factors(self.user_factors_, self.item_factors_, self.user_bias_, self.item_bias_)
 
-    def _check_vocab(self, data: Interactions) -> None:
-        if data.users != self.users_ or data.items != self.items_:
-            raise ValueError(
-                "the data's user/item vocabularies differ from the model's; "
-                "use recforget.unlearn to remove users or items"
-            )
-
     # ------------------------------------------------------------------ objective
     @single_blas
     def loss(self, interactions: Interactions | None = None) -> float:
@@ -421,10 +414,6 @@ class ALS(Recommender):
         )
         model._set_state(F, data)
         model.global_mean_ = float(manifest.get("global_mean", 0.0))
-        model.seed_ = int(manifest["seed"])
-        model.n_iter_ = int(manifest["n_iter"])
+        model._restore_manifest(manifest)
         model.stop_reason_ = manifest["stop_reason"]
-        model.loss_history_ = list(manifest.get("loss_history", []))
-        model.deletions_ = list(manifest.get("deletions", []))
-        model.forgotten_ = manifest.get("forgotten", {"users": [], "items": []})
         return model

@@ -123,6 +123,22 @@ class Recommender(ABC):
             params["random_state"] = None
         return params
 
+    def _check_vocab(self, data: Interactions) -> None:
+        """Refuse data whose vocabularies differ from the model's (it must be the same users)."""
+        if data.users != self.users_ or data.items != self.items_:
+            raise ValueError(
+                "the data's user/item vocabularies differ from the model's; "
+                "use recforget.forget to remove users or items"
+            )
+
+    def _restore_manifest(self, manifest: dict[str, Any]) -> None:
+        """Set what :meth:`_manifest` saved for every model: seed, history, forgetting log."""
+        self.seed_ = int(manifest["seed"])
+        self.n_iter_ = int(manifest["n_iter"])
+        self.loss_history_ = list(manifest.get("loss_history", []))
+        self.deletions_ = list(manifest.get("deletions", []))
+        self.forgotten_ = manifest.get("forgotten", {"users": [], "items": []})
+
     def _manifest(self, **fields: Any) -> dict[str, Any]:
         """Manifest entries every saved model shares (version, seed, data, forgetting log)."""
         from recforget import __version__

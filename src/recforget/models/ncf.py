@@ -341,13 +341,6 @@ class NCF(Recommender):
         self.items_ = data.items
         self.seen_ = data
 
-    def _check_vocab(self, data: Interactions) -> None:
-        if data.users != self.users_ or data.items != self.items_:
-            raise ValueError(
-                "the data's user/item vocabularies differ from the model's; "
-                "use recforget.unlearn to remove users or items"
-            )
-
     # ------------------------------------------------------------------ objective
     def sample_negatives(
         self,
@@ -533,12 +526,8 @@ class NCF(Recommender):
         module.load_state_dict(load_file(weights, device="cpu"), strict=True)
         model.module_ = module.to(torch.device(model.device)).eval()
         model._set_state(data)
-        model.seed_ = int(manifest["seed"])
-        model.n_iter_ = int(manifest["n_iter"])
-        model.loss_history_ = list(manifest.get("loss_history", []))
+        model._restore_manifest(manifest)
         model.epoch_seconds_ = [float(t) for t in manifest.get("epoch_seconds", [])]
-        model.deletions_ = list(manifest.get("deletions", []))
-        model.forgotten_ = manifest.get("forgotten", {"users": [], "items": []})
         if manifest.get("objective_reg") is not None:
             model.objective_reg_ = float(manifest["objective_reg"])
         expected = manifest.get("model_hash")
