@@ -63,20 +63,16 @@ class NCF(Recommender):
     lr, weight_decay : float
         AdamW step size (its peak, under ``lr_schedule="cosine"``) and decoupled weight decay.
         The decay acts once per batch, so its effect over an epoch grows with
-        ``nnz * (1 + negatives) / batch_size``. With the defaults (20 epochs of batches of
-        4096, 4 negatives, cosine schedule) GMF reaches NDCG@10 0.40 on ML-1M (80/20 random
-        holdout; popularity: 0.20) and keeps a membership signal in its training pairs
-        (interaction MIA AUC 0.55); with ``lr=1e-3`` it barely trains in 20 epochs, and
-        ``weight_decay=0.5`` shrinks an ML-1M model back to popularity.
+        ``nnz * (1 + negatives) / batch_size``. The defaults were chosen on held-out NDCG@10
+        (docs/results.md): a much smaller ``lr`` barely trains in 20 epochs, a much larger
+        ``weight_decay`` shrinks the model back to popularity.
     lr_schedule : {"cosine", "constant"}
         Step size over the batches of :meth:`fit`: cosine-annealed from ``lr`` to 0 over the
         ``epochs`` (default), or ``lr`` throughout. Annealing ends training near a minimum of
         the sampled loss instead of wherever the last noisy step left it, so two seeds (or a
         model and its retrain) end closer together, and the Newton steps of
-        :mod:`recforget.unlearn.ncf`, which start from a stationary point, have less to undo.
-        On ML-1M (delete 1% of interactions) two retrains with different seeds differ by
-        0.04% (GMF) and 0.01% (NeuMF) in the deleted pairs' mean probability with it, 0.5%
-        and 1.9% without, and NDCG@10 is 0.40 and 0.39 instead of 0.36 and 0.36.
+        :mod:`recforget.unlearn.ncf`, which start from a stationary point, have less to undo
+        (the measured effect is in docs/results.md).
         Fine-tuning (:meth:`train_epochs`) uses a constant step unless asked otherwise.
     negatives : int
         Negatives per positive per epoch.

@@ -10,12 +10,9 @@ proportion to the samples it changes plus one pass that verifies the anchored ob
 decreased (Armijo; the step is halved otherwise). Without a prepared curvature the first
 request pays for :func:`prepare` (the receipt's ``prepare_seconds``). The receipt says
 ``stop_reason`` "max_rounds" and ``certified`` False (the plain objective's certificate is
-reported as measured). In our measurements (``benchmarks/ncf_unlearn.py``, 1% of the
-interactions deleted) one step closed 88-115% of the original-to-retrain gap in the deleted
-pairs' mean score with NDCG@10 within 1% of a retrain. More steps, iterating towards the
-anchored stationary point, over-forget: on ML-1M NeuMF the exact line search along the step
-would take 1.5 times it, and at 1.25 times the attack AUC is already 0.022 below the
-retrain's and NDCG 1.15% lower; that point of a non-convex objective is not the retrain.
+reported as measured). One step is the default because it lands where a retrain does
+(``benchmarks/ncf_unlearn.py``; docs/results.md); more steps, iterating towards the anchored
+stationary point, over-forget: that point of a non-convex objective is not the retrain.
 ``update="alternating"`` runs the sequential variant (users, then items, each block with its
 own line search; ``max_rounds > 1`` iterates it until the anchored certificate's
 ``max_relative`` is at most ``tol``), and
