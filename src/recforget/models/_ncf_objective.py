@@ -39,7 +39,8 @@ A network trained by AdamW is far from stationary for :math:`F` (the relative re
 original and of a retrain are both close to 1), and minimising :math:`F` moves every block towards
 an optimum that ranks worse than either (docs/results.md). What a deletion changes is the
 *difference* between the two fixed samples. With :math:`\\theta_0` the original and
-:math:`c = \\nabla F_{full}(\\theta_0)` its residual on the full data's objective, :math:`\\theta_0` is an exact stationary point of
+:math:`c = \\nabla F_{full}(\\theta_0)` its residual on the full data's objective,
+:math:`\\theta_0` is an exact stationary point of
 :math:`F_{full}(\\theta) - c^\\top\\theta`, and the unlearning target is the corresponding
 point of the *anchored* objective
 
