@@ -27,7 +27,19 @@ def bench_options(func):
             default="als",
             show_default=True,
         ),
-        click.option("--factors", default=64, show_default=True),
+        click.option(
+            "--factors",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Latent dimension [default: ALS 64, neural models 32, as in benchmarks/].",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Neural models: torch threads (the neural benchmark's setting).",
+        ),
         click.option(
             "--iterations",
             default=200,
@@ -129,12 +141,13 @@ def run_from_options(
     extras=True,
     preset=None,
     quiet=False,
+    threads=1,
 ):
     from recforget.evaluate.bench import run_bench
 
     if model == "als":
         params = dict(
-            factors=factors,
+            factors=factors or 64,
             iterations=iterations,
             grad_tol=tol,
             regularization=(
@@ -152,7 +165,7 @@ def run_from_options(
             "unlearn-als-selective": {},
         }
     else:
-        params = dict(factors=factors)
+        params = dict(factors=factors or 32, num_threads=threads)
         if epochs is not None:
             params["epochs"] = epochs
         options = {}
