@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 from recforget.data.errors import DataError
 from recforget.models.base import Recommender
+
+# kind recorded by ``save`` -> (module, class); imported on use (NCF needs torch), by name, so
+# a model that loads other models through this registry (an ensemble) is no import circle
+KINDS: dict[str, tuple[str, str]] = {
+    "als": ("recforget.models.als", "ALS"),
+    "ncf": ("recforget.models.ncf", "NCF"),
+}
 
 
 def load_model(path: str | Path) -> Recommender:
@@ -15,12 +23,7 @@ def load_model(path: str | Path) -> Recommender:
     if not config_path.is_file():
         raise DataError("not a recforget model directory: config.json is missing", file=str(path))
     kind = json.loads(config_path.read_text()).get("model")
-    if kind == "als":
-        from recforget.models.als import ALS
-
-        return ALS.load(path)
-    if kind == "ncf":
-        from recforget.models.ncf import NCF
-
-        return NCF.load(path)
-    raise DataError(f"unknown model kind {kind!r}", file=str(config_path))
+    if kind not in KINDS:
+        raise DataError(f"unknown model kind {kind!r}", file=str(config_path))
+    module, name = KINDS[kind]
+    return getattr(importlib.import_module(module), name).load(path)
