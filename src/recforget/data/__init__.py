@@ -1,6 +1,6 @@
 """Interaction data: vocabularies, the Interactions matrix, readers, data sets, splits."""
 
-from recforget.data.datasets import block_diagonal, load, load_item_genres, synthetic
+from recforget.data.datasets import block_diagonal, expand, load, load_item_genres, synthetic
 from recforget.data.errors import DataError, UnknownIdError
 from recforget.data.interactions import Interactions, Removal
 from recforget.data.readers import read_interactions, read_movielens
@@ -16,6 +16,7 @@ __all__ = [
     "Vocabulary",
     "block_diagonal",
     "drop_empty",
+    "expand",
     "filter_values",
     "k_core",
     "leave_k_out",
