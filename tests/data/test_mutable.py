@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conftest import random_ratings
 
 from recforget import Interactions
 from recforget.data.errors import UnknownIdError
 from recforget.data.mutable import MutableInteractions
-from tests.conftest import random_ratings
 
 
 def _data(seed=0, m=40, n=25) -> Interactions:
