@@ -58,7 +58,8 @@ def element_hashes(*columns: np.ndarray) -> np.ndarray:
 
 def row_words(X: np.ndarray) -> list[np.ndarray]:
     """The 32-bit words of each row of a float matrix, as uint64 columns."""
-    words = np.ascontiguousarray(X).view(np.uint32).reshape(len(X), -1)
+    X = np.ascontiguousarray(X)
+    words = X.view(np.uint32).reshape(len(X), X.shape[1] * X.itemsize // 4)
     return [words[:, f].astype(np.uint64) for f in range(words.shape[1])]
 
 

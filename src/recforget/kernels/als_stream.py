@@ -10,8 +10,10 @@ The gradient of row ``r``'s ALS sub-problem (see :mod:`recforget.kernels.als`) i
 
 Its data terms change only through the entries of ``r`` that are removed and through the
 neighbours ``y_j`` that move; the shared Gram term ``G`` (implicit feedback) changes by a
-low-rank matrix and is accounted for by the caller. These kernels apply exactly those changes,
-entry by entry, at a cost proportional to the entries concerned. They run sequentially (several
+low-rank matrix and is accounted for by the caller. :func:`remove_entries` applies a removed
+entry's change exactly; :func:`propagate_rows` bounds the change a moved neighbour makes, at
+``O(1)`` per entry, while the row has slack under its tolerance, and applies it exactly
+(``O(k)``) once it has not. They run sequentially (several
 entries may update the same row) and write in place.
 """
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["propagate_entries", "remove_entries"]
+__all__ = ["propagate_rows", "remove_entries"]
 
 
 @njit(cache=True)
@@ -45,28 +47,58 @@ def remove_entries(rows, cols, w, v, X, Y, gX, bX, gY, bY):  # pragma: no cover 
             bY[j, f] -= 2.0 * ve * x
 
 
-@njit(cache=True)
-def propagate_entries(
-    indptr, indices, w, v, rows, X_old, X_new, Y, grad, rhs, dirty
+@njit(cache=True, fastmath=True)
+def propagate_rows(
+    indptr,
+    indices,
+    w,
+    v,
+    rows,
+    X_old,
+    X_new,
+    step,
+    norm_old,
+    norm_new,
+    Y,
+    y_norm,
+    grad,
+    rhs,
+    err,
+    rhs_err,
+    budget,
+    dirty,
 ):  # pragma: no cover - compiled
-    """Update the other side's gradients after rows ``rows[t]`` of this side moved from
-    ``X_old[t]`` to ``X_new[t]``.
+    """Account for rows ``rows[t]`` of this side moving from ``X_old[t]`` to ``X_new[t]`` in
+    the other side's gradients (in place).
 
-    ``indptr, indices, w, v`` are this side's CSR and per-entry arrays (tombstones have
-    ``w = v = 0`` and are skipped). For every entry ``(r, j)`` of a moved row, row ``j`` of the
-    other side gets ``grad[j] += 2 (w (x'.y_j) x' - w (x.y_j) x - v (x' - x))`` and
-    ``rhs[j] += 2 v (x' - x)``, and ``dirty[j] = True``. Cost: the moved rows' entries times
-    ``k``.
+    ``indptr, indices, w, v`` are this side's CSR and per-entry arrays (tombstones, with
+    ``w = v = 0``, are skipped). For an entry ``(r, j)`` of a moved row, row ``j``'s gradient
+    changes by ``2 (w ((x'.y) x' - (x.y) x) - v (x' - x))``; since
+    ``(x'.y) x' - (x.y) x = (x'.y)(x' - x) + ((x' - x).y) x``, its norm is at most
+    ``2 ||x' - x|| (w ||y_j|| (||x'|| + ||x||) + |v|)`` (``step``, ``norm_old``, ``norm_new``,
+    ``y_norm`` give the norms), and the value at zero changes by ``2 v (x' - x)``, at most
+    ``2 |v| ||x' - x||``. While ``err[j]`` stays within ``budget[j]``, the bounds are added to
+    ``err[j]`` and ``rhs_err[j]`` (``O(1)`` per entry); past it, the change is applied exactly
+    to ``grad[j]`` and ``rhs[j]`` (``O(k)``) and ``dirty[j]`` is set (their norms changed).
     """
     k = Y.shape[1]
     for t in range(rows.shape[0]):
         r = rows[t]
+        d = step[t]
+        if d == 0.0:
+            continue
+        s_norm = norm_old[t] + norm_new[t]
         for e in range(indptr[r], indptr[r + 1]):
             we = np.float64(w[e])
             ve = np.float64(v[e])
             if we == 0.0 and ve == 0.0:
                 continue
             j = indices[e]
+            inc = 2.0 * d * (we * y_norm[j] * s_norm + abs(ve))
+            if err[j] + inc <= budget[j]:
+                err[j] += inc
+                rhs_err[j] += 2.0 * d * abs(ve)
+                continue
             do = 0.0
             dn = 0.0
             for f in range(k):

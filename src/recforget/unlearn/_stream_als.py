@@ -9,20 +9,25 @@ request costs in proportion to what it changes:
   objective, or absent from the explicit one);
 * the factors, with removed users and items set to zero (a zero row adds nothing to the other
   side's Gram matrix, so the objective equals the one built on the remaining data);
-* every row's gradient ``g_r`` and its value at zero ``b_r``, kept up to date by exact
-  updates: a removed entry's terms (:func:`~recforget.kernels.als_stream.remove_entries`), a
-  moved row's change to its neighbours (:func:`~recforget.kernels.als_stream.propagate_entries`),
-  a frequency-scaled ridge weight's change. The shared Gram term of implicit feedback changes by
-  a low-rank matrix whenever rows move; it is accumulated in ``D`` (one ``k x k`` matrix per
-  side) instead of being applied to every row, so the stored ``g_r`` satisfies
+* every row's gradient ``g_r`` and its value at zero ``b_r``, with error bounds ``e_r`` and
+  ``eb_r``. A removed entry's terms and a frequency-scaled ridge weight's change are applied
+  exactly (:func:`~recforget.kernels.als_stream.remove_entries`); a moved neighbour's change is
+  bounded, at ``O(1)`` per entry, and added to ``e_r``, ``eb_r`` while the row has room under
+  the tolerance, and applied exactly once it has not
+  (:func:`~recforget.kernels.als_stream.propagate_rows`). The shared Gram term of implicit
+  feedback changes by a low-rank matrix whenever rows move; it is accumulated in ``D`` (one
+  ``k x k`` matrix per side) instead of being applied to every row. So
 
-  .. math::  \\nabla_r L = g_r + 2 D x_r, \\qquad
-             \\|\\nabla_r L\\| \\le \\|g_r\\| + 2 \\|D\\|_F \\|x_r\\| .
+  .. math::  \\|\\nabla_r L - g_r - 2 D x_r\\| \\le e_r, \\qquad
+             \\|\\nabla_r L\\| \\le \\|g_r\\| + e_r + 2 \\|D\\|_F \\|x_r\\|,
+             \\qquad \\|b_r^{true}\\| \\ge \\|b_r\\| - eb_r .
 
 The certificate (every live row's relative residual ``||grad_r|| / max(||b_r||, floor)`` at
-most ``tol``, as :func:`recforget.models._als_objective.certificate`) is checked on that
-upper bound, vectorised over the rows; rows whose bound exceeds the tolerance get their exact
-gradient (``O(k^2)`` each) and are re-solved only if that exceeds it too. When too many rows
+most ``tol``, as :func:`recforget.models._als_objective.certificate`) is checked on these
+bounds (residual bound over scale lower bound; the floor from the lower bounds too),
+vectorised over the rows; rows whose bound exceeds the tolerance get their exact gradient
+recomputed from their data (``O(deg k + k^2)``, resetting their bounds) and are re-solved only
+if that exceeds it too. When too many rows
 need the exact check, ``D`` is folded into every gradient (``O(n k^2)``, amortised). The
 certificate is therefore a true statement in exact arithmetic; :meth:`IncrementalALS.verify`
 recomputes everything from scratch and reports the drift.
@@ -42,6 +47,7 @@ from recforget.models.als import ALS
 
 SIDES = ("users", "items")
 REFRESH_SHARE = 0.02  # fold D into all gradients when more rows than this need exact checks
+BOUND_SHARE = 0.5  # share of a row's room under the tolerance that neighbour bounds may use
 
 
 @dataclass
@@ -61,6 +67,8 @@ class _Side:
     gn: np.ndarray  # ||g_r||
     bn: np.ndarray  # ||b_r||
     xn: np.ndarray  # ||x_r||
+    e: np.ndarray  # bound on ||true gradient - (g + 2 D x)|| (neighbours' moves since refresh)
+    eb: np.ndarray  # bound on ||true b - b||
     G: np.ndarray  # current Gram matrix of the *other* side's factors (implicit), else zeros
 
 
@@ -135,6 +143,8 @@ class IncrementalALS:
             np.zeros(n),
             np.zeros(n),
             np.zeros(n),
+            np.zeros(n),
+            np.zeros(n),
             np.zeros((k, k)),
         )
 
@@ -161,6 +171,8 @@ class IncrementalALS:
         s.gn[rows] = self._norms(grad)
         s.bn[rows] = self._norms(rhs)
         s.xn[rows] = self._norms(s.X[rows].astype(np.float64))
+        s.e[rows] = 0.0
+        s.eb[rows] = 0.0
 
     def _refresh(self, which: str) -> None:
         """Fold ``D`` into every stored gradient of ``which`` (``O(n k^2)``)."""
@@ -173,9 +185,10 @@ class IncrementalALS:
         self.refreshes += 1
 
     def floor(self) -> float:
-        """``ROW_FLOOR`` times the RMS gradient-at-zero norm over the live rows of both sides."""
-        bu = self.users.bn[self.users.alive]
-        bi = self.items.bn[self.items.alive]
+        """``ROW_FLOOR`` times the RMS gradient-at-zero norm over the live rows of both sides
+        (a lower bound of it: each norm is taken at its lower bound ``||b|| - eb``)."""
+        bu = np.maximum(self.users.bn - self.users.eb, 0.0)[self.users.alive]
+        bi = np.maximum(self.items.bn - self.items.eb, 0.0)[self.items.alive]
         n = len(bu) + len(bi)
         rms = float(np.sqrt((bu @ bu + bi @ bi) / n)) if n else 1.0
         return ROW_FLOOR * (rms if rms > 0 else 1.0)
@@ -187,19 +200,21 @@ class IncrementalALS:
         for the rows whose cheap bound was over the tolerance), ``scale`` the rows' units.
         """
         s, _ = self.side(which)
-        scale = np.maximum(s.bn, floor)
+        scale = np.maximum(s.bn - s.eb, floor)
         dn = float(np.sqrt(np.sum(s.D * s.D))) if self.implicit else 0.0
-        bound = s.gn + 2.0 * dn * s.xn if dn > 0 else s.gn.copy()
+        bound = s.gn + s.e + (2.0 * dn) * s.xn if dn > 0 else s.gn + s.e
         limit = self.tol * scale
         cand = np.flatnonzero(s.alive & (bound > limit))
         if dn > 0 and len(cand) > REFRESH_SHARE * len(s.gn) + 16:
             self._refresh(which)
-            dn = 0.0
-            bound = s.gn.copy()
+            bound = s.gn + s.e
             cand = np.flatnonzero(s.alive & (bound > limit))
-        if dn > 0 and len(cand):
-            exact = s.g[cand] + 2.0 * (s.X[cand].astype(np.float64) @ s.D)
-            bound[cand] = self._norms(exact)
+        if len(cand):  # exact gradients of these rows, from their data (O(deg k + k^2) each)
+            grad, rhs = self._fresh_gradients(which, cand)
+            self._store(which, cand, grad, rhs)
+            bound[cand] = self._norms(grad)
+            scale[cand] = np.maximum(s.bn[cand], floor)
+            limit[cand] = self.tol * scale[cand]
         bound[~s.alive] = 0.0
         over = cand[bound[cand] > limit[cand]]
         return over, bound, scale
@@ -209,16 +224,39 @@ class IncrementalALS:
         """Bookkeeping after rows of ``which`` moved from ``old`` to their current values."""
         s, o = self.side(which)
         new = s.X[rows]
+        n64, o64 = new.astype(np.float64), old.astype(np.float64)
+        step = self._norms(n64 - o64)
         dirty = np.zeros(len(o.X), dtype=bool)
-        S.propagate_entries(s.indptr, s.indices, s.w, s.v, rows, old, new, o.X, o.g, o.b, dirty)
-        if self.implicit:
-            n64, o64 = new.astype(np.float64), old.astype(np.float64)
-            dG = n64.T @ n64 - o64.T @ o64
-            o.G += dG  # the other side's rows see this side's Gram matrix
-            o.D += dG
+        # bounds may use up to half of a row's room under the tolerance, then exact updates
+        floor = self.floor()
+        budget = BOUND_SHARE * self.tol * np.maximum(o.bn - o.eb, floor) - o.gn
+        S.propagate_rows(
+            s.indptr,
+            s.indices,
+            s.w,
+            s.v,
+            rows,
+            o64,
+            n64,
+            step,
+            self._norms(o64),
+            self._norms(n64),
+            o.X,
+            o.xn,
+            o.g,
+            o.b,
+            o.e,
+            o.eb,
+            budget,
+            dirty,
+        )
         idx = np.flatnonzero(dirty)
         o.gn[idx] = self._norms(o.g[idx])
         o.bn[idx] = self._norms(o.b[idx])
+        if self.implicit:
+            dG = n64.T @ n64 - o64.T @ o64
+            o.G += dG  # the other side's rows see this side's Gram matrix
+            o.D += dG
 
     def solve(self, which: str, rows: np.ndarray) -> None:
         """Re-solve ``rows`` of ``which`` with the shared kernels and update all gradients."""
@@ -272,6 +310,7 @@ class IncrementalALS:
                 s.g[dead] = 0.0
                 s.b[dead] = 0.0
                 s.gn[dead] = s.bn[dead] = s.xn[dead] = 0.0
+                s.e[dead] = s.eb[dead] = 0.0
                 self.changed[which].append(dead)
                 self._moved(which, dead, old)  # their entries are tombstones: Gram term only
         return removal
@@ -365,8 +404,10 @@ class IncrementalALS:
         """Recompute Gram matrices and every live row's gradient from scratch.
 
         Replaces the maintained state by the fresh one and returns ``{"drift", ...}``:
-        ``drift`` is the largest difference between a live row's maintained exact gradient
-        (``g + 2 D x``) and the fresh one, relative to the row's scale (0 on the first call).
+        ``drift`` is the largest amount, relative to the row's scale, by which a live row's
+        fresh gradient (or value at zero) lies farther from the maintained one
+        (``g + 2 D x``, ``b``) than the maintained error bound (``e``, ``eb``) allows: 0 when
+        every bound held, up to rounding (0 on the first call).
         """
         drift = 0.0
         fresh = {}
@@ -388,7 +429,11 @@ class IncrementalALS:
                 kept = s.g[rows] + 2.0 * (s.X[rows].astype(np.float64) @ s.D)
                 scale = np.maximum(s.bn[rows], floor)
                 if len(rows):
-                    drift = max(drift, float((self._norms(kept - grad) / scale).max()))
+                    excess = np.maximum(
+                        self._norms(kept - grad) - s.e[rows],
+                        self._norms(s.b[rows] - rhs) - s.eb[rows],
+                    )
+                    drift = max(drift, float((np.maximum(excess, 0.0) / scale).max()))
         for which in SIDES:
             s, _ = self.side(which)
             s.D[:] = 0.0
