@@ -81,6 +81,9 @@ class Forgetter:
         Compact the working data when this share of its slots are tombstones (amortised).
     max_rounds : int
         Most re-solve rounds per request.
+    target : float in (0, 1]
+        Rows over ``target * tol`` are re-solved (so every row keeps room under ``tol`` and
+        later certificates need few exact checks); ``certified`` is judged at ``tol``.
     missing : {"error", "ignore"}
         Unknown ids raise :class:`~recforget.UnknownIdError` (nothing is changed) or are
         reported in the receipt. Ids forgotten earlier are never unknown.
@@ -104,6 +107,7 @@ class Forgetter:
         verify_every: int | None = 100,
         compact_at: float = 0.5,
         max_rounds: int = 2000,
+        target: float = 1.0,
         missing: Literal["error", "ignore"] = "error",
     ) -> None:
         start = time.perf_counter()
@@ -125,6 +129,7 @@ class Forgetter:
                 cg_steps=cg_steps,
                 touched_first=touched_first,
                 max_rounds=max_rounds,
+                target=target,
             )
             initial = self._state.certificate()
             repaired = self._state.repair()
