@@ -29,8 +29,8 @@ vectorised over the rows; rows whose bound exceeds the tolerance get their exact
 (``O(k^2)``), then, if still over, their exact gradient recomputed from their data
 (``O(deg k + k^2)``, resetting their bounds), and are re-solved only if that exceeds it too.
 When too many rows need the exact check, ``D`` is folded into every gradient (``O(n k^2)``,
-amortised). The certificate is therefore a true statement in exact arithmetic; :meth:`IncrementalALS.verify`
-recomputes everything from scratch and reports the drift.
+amortised). The certificate is therefore a true statement in exact arithmetic;
+:meth:`IncrementalALS.verify` recomputes everything from scratch and reports the drift.
 """
 
 from __future__ import annotations
