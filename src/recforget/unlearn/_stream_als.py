@@ -46,7 +46,7 @@ from recforget.models._als_objective import ROW_FLOOR
 from recforget.models.als import ALS
 
 SIDES = ("users", "items")
-REFRESH_SHARE = 0.02  # fold D into all gradients when more rows than this need exact checks
+REFRESH_SHARE = 0.1  # fold D into all gradients when more rows than this need exact checks
 BOUND_SHARE = 0.5  # share of a row's room under the tolerance that neighbour bounds may use
 
 

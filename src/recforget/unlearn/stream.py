@@ -84,6 +84,10 @@ class Forgetter:
     target : float in (0, 1]
         Rows over ``target * tol`` are re-solved (so every row keeps room under ``tol`` and
         later certificates need few exact checks); ``certified`` is judged at ``tol``.
+    setup_target : float in (0, 1]
+        The same for the constructor's repair: rows of the given model over
+        ``setup_target * tol`` are re-solved once, so that the stream starts with room under
+        the tolerance in every row (a fit that just met ``tol`` leaves many rows near it).
     missing : {"error", "ignore"}
         Unknown ids raise :class:`~recforget.UnknownIdError` (nothing is changed) or are
         reported in the receipt. Ids forgotten earlier are never unknown.
@@ -108,6 +112,7 @@ class Forgetter:
         compact_at: float = 0.5,
         max_rounds: int = 2000,
         target: float = 1.0,
+        setup_target: float = 1.0,
         missing: Literal["error", "ignore"] = "error",
     ) -> None:
         start = time.perf_counter()
@@ -132,7 +137,9 @@ class Forgetter:
                 target=target,
             )
             initial = self._state.certificate()
+            self._state.target = setup_target  # leave every row room under tol to start
             repaired = self._state.repair()
+            self._state.target = target
             self._state.take_changed()
         self.tol = float(tol)
         self.touched_first = touched_first
