@@ -145,6 +145,11 @@ def test_one_by_one_is_a_thinned_shuffle(base):
     assert np.array_equal(np.sort(out.item_counts()), np.sort(base.item_counts()))
 
 
+def test_unknown_name_lists_the_expansions():
+    with pytest.raises(ValueError, match="ml-1m-x25"):
+        datasets.load("ml-2m")
+
+
 @pytest.mark.realdata
 def test_ml_1m_x25(tmp_path_factory):
     data = datasets.load("ml-1m-x25")

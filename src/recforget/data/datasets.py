@@ -436,7 +436,8 @@ def _from_mask(mask: np.ndarray, values: np.ndarray) -> Interactions:
 
 def _source(name: str) -> Source:
     if name not in SOURCES:
-        raise ValueError(f"unknown data set {name!r}; available: {sorted(SOURCES)}")
+        known = sorted(SOURCES) + sorted(EXPANSIONS)
+        raise ValueError(f"unknown data set {name!r}; available: {known}")
     return SOURCES[name]
 
 
