@@ -1,6 +1,6 @@
 """Interaction data: vocabularies, the Interactions matrix, readers, data sets, splits."""
 
-from recforget.data.datasets import load, load_item_genres
+from recforget.data.datasets import expand, load, load_item_genres
 from recforget.data.errors import DataError, UnknownIdError
 from recforget.data.generators import block_diagonal, random_ratings, synthetic
 from recforget.data.interactions import Interactions, Removal
@@ -17,6 +17,7 @@ __all__ = [
     "Vocabulary",
     "block_diagonal",
     "drop_empty",
+    "expand",
     "filter_values",
     "k_core",
     "leave_k_out",

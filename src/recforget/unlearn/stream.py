@@ -1,0 +1,462 @@
+"""Streaming forgetting: certified deletions one request after another, at the deletion's cost.
+
+:func:`recforget.forget` is one-shot: it copies the data, rebuilds the objective and recomputes
+the certificate from scratch, ``O(nnz)`` per request whatever the request's size.
+:class:`Forgetter` keeps the state a stream needs between requests (a mutable working copy of
+the data, every row's gradient, the certificate, incremental digests of the data and the
+model) so that each request costs what it touches: its entries, the rows they belong to, the
+rows the re-solved ones are adjacent to, and a low-rank change of the Gram matrices.
+
+>>> from recforget import ALS, DeletionRequest
+>>> from recforget.data.datasets import synthetic
+>>> from recforget.unlearn.stream import Forgetter
+>>> data = synthetic(60, 40, rank=3, density=0.2, random_state=0)
+>>> model = ALS(factors=4, regularization=1.0, iterations=50, grad_tol=1e-4, random_state=0)
+>>> forgetter = Forgetter(model.fit(data), tol=1e-3)
+>>> receipt = forgetter.forget(DeletionRequest(users=[3]))
+>>> receipt["sequence"], receipt["certified"], receipt["removed"]["users"]
+(1, True, 1)
+>>> forgetter.model.user_factors_.shape
+(59, 4)
+
+Every receipt carries the fields of :func:`recforget.forget`'s receipt, plus ``sequence`` (1, 2,
+... per forgetter), ``wall_seconds`` (the caller's wall clock from the call to the return,
+certificate, digests and any verification included) beside ``seconds`` (the method's time:
+removal, re-solves and certificate), ``batch`` and, every ``verify_every`` requests,
+``verification`` (a from-scratch recomputation). Its ``certificate`` holds *upper bounds* of
+the row residuals (``"bound": true``); ``certified`` means every live row's relative residual is
+at most ``tol``. ``data_fingerprint_*`` and ``model_hash`` are incremental multiset digests
+(schemes in ``digests``; see :mod:`recforget._digest`), not the ``O(size)`` sha256 values of the
+one-shot receipts; ``forgetter.model.model_hash()`` and ``forgetter.data.fingerprint()`` give
+those at any time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from recforget._digest import MultisetDigest, element_hashes, id_hashes, row_words
+from recforget._threads import one_blas_thread
+from recforget.data.interactions import Interactions
+from recforget.models.als import ALS
+from recforget.unlearn._stream_als import SIDES, IncrementalALS
+from recforget.unlearn.requests import DeletionRequest, hash_id
+
+METHOD = "unlearn-als-stream"
+DATA_SCHEME = "recforget-data-mset-v1"
+MODEL_SCHEME = "recforget-model-mset-v1"
+DEFAULT_TOL = 1e-3
+
+
+class Forgetter:
+    """Serve a stream of deletion requests on one ALS model, certifying each.
+
+    Parameters
+    ----------
+    model : fitted ALS
+        Implicit feedback with linear or log confidence, or explicit feedback without biases
+        (the objectives whose rows depend only on their own data and the other side). Left
+        untouched; the forgetter works on copies.
+    tol : float, optional
+        Certificate tolerance (default: the model's ``grad_tol``, else 1e-3). If the model is
+        not certified at ``tol`` on its own data, the constructor first re-solves the rows over
+        it (reported in :attr:`setup`).
+    solver : {"cg", "cholesky"}
+        Row solver of the re-solves (the kernels of :mod:`recforget.kernels.als`).
+    cg_steps : int, optional
+        Conjugate-gradient steps per re-solve (default: the model's).
+    touched_first : bool
+        Re-solve every kept row that lost data in a request's first round, whatever its
+        residual (as ``unlearn-als-selective``): otherwise a loose tolerance can leave the
+        deleted data's trace in heavy rows.
+    verify_every : int or None
+        Every this many requests, recompute every gradient from scratch (``O(nnz k)``), record
+        the drift of the maintained state in the receipt's ``verification``, and continue from
+        the fresh state (re-solving if the fresh certificate fails). ``None`` or 0: never.
+    compact_at : float
+        Compact the working data when this share of its slots are tombstones (amortised).
+    max_rounds : int
+        Most re-solve rounds per request.
+    target : float in (0, 1]
+        Rows over ``target * tol`` are re-solved (so every row keeps room under ``tol`` and
+        later certificates need few exact checks); ``certified`` is judged at ``tol``.
+    setup_target : float in (0, 1]
+        The same for the constructor's repair: rows of the given model over
+        ``setup_target * tol`` are re-solved once, so that the stream starts with room under
+        the tolerance in every row (a fit that just met ``tol`` leaves many rows near it).
+    missing : {"error", "ignore"}
+        Unknown ids raise :class:`~recforget.UnknownIdError` (nothing is changed) or are
+        reported in the receipt. Ids forgotten earlier are never unknown.
+
+    Attributes
+    ----------
+    sequence : int
+        Requests served so far.
+    setup : dict
+        What the constructor did: ``seconds``, the initial ``certificate`` and the re-solves.
+    """
+
+    def __init__(
+        self,
+        model: ALS,
+        *,
+        tol: float | None = None,
+        solver: str = "cg",
+        cg_steps: int | None = None,
+        touched_first: bool = True,
+        verify_every: int | None = 100,
+        compact_at: float = 0.5,
+        max_rounds: int = 2000,
+        target: float = 1.0,
+        setup_target: float = 1.0,
+        missing: Literal["error", "ignore"] = "error",
+    ) -> None:
+        start = time.perf_counter()
+        if not isinstance(model, ALS):
+            raise TypeError(f"Forgetter serves ALS models, got {type(model).__name__}")
+        if tol is None:
+            tol = model.grad_tol if model.grad_tol is not None else DEFAULT_TOL
+        if verify_every is not None and (not isinstance(verify_every, int) or verify_every < 0):
+            raise ValueError(f"verify_every must be None or an integer >= 0, got {verify_every!r}")
+        if not 0 < compact_at < 1:
+            raise ValueError(f"compact_at must be in (0, 1), got {compact_at!r}")
+        if missing not in ("error", "ignore"):
+            raise ValueError(f"missing must be 'error' or 'ignore', got {missing!r}")
+        with one_blas_thread():
+            self._state = IncrementalALS(
+                model,
+                tol=tol,
+                solver=solver,
+                cg_steps=cg_steps,
+                touched_first=touched_first,
+                max_rounds=max_rounds,
+                target=target,
+            )
+            initial = self._state.certificate()
+            self._state.target = setup_target  # leave every row room under tol to start
+            repaired = self._state.repair()
+            self._state.target = target
+            self._state.take_changed()
+        self.tol = float(tol)
+        self.touched_first = touched_first
+        self.verify_every = verify_every or 0
+        self.compact_at = compact_at
+        self.missing = missing
+        self.sequence = 0
+        forgotten = getattr(model, "forgotten_", {"users": [], "items": []})
+        self._forgotten = {k: set(forgotten.get(k, [])) for k in SIDES}
+        self._deletions = list(getattr(model, "deletions_", []))
+        self._queue: list[DeletionRequest] = []
+        self._model: ALS | None = None
+        self._data: Interactions | None = None
+        self._init_digests()
+        self.setup = {
+            "seconds": time.perf_counter() - start,
+            "initial": initial,
+            "repair": repaired,
+        }
+
+    # ------------------------------------------------------------------ digests
+    def _init_digests(self) -> None:
+        view = self._state.view
+        self._ids = {"users": id_hashes(view.users.ids), "items": id_hashes(view.items.ids)}
+        self._data_digest = MultisetDigest(DATA_SCHEME)
+        pos = np.flatnonzero(view.live)
+        self._data_digest.add(self._entry_hashes(pos))
+        self._model_digest = MultisetDigest(MODEL_SCHEME)
+        self._in_digest = {}
+        for which in SIDES:
+            s, _ = self._state.side(which)
+            rows = np.flatnonzero(s.alive)
+            self._model_digest.add(self._row_hashes(which, rows))
+            self._row_hash = getattr(self, "_row_hash", {})
+            self._row_hash[which] = np.zeros((len(s.X), 4), dtype=np.uint64)
+            self._row_hash[which][rows] = self._row_hashes(which, rows)
+            self._in_digest[which] = s.alive.copy()
+
+    def _entry_hashes(self, pos: np.ndarray) -> np.ndarray:
+        view = self._state.view
+        rows = np.searchsorted(view.indptr, pos, side="right") - 1
+        return element_hashes(
+            self._ids["users"][rows],
+            self._ids["items"][view.indices[pos]],
+            view.values[pos].view(np.uint64),
+        )
+
+    def _row_hashes(self, which: str, rows: np.ndarray) -> np.ndarray:
+        s, _ = self._state.side(which)
+        tag = np.full(len(rows), 1 if which == "users" else 2, dtype=np.uint64)
+        return element_hashes(tag, self._ids[which][rows], *row_words(s.X[rows]))
+
+    def _update_model_digest(self) -> None:
+        for which, rows in self._state.take_changed().items():
+            if not len(rows):
+                continue
+            s, _ = self._state.side(which)
+            was = rows[self._in_digest[which][rows]]
+            self._model_digest.remove(self._row_hash[which][was])
+            now = rows[s.alive[rows]]
+            h = self._row_hashes(which, now)
+            self._model_digest.add(h)
+            self._row_hash[which][now] = h
+            self._in_digest[which][rows] = s.alive[rows]
+
+    # ------------------------------------------------------------------ public state
+    @property
+    def model(self) -> ALS:
+        """The current certified model (built on first access after a change, ``O(nnz)``)."""
+        if self._model is None:
+            model = self._state.to_model()
+            model.forgotten_ = {k: sorted(v) for k, v in self._forgotten.items()}
+            model.deletions_ = list(self._deletions)
+            self._model, self._data = model, model.seen_
+        return self._model
+
+    @property
+    def data(self) -> Interactions:
+        """The remaining training data (the data :attr:`model` stands on)."""
+        return self.model.seen_
+
+    @property
+    def view(self):
+        """The mutable working copy of the data (read it, do not edit it)."""
+        return self._state.view
+
+    @property
+    def data_fingerprint(self) -> str:
+        return self._data_digest.hexdigest()
+
+    @property
+    def model_digest(self) -> str:
+        return self._model_digest.hexdigest()
+
+    def certificate(self) -> dict[str, Any]:
+        """The current certificate (row residual bounds), computed without solving."""
+        with one_blas_thread():
+            return self._state.certificate()
+
+    def verify(self) -> dict[str, Any]:
+        """Recompute every gradient from scratch; ``{"drift", "certificate", "certified"}``.
+
+        If the fresh certificate fails, the rows over the tolerance are re-solved
+        (``"repair"`` in the result) so that the forgetter is certified again.
+        """
+        with one_blas_thread():
+            out = self._state.verify()
+            if not out["certified"]:
+                out["repair"] = self._state.repair()
+                self._update_model_digest()
+                self._model = None
+        return out
+
+    # ------------------------------------------------------------------ requests
+    def forget(self, request: DeletionRequest) -> dict[str, Any]:
+        """Forget one request; returns its receipt once the model is certified again."""
+        return self.forget_batch([request])[0]
+
+    def submit(self, request: DeletionRequest) -> int:
+        """Queue a request (served by :meth:`flush`); returns the queue's length."""
+        _check_request(request)
+        self._queue.append(request)
+        return len(self._queue)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Serve every queued request as one batch (one re-solve and one certificate)."""
+        queue, self._queue = self._queue, []
+        return self.forget_batch(queue) if queue else []
+
+    def forget_batch(self, requests: Sequence[DeletionRequest]) -> list[dict[str, Any]]:
+        """Forget several requests together: each is removed in order, then the rows are
+        re-solved and certified once. Returns one receipt per request (sharing ``seconds``,
+        the certificate and ``model_hash``; ``batch`` says which)."""
+        wall_start = time.perf_counter()
+        from recforget import __version__
+
+        for r in requests:
+            _check_request(r)
+        if self.missing == "error":
+            self._check_known(requests)  # before anything changes
+        parts = []
+        touched: dict[str, list[np.ndarray]] = {"users": [], "items": []}
+        with one_blas_thread():
+            start = time.perf_counter()
+            for request in requests:
+                before = self._data_digest.hexdigest()
+                removal, again = self._remove(request)
+                after = self._data_digest.hexdigest()
+                if not removal.is_noop:
+                    touched["users"].append(removal.users)
+                    touched["items"].append(removal.items)
+                parts.append((request, removal, again, before, after))
+            changed = any(not p[1].is_noop for p in parts)
+            info: dict[str, Any]
+            if changed:
+                rows = {w: np.unique(np.concatenate(t)) for w, t in touched.items() if t}
+                info = self._state.repair(rows if self.touched_first else None)
+            else:
+                info = {"sweeps": 0, "rows_solved_users": 0, "rows_solved_items": 0}
+            seconds = time.perf_counter() - start
+            self._update_model_digest()
+            verification = None
+            n_before = self.sequence
+            self.sequence += len(requests)
+            if (
+                changed
+                and self.verify_every
+                and self.sequence // self.verify_every > n_before // self.verify_every
+            ):
+                verification = self.verify()
+            if changed and self._state.view.should_compact(self.compact_at):
+                self._state.compact()
+        if changed:
+            self._model = None
+        model_hash = self._model_digest.hexdigest()
+        receipts = []
+        for n, (request, removal, again, before, after) in enumerate(parts):
+            noop = removal.is_noop
+            receipt: dict[str, Any] = {
+                "method": METHOD,
+                "model": "als",
+                "sequence": n_before + n + 1,
+                "request_id": request.request_id,
+                "request_digest": request.digest(),
+                "request": {
+                    "pairs": len(request.pairs),
+                    "users": len(request.users),
+                    "items": len(request.items),
+                },
+                "removed": {
+                    "interactions": removal.n_removed,
+                    "users": len(removal.dropped_users),
+                    "items": len(removal.dropped_items),
+                    "absent_pairs": removal.absent_pairs,
+                    "already_forgotten": again,
+                    "unknown": {k: [str(x) for x in v] for k, v in removal.unknown.items()},
+                },
+                "data_fingerprint_before": before,
+                "data_fingerprint_after": after,
+                "seconds": seconds,
+                "library_version": __version__,
+                "noop": noop,
+                "batch": {"size": len(requests), "index": n},
+                "sweeps": info["sweeps"],
+                "rows_solved": info["rows_solved_users"] + info["rows_solved_items"],
+                "rows_solved_users": info["rows_solved_users"],
+                "rows_solved_items": info["rows_solved_items"],
+                "digests": {"data": DATA_SCHEME, "model": MODEL_SCHEME},
+                "model_hash": model_hash,
+            }
+            if changed:
+                receipt["stop_reason"] = info["stop_reason"]
+                receipt["certificate"] = info["certificate"]
+                receipt["certified"] = info["certified"]
+                receipt["objective"] = None  # O(nnz): see forgetter.model.loss()
+            if verification is not None:
+                receipt["verification"] = _plain(verification)
+            if not noop:
+                self._deletions.append(
+                    {
+                        k: receipt[k]
+                        for k in (
+                            "method",
+                            "request_digest",
+                            "removed",
+                            "data_fingerprint_after",
+                            "seconds",
+                        )
+                    }
+                )
+            receipts.append(receipt)
+        wall = time.perf_counter() - wall_start
+        for receipt in receipts:
+            receipt["wall_seconds"] = wall
+        return receipts
+
+    def _check_known(self, requests: Sequence[DeletionRequest]) -> None:
+        """Raise :class:`UnknownIdError` for ids neither in the data nor forgotten before."""
+        from recforget.data.errors import UnknownIdError
+
+        view = self._state.view
+        for which, vocab, name in (("users", view.users, "user"), ("items", view.items, "item")):
+            ids = [x for r in requests for x in getattr(r, which)]
+            ids += [p[0 if which == "users" else 1] for r in requests for p in r.pairs]
+            if not ids:
+                continue
+            idx = vocab.index(ids, missing="ignore")
+            bad = [
+                x
+                for x, k in zip(ids, idx.tolist(), strict=True)
+                if k < 0 and hash_id(x) not in self._forgotten[which]
+            ]
+            if bad:
+                raise UnknownIdError(name, list(dict.fromkeys(bad)))
+
+    def _remove(self, request: DeletionRequest):
+        """Apply one request's removal to the state (ids forgotten before are skipped)."""
+        view = self._state.view
+        again = {"users": [], "items": []}
+        keep: dict[str, list] = {"users": [], "items": []}
+        for which, vocab, alive in (
+            ("users", view.users, view.user_alive),
+            ("items", view.items, view.item_alive),
+        ):
+            ids = list(getattr(request, which))
+            idx = vocab.index(ids, missing="ignore") if ids else np.empty(0, np.int64)
+            for raw, k in zip(ids, idx.tolist(), strict=True):
+                gone = k < 0 or not alive[k]
+                if gone and hash_id(raw) in self._forgotten[which]:
+                    again[which].append(raw)
+                else:
+                    keep[which].append(raw)
+        pairs = []
+        for u, i in request.pairs:
+            uk = view.users.index([u], missing="ignore")[0]
+            ik = view.items.index([i], missing="ignore")[0]
+            u_gone = (uk < 0 or not view.user_alive[uk]) and hash_id(u) in self._forgotten["users"]
+            i_gone = (ik < 0 or not view.item_alive[ik]) and hash_id(i) in self._forgotten["items"]
+            if not (u_gone or i_gone):
+                pairs.append((u, i))
+        removal = self._state.remove(
+            pairs=pairs, users=keep["users"], items=keep["items"], missing=self.missing
+        )
+        if not removal.is_noop:
+            self._data_digest.remove(self._removed_hashes(removal))
+            for which, dropped in (
+                ("users", removal.dropped_users),
+                ("items", removal.dropped_items),
+            ):
+                ids = view.users.ids if which == "users" else view.items.ids
+                self._forgotten[which].update(hash_id(ids[k]) for k in dropped.tolist())
+        return removal, len(again["users"]) + len(again["items"])
+
+    def _removed_hashes(self, removal) -> np.ndarray:
+        view = self._state.view
+        return element_hashes(
+            self._ids["users"][removal.users],
+            self._ids["items"][removal.items],
+            view.values[removal.entries].view(np.uint64),
+        )
+
+
+def _check_request(request: object) -> None:
+    if not isinstance(request, DeletionRequest):
+        raise TypeError(f"request must be a DeletionRequest, got {type(request).__name__}")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    return obj
+
+
+__all__ = ["METHOD", "Forgetter"]

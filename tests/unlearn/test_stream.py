@@ -1,0 +1,273 @@
+"""Streaming forgetting: after every request the incremental certificate is true.
+
+The reference is written independently of the package's kernels and objective: dense numpy
+gradients of the retraining objective built from the remaining data (an ``Interactions``
+produced by ``Interactions.remove``, request after request), with the streamed factors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tests.conftest import random_ratings
+
+from recforget import ALS, DeletionRequest, Interactions, forget
+from recforget.data.errors import UnknownIdError
+from recforget.unlearn.stream import Forgetter
+
+
+@pytest.fixture(autouse=True)
+def _one_numba_thread():
+    """Tiny problems: parallel kernels only pay thread start-up on a shared machine."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(before)
+
+
+def _dense_residuals(params: dict, data: Interactions, X: np.ndarray, Y: np.ndarray, vectors=False):
+    """Per-row (||grad||, ||b||) of the ALS objective on ``data``, users then items (dense).
+
+    With ``vectors=True`` returns the gradient and b vectors instead of their norms."""
+    R = np.zeros(data.shape)
+    M = np.zeros(data.shape, dtype=bool)
+    rows = np.repeat(np.arange(data.n_users), np.diff(data.indptr))
+    R[rows, data.indices] = data.values
+    M[rows, data.indices] = True
+    X, Y = X.astype(np.float64), Y.astype(np.float64)
+    lam = params["regularization"]
+    if params["regularization_scaling"] == "frequency":
+        reg_u = lam * np.maximum(M.sum(1), 1)
+        reg_i = lam * np.maximum(M.sum(0), 1)
+    else:
+        reg_u = np.full(data.n_users, lam)
+        reg_i = np.full(data.n_items, lam)
+    if params["feedback"] == "implicit":
+        if params["weighting"] == "log":
+            strength = np.log1p(R / params["log_epsilon"])
+        else:
+            strength = R
+        C = np.where(M, 1.0 + params["alpha"] * strength, 1.0)  # every cell counts
+        P = (M & (R > 0)).astype(float)
+        W, T = C, C * P
+    else:
+        W, T = M.astype(float), np.where(M, R, 0.0)  # observed cells only
+
+    def side(A_fac, B_fac, W, T, reg):
+        g, b = [], []
+        for r in range(len(A_fac)):
+            A = B_fac.T @ (W[r][:, None] * B_fac) + reg[r] * np.eye(B_fac.shape[1])
+            rhs = B_fac.T @ T[r]
+            g.append(2 * (A @ A_fac[r] - rhs))
+            b.append(2 * rhs)
+        return np.array(g), np.array(b)
+
+    gu, bu = side(X, Y, W, T, reg_u)
+    gi, bi = side(Y, X, W.T, T.T, reg_i)
+    g, b = np.concatenate([gu, gi]), np.concatenate([bu, bi])
+    if vectors:
+        return g, b
+    return np.linalg.norm(g, axis=1), np.linalg.norm(b, axis=1)
+
+
+def _dense_max_relative(params, data, X, Y) -> float:
+    g, b = _dense_residuals(params, data, X, Y)
+    floor = 1e-3 * np.sqrt(np.mean(b**2))
+    return float((g / np.maximum(b, floor)).max())
+
+
+def _data(feedback: str, seed: int) -> Interactions:
+    R = random_ratings(36, 28, 0.3, seed=seed)
+    if feedback == "implicit":
+        R = np.where(R > 0, np.ceil(R / 2), 0.0)  # counts 1..3
+    data = Interactions.from_csr(R, users=[f"u{k}" for k in range(36)], items=np.arange(28))
+    return data
+
+
+def _model(feedback: str, weighting: str, scaling: str, data: Interactions) -> ALS:
+    model = ALS(
+        factors=3,
+        feedback=feedback,
+        regularization=0.5 if scaling == "none" else 0.05,
+        regularization_scaling=scaling,
+        alpha=2.0,
+        weighting=weighting,
+        iterations=400,
+        grad_tol=1e-5,
+        dtype="float64",
+        random_state=0,
+    )
+    return model.fit(data)
+
+
+def _random_request(rng, ref: Interactions) -> DeletionRequest:
+    frame = ref.to_frame()
+    kind = rng.integers(4)
+    if kind == 0 and ref.n_users > 10:
+        return DeletionRequest(users=[ref.users.ids[rng.integers(ref.n_users)]])
+    if kind == 1 and ref.n_items > 10:
+        return DeletionRequest(items=[ref.items.ids[rng.integers(ref.n_items)]])
+    rows = rng.choice(len(frame), int(rng.integers(1, 4)), replace=False)
+    return DeletionRequest(pairs=[(frame.user[r], frame.item[r]) for r in rows])
+
+
+CASES = [
+    ("implicit", "linear", "none", "cg"),
+    ("implicit", "linear", "none", "cholesky"),
+    ("implicit", "log", "frequency", "cg"),
+    ("explicit", "linear", "none", "cholesky"),
+    ("explicit", "linear", "frequency", "cg"),
+]
+
+
+@pytest.mark.parametrize(("feedback", "weighting", "scaling", "solver"), CASES)
+def test_incremental_certificate_is_true_after_every_request(feedback, weighting, scaling, solver):
+    rng = np.random.default_rng(hash((feedback, weighting, scaling, solver)) % 2**32)
+    data = _data(feedback, seed=1)
+    model = _model(feedback, weighting, scaling, data)
+    tol = 1e-3
+    f = Forgetter(model, tol=tol, solver=solver, verify_every=7)
+    params = model.get_params()
+    ref = data
+    for step in range(30):
+        if step % 9 == 8:  # a batch of two queued requests
+            reqs = [_random_request(rng, ref)]
+            ref = ref.remove(pairs=reqs[0].pairs, users=reqs[0].users, items=reqs[0].items).data
+            reqs.append(_random_request(rng, ref))
+            ref = ref.remove(pairs=reqs[1].pairs, users=reqs[1].users, items=reqs[1].items).data
+            for r in reqs:
+                f.submit(r)
+            receipts = f.flush()
+            assert [r["batch"]["index"] for r in receipts] == [0, 1]
+        else:
+            req = _random_request(rng, ref)
+            ref = ref.remove(pairs=req.pairs, users=req.users, items=req.items).data
+            receipts = [f.forget(req)]
+        receipt = receipts[-1]
+        assert receipt["sequence"] == f.sequence
+        # the data the model stands on is the independently removed data
+        m = f.model
+        assert m.seen_.fingerprint() == ref.fingerprint()
+        assert m.users_ == ref.users and m.items_ == ref.items
+        # the certificate is a true statement, and its value bounds the true residual
+        true_max = _dense_max_relative(params, ref, m.user_factors_, m.item_factors_)
+        assert receipt["certified"] is True
+        assert true_max <= tol * (1 + 1e-9)
+        assert receipt["certificate"]["max_relative"] >= true_max * (1 - 1e-9) - 1e-12
+        # the maintained per-row gradients are the exact ones, not only bounds
+        _check_state_against_dense(f, params, ref)
+        if "verification" in receipt:
+            assert receipt["verification"]["drift"] < 1e-8
+    assert f.sequence == 30 + 3  # three batches of two
+
+
+def _check_state_against_dense(f: Forgetter, params, ref: Interactions) -> None:
+    """The maintained gradients are within their error bounds of the dense ones."""
+    st = f._state
+    m = f.model
+    g_dense, b_dense = _dense_residuals(params, ref, m.user_factors_, m.item_factors_, True)
+    kept_g, kept_b, err, err_b = [], [], [], []
+    for which in ("users", "items"):
+        s, _ = st.side(which)
+        rows = np.flatnonzero(s.alive)
+        kept_g.append(s.g[rows] + 2.0 * (s.X[rows].astype(np.float64) @ s.D))
+        kept_b.append(s.b[rows])
+        err.append(s.e[rows])
+        err_b.append(s.eb[rows])
+    kept_g, kept_b = np.concatenate(kept_g), np.concatenate(kept_b)
+    err, err_b = np.concatenate(err), np.concatenate(err_b)
+    bn = np.linalg.norm(b_dense, axis=1)
+    scale = np.maximum(bn, 1e-3 * np.sqrt(np.mean(bn**2)))
+    slack = 1e-9 * scale
+    assert np.all(np.linalg.norm(kept_g - g_dense, axis=1) <= err + slack)
+    assert np.all(np.linalg.norm(kept_b - b_dense, axis=1) <= err_b + slack)
+
+
+def test_receipt_has_the_one_shot_fields_plus_stream_fields():
+    data = _data("implicit", seed=2)
+    model = _model("implicit", "linear", "none", data)
+    one_shot = forget(model, DeletionRequest(users=["u1"]), "unlearn-als-selective", tol=1e-3)
+    f = Forgetter(model, tol=1e-3)
+    receipt = f.forget(DeletionRequest(users=["u1"], request_id="r-1"))
+    missing = set(one_shot.receipt) - set(receipt)
+    assert not missing, missing
+    for key in ("sequence", "wall_seconds", "seconds", "batch", "digests"):
+        assert key in receipt
+    assert receipt["wall_seconds"] >= receipt["seconds"] > 0
+    assert receipt["request_id"] == "r-1"
+    assert "u1" not in str(receipt)  # no raw ids
+    # same remaining data and a certified model, as the one-shot method
+    assert f.data.fingerprint() == one_shot.data.fingerprint()
+    assert f.model.certify(tol=1e-3)["certified"]
+
+
+def test_forgetting_twice_is_a_noop_and_unknown_ids_change_nothing():
+    data = _data("implicit", seed=3)
+    f = Forgetter(_model("implicit", "linear", "none", data), tol=1e-3)
+    f.forget(DeletionRequest(users=["u2"]))
+    again = f.forget(DeletionRequest(users=["u2"]))
+    assert again["noop"] and again["removed"]["already_forgotten"] == 1
+    before = (f.data_fingerprint, f.model_digest, f.sequence)
+    with pytest.raises(UnknownIdError, match="nobody"):
+        f.forget_batch([DeletionRequest(users=["u3"]), DeletionRequest(users=["nobody"])])
+    assert (f.data_fingerprint, f.model_digest, f.sequence) == before
+    assert "u3" in f.data.users
+    out = Forgetter(f.model, tol=1e-3, missing="ignore").forget(
+        DeletionRequest(users=["nobody"], pairs=[("u4", 9999)])
+    )
+    assert out["noop"] and out["removed"]["unknown"] == {"users": ["nobody"], "items": ["9999"]}
+
+
+def test_digests_follow_content():
+    data = _data("explicit", seed=4)
+    f = Forgetter(_model("explicit", "linear", "none", data), tol=1e-3)
+    frame = data.to_frame()
+    f.forget(DeletionRequest(pairs=[(frame.user[0], frame.item[0])]))
+    f.forget(DeletionRequest(items=[int(data.items.ids[5])]))
+    fresh = Forgetter(f.model, tol=1e-3)  # digests from scratch on the same content
+    assert fresh.data_fingerprint == f.data_fingerprint
+    assert fresh.model_digest == f.model_digest
+    assert Forgetter(_model("explicit", "linear", "none", data)).data_fingerprint != (
+        f.data_fingerprint
+    )
+
+
+def test_compaction_in_the_stream_keeps_the_state():
+    data = _data("implicit", seed=5)
+    model = _model("implicit", "linear", "none", data)
+    f = Forgetter(model, tol=1e-3, compact_at=0.1)
+    ref = data
+    for u in ["u0", "u1", "u2", "u3", "u4", "u5"]:
+        f.forget(DeletionRequest(users=[u]))
+        ref = ref.remove(users=[u]).data
+    assert f.view.capacity < data.nnz  # compacted on the way
+    assert f.view.tombstone_fraction() <= 0.1
+    assert f.data.fingerprint() == ref.fingerprint()
+    m = f.model
+    assert _dense_max_relative(model.get_params(), ref, m.user_factors_, m.item_factors_) <= 1e-3
+    _check_state_against_dense(f, model.get_params(), ref)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"weighting": "bm25"}, "BM25"),
+        ({"feedback": "explicit", "biases": True}, "biases"),
+    ],
+)
+def test_refuses_objectives_with_global_statistics(kwargs, match):
+    data = _data("implicit", seed=6)
+    model = ALS(factors=2, iterations=2, random_state=0, **kwargs).fit(data)
+    with pytest.raises(ValueError, match=match):
+        Forgetter(model)
+
+
+def test_uncertified_model_is_repaired_at_setup():
+    data = _data("implicit", seed=7)
+    model = ALS(factors=3, regularization=0.5, iterations=2, random_state=0).fit(data)
+    f = Forgetter(model, tol=1e-3)
+    assert not f.setup["initial"]["certified"]
+    assert f.setup["repair"]["certified"]
+    assert f.model.certify(tol=1e-3)["certified"]
