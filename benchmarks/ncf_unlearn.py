@@ -162,8 +162,9 @@ def _meets(row: dict, orig: dict, retrain: dict) -> bool:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from recforget.data.split import random_holdout
     from recforget.evaluate.attacks import sample_non_members
-    from recforget.evaluate.bench import align, prepare_data
+    from recforget.evaluate.bench import prepare_data
     from recforget.evaluate.foldin import fold_in_split
+    from recforget.evaluate.rows import align
     from recforget.evaluate.scenarios import make_request
     from recforget.evaluate.warmup import warm_up
     from recforget.models.ncf import NCF

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.conftest import random_ratings
 
 from recforget import Interactions
 from recforget.data.errors import UnknownIdError
+from recforget.data.generators import random_ratings
 from recforget.data.mutable import MutableInteractions
 
 

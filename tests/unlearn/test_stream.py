@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.conftest import random_ratings
 
 from recforget import ALS, DeletionRequest, Interactions, forget
 from recforget.data.errors import UnknownIdError
+from recforget.data.generators import random_ratings
 from recforget.unlearn.stream import Forgetter
 
 

@@ -42,7 +42,7 @@ import numpy as np
 from recforget.data.mutable import MutableInteractions, MutableRemoval
 from recforget.kernels import als as K
 from recforget.kernels import als_stream as S
-from recforget.models._als_objective import ROW_FLOOR
+from recforget.models._certificate import ROW_FLOOR
 from recforget.models.als import ALS
 
 SIDES = ("users", "items")
