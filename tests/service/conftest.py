@@ -20,7 +20,10 @@ PG_SKIP = (
     "RECFORGET_TEST_PG_URL is not set: no PostgreSQL server for this run "
     "(`make test` starts one with .ci/postgres.sh)"
 )
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_SKIP))]
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.skipif(not PG_URL, reason=PG_SKIP)),
+]
 
 
 def fresh_pg_database() -> tuple[str, str]:

@@ -70,7 +70,8 @@ def test_user_erasure_end_to_end(svc, tiny_model):
     assert body["model_sha256_before"] != body["model_sha256_after"]
     expected = tiny_model.seen_.remove(users=["u3"]).data
     assert body["data_fingerprint_after"] == expected.fingerprint()
-    assert body["rows_deleted"] == int(tiny_model.seen_.user_counts()[tiny_model.users_.index(["u3"])[0]])
+    counts = tiny_model.seen_.user_counts()
+    assert body["rows_deleted"] == int(counts[tiny_model.users_.index(["u3"])[0]])
     # the serving model no longer knows the user, and stands certified on the remaining data
     info, model = svc.load_version()
     assert info["id"] == 2 and "u3" not in model.users_
@@ -109,8 +110,10 @@ def test_one_pass_serves_a_batch_and_chains_receipts(svc, tiny_model):
     data = tiny_model.seen_
     frame = data.to_frame()
     pairs = [tuple(x) for x in frame[["user", "item"]].to_numpy()[[0, 7, 30]]]
-    ids = [svc.submit("crm", f"k{n}", DeletionRequest(pairs=[p]), GROUND).request_id
-           for n, p in enumerate(pairs)]
+    ids = [
+        svc.submit("crm", f"k{n}", DeletionRequest(pairs=[p]), GROUND).request_id
+        for n, p in enumerate(pairs)
+    ]
     ids.append(svc.submit("crm", "ku", DeletionRequest(users=["u9"]), GROUND).request_id)
     assert _drain(svc) == 4
     bodies = [svc.status(r)["receipt"]["receipt"] for r in ids]
@@ -142,7 +145,7 @@ def test_a_damaged_version_is_never_loaded_or_served(svc):
     raw = bytearray(path.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     path.write_bytes(bytes(raw))
-    with pytest.raises(VersionIntegrityError, match="arrays.npz has sha256"):
+    with pytest.raises(VersionIntegrityError, match=r"arrays\.npz has sha256"):
         svc.load_version()
     report = svc.audit()
     assert not report["ok"] and any("arrays.npz" in p for p in report["problems"])
@@ -172,9 +175,10 @@ def test_audit_detects_a_tampered_receipt(svc):
     _drain(svc)
     assert svc.audit()["ok"]
     with svc.engine.begin() as conn:
-        body = json.loads(conn.execute(sa.select(sdb.receipts.c.body).where(sdb.receipts.c.seq == 1)).scalar_one())
+        first = sdb.receipts.c.seq == 1
+        body = json.loads(conn.execute(sa.select(sdb.receipts.c.body).where(first)).scalar_one())
         body["legal_ground"] = "none"
-        conn.execute(sa.update(sdb.receipts).where(sdb.receipts.c.seq == 1).values(body=json.dumps(body)))
+        conn.execute(sa.update(sdb.receipts).where(first).values(body=json.dumps(body)))
     problems = svc.audit()["problems"]
     assert any("receipt 1" in p and "hash" in p for p in problems)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from recforget.service.states import ALLOWED, TERMINAL, IllegalTransition, State, check_move
@@ -10,7 +12,7 @@ from recforget.service.states import ALLOWED, TERMINAL, IllegalTransition, State
 def test_table_covers_every_state_and_the_happy_path():
     assert set(ALLOWED) == set(State)
     path = [State.RECEIVED, State.DATA_DELETED, State.BUILDING, State.STAGED, State.COMPLETED]
-    for old, new in zip(path, path[1:], strict=False):
+    for old, new in itertools.pairwise(path):
         assert check_move(old, new) == (old, new)
     assert TERMINAL == {State.COMPLETED, State.REJECTED}
 
