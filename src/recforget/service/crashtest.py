@@ -111,9 +111,27 @@ def _context() -> Any:
     if START_METHOD not in _CTX:
         ctx = mp.get_context(START_METHOD)
         if START_METHOD == "forkserver":
-            ctx.set_forkserver_preload(["recforget.service.crashtest"])
+            ctx.set_forkserver_preload(
+                ["recforget.service.crashtest", "recforget.service._crash_warm"]
+            )
+            # the fork server inherits this environment: a fork-safe, warm threading layer
+            saved = {k: os.environ.get(k) for k in ("NUMBA_THREADING_LAYER", "NUMBA_NUM_THREADS")}
+            os.environ["NUMBA_THREADING_LAYER"] = "workqueue"
+            os.environ["NUMBA_NUM_THREADS"] = "1"
+            try:
+                ctx.Process(target=_entry, args=("_noop", ())).start()  # starts the server
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
         _CTX[START_METHOD] = ctx
     return _CTX[START_METHOD]
+
+
+def _noop() -> None:
+    pass
 
 
 def warm_up(svc: DeletionService) -> str:
@@ -232,12 +250,17 @@ def run_trial(
             _wait(_start(_recover_child, home, url, lease, time.time() + 30), 60)
             os.kill(worker.pid, signal.SIGCONT)
     codes = [_wait(submitter, 60), _wait(worker, 60)]
+    out["exit_codes"] = {"submitter": codes[0], "worker": codes[1]}
     out["hung"] = sum(c == -999 for c in codes)
     if kind in POINTS:
         out["hit"] = -signal.SIGKILL in codes
     _wait(_start(_recover_child, home, url, lease, time.time() + 60), 90)
     acked = [x for x in ack_path.read_text().split() if x]
     out.update(check(svc, acked, receipts_before=before, fenced_token=fenced_token))
+    for who, code in out["exit_codes"].items():
+        if code not in (0, -signal.SIGKILL):
+            out["problems"].append(f"{who} exited with status {code}")
+    out["child_errors"] = sum(c not in (0, -signal.SIGKILL) for c in codes)
     return out
 
 
