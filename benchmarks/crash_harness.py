@@ -117,6 +117,7 @@ def main() -> None:
             "audit_failures",
             "fenced_violations",
             "hung",
+            "child_errors",
         )
     )
     raise SystemExit(1 if bad else 0)

@@ -352,6 +352,7 @@ def run(
         "audit_failures",
         "fenced_violations",
         "hung",
+        "child_errors",
     )
     total: dict[str, Any] = {
         "backend": backend,
