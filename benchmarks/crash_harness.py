@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--json", dest="out", required=True)
     ap.add_argument("--url", default=None, help="PostgreSQL server URL (postgresql+psycopg://)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lease", type=float, default=0.5, help="worker lease seconds")
+    ap.add_argument("--lease", type=float, default=1.0, help="worker lease seconds")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()

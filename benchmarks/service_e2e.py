@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--json", dest="out", required=True)
     ap.add_argument("--requests", type=int, default=10)
     ap.add_argument("--window", type=float, default=0.2, help="worker batch window (default)")
+    ap.add_argument("--dataset", default="ml-1m", choices=["ml-100k", "ml-1m"])
     ap.add_argument("--db", default=None, help="database URL (default: SQLite in the home)")
     args = ap.parse_args()
 
@@ -63,7 +64,7 @@ def main() -> None:
     from recforget.service import DeletionService
     from recforget.service.receipts import verify_signature
 
-    data = datasets.load("ml-1m")
+    data = datasets.load(args.dataset)
     data = data.with_values(np.ones(data.nnz))
     t0 = time.perf_counter()
     model = ALS(**PARAMS).fit(data)
@@ -133,9 +134,9 @@ def main() -> None:
         worker.wait(30)
     lat = np.array([r["seconds_submit_to_completed"] for r in runs])
     out = {
-        "command": f"python benchmarks/service_e2e.py --json {args.out} --requests "
-        f"{args.requests} --window {args.window}",
-        "dataset": "ml-1m",
+        "command": f"python benchmarks/service_e2e.py --dataset {args.dataset} --json {args.out} "
+        f"--requests {args.requests} --window {args.window}",
+        "dataset": args.dataset,
         "n_users": data.n_users,
         "n_items": data.n_items,
         "nnz": data.nnz,

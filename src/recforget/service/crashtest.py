@@ -339,7 +339,7 @@ def run(
     global START_METHOD
     work.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    svc = tiny_service(work / "home", url, seed=seed)
+    svc = tiny_service(work / "home", url, n_users=max(300, trials + 100), seed=seed)
     START_METHOD = start_method
     if start_method == "fork" and warm_up(svc) != "workqueue":
         raise RuntimeError("forking warm children needs NUMBA_THREADING_LAYER=workqueue")

@@ -173,11 +173,16 @@ class Worker:
             stop.set()
             thread.join()
 
-    def _recover(self, conn: Connection) -> None:
-        r = db.requests
-        for row in conn.execute(
-            sa.select(r).where(r.c.state.in_([State.BUILDING.value, State.STAGED.value]))
-        ).all():
+    def _recover(self, conn: Connection, *, mine: bool = False) -> None:
+        """Claimed requests back to DATA_DELETED (FAILED past the limit), staged versions
+        abandoned: everyone's after a takeover, or (``mine``) this worker's after an error."""
+        r, V = db.requests, db.versions
+        q = sa.select(r).where(r.c.state.in_([State.BUILDING.value, State.STAGED.value]))
+        staged = V.c.status == "staged"
+        if mine:
+            q = q.where(r.c.lease_owner == self._fence)
+            staged = staged & (V.c.lease_token == self.token)
+        for row in conn.execute(q).all():
             old = State(row.state)
             if row.attempts >= self.config.max_attempts:
                 ledger.move(
@@ -199,11 +204,15 @@ class Worker:
                     batch_id=None,
                     event={"recovered": True},
                 )
-        conn.execute(
-            sa.update(db.versions)
-            .where(db.versions.c.status == "staged")
-            .values(status="abandoned")
-        )
+        conn.execute(sa.update(V).where(staged).values(status="abandoned"))
+
+    def _reset_mine(self) -> None:
+        try:
+            with self.service.engine.begin() as conn:
+                self._renew(conn)
+                self._recover(conn, mine=True)
+        except LeaseLost:  # whoever holds it now recovers them
+            pass
 
     def _purge_dirs(self) -> None:
         """Delete version directories that nothing serves (they may hold erased data)."""
@@ -281,8 +290,9 @@ class Worker:
             except LeaseLost as exc:
                 log.warning("%s", exc)
                 n = 0
-            except Exception:  # the batch went back to the queue (or FAILED); keep serving
+            except Exception:  # the batch goes back to the queue (or FAILED); keep serving
                 log.exception("batch failed")
+                self._reset_mine()
                 n = 0
             if n:
                 done += n
