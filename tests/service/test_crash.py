@@ -48,7 +48,7 @@ def _cli_worker(home, faults: str | None, timeout=120):
 
 
 def test_the_cli_worker_killed_mid_write_recovers_on_restart(tmp_path, db_url):
-    svc = crashtest.tiny_service(tmp_path / "home", db_url)
+    svc = crashtest.tiny_service(tmp_path / "home", db_url, n_users=60, n_items=20, density=0.2)
     with svc.engine.connect() as conn:
         t = sdb.interactions
         item = conn.execute(sa.select(t.c.item_id).where(t.c.user_id == "user5")).scalars().first()
