@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 import uuid
+from traceback import format_tb
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,17 @@ if TYPE_CHECKING:
     from recforget.service.core import DeletionService
 
 log = logging.getLogger("recforget.service.worker")
+
+
+def safe_error(exc: BaseException) -> str:
+    """An error's text for the ledger and the log: the service's own messages (which name
+    files, versions and states, never subjects) in full, any other only by its type, since a
+    data error may quote raw ids."""
+    from recforget.service.core import ServiceError
+
+    if isinstance(exc, (LeaseLost, versions.VersionIntegrityError, ServiceError)):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} (message withheld: it may name raw ids)"
 
 
 class LeaseLost(RuntimeError):
@@ -290,8 +302,10 @@ class Worker:
             except LeaseLost as exc:
                 log.warning("%s", exc)
                 n = 0
-            except Exception:  # the batch goes back to the queue (or FAILED); keep serving
-                log.exception("batch failed")
+            except Exception as exc:  # the batch goes back to the queue (or FAILED); keep serving
+                log.error(
+                    "batch failed: %s\n%s", safe_error(exc), "".join(format_tb(exc.__traceback__))
+                )
                 self._reset_mine()
                 n = 0
             if n:
@@ -322,7 +336,7 @@ class Worker:
         except LeaseLost:
             raise
         except Exception as exc:
-            self._fail(batch, f"{type(exc).__name__}: {exc}")
+            self._fail(batch, safe_error(exc))
             raise
         fault("build.after_rename")
         version_id = self._register(batch, name, files, new_model, info, retrain)
