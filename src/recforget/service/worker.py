@@ -19,10 +19,10 @@ import socket
 import threading
 import time
 import uuid
-from traceback import format_tb
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from traceback import format_tb
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
