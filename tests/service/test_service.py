@@ -218,3 +218,13 @@ def test_versions_never_keep_a_copy_of_the_store(svc):
     assert names == ["arrays.npz", "model.json"]
     with np.load(svc.versions_dir / svc.serving()["path"] / "arrays.npz") as npz:
         assert not any(k.startswith("data_") for k in npz.files)
+
+
+def test_errors_that_may_quote_ids_are_kept_out_of_the_ledger():
+    from recforget.data.errors import DataError
+    from recforget.service.worker import safe_error
+
+    assert safe_error(DataError("duplicate interaction (user u7, item i3)")) == (
+        "DataError (message withheld: it may name raw ids)"
+    )
+    assert "arrays.npz" in safe_error(VersionIntegrityError("version v: arrays.npz is missing"))
