@@ -228,3 +228,14 @@ def test_errors_that_may_quote_ids_are_kept_out_of_the_ledger():
         "DataError (message withheld: it may name raw ids)"
     )
     assert "arrays.npz" in safe_error(VersionIntegrityError("version v: arrays.npz is missing"))
+
+
+def test_readers_see_one_snapshot_and_do_not_block_writers(svc):
+    t = sdb.interactions
+    count = sa.select(sa.func.count()).select_from(t)
+    with sdb.read(svc.engine) as conn:
+        before = conn.execute(count).scalar_one()
+        svc.ingest([("late-user", "i0", 1.0)])  # commits while the read transaction is open
+        assert conn.execute(count).scalar_one() == before
+    with sdb.read(svc.engine) as conn:
+        assert conn.execute(count).scalar_one() == before + 1

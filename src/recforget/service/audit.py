@@ -29,7 +29,7 @@ def audit(service: DeletionService, *, tol: float | None = None) -> dict[str, An
     checked: dict[str, Any] = {}
     keys = service.keys
     R, Q, V, H = db.receipts, db.requests, db.versions, db.erasure_hold
-    with service.engine.connect() as conn:
+    with db.read(service.engine) as conn:
         problems += verify_chain(conn)
         checked["receipts"] = conn.execute(sa.select(sa.func.count()).select_from(R)).scalar_one()
         checked["events"] = conn.execute(

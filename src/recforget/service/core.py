@@ -174,7 +174,7 @@ class DeletionService:
     def status(self, request_id: str) -> dict[str, Any]:
         """The ledger row (keyed hashes only), with its receipt once completed."""
         r = db.requests
-        with self.engine.connect() as conn:
+        with db.read(self.engine) as conn:
             row = conn.execute(sa.select(r).where(r.c.id == request_id)).first()
             if row is None:
                 raise NotFound(f"no deletion request {request_id}")
@@ -188,7 +188,7 @@ class DeletionService:
 
     def find(self, client: str, idempotency_key: str) -> dict[str, Any] | None:
         r = db.requests
-        with self.engine.connect() as conn:
+        with db.read(self.engine) as conn:
             rid = conn.execute(
                 sa.select(r.c.id).where(
                     r.c.client == client, r.c.idempotency_key == idempotency_key
@@ -198,7 +198,7 @@ class DeletionService:
 
     def receipt(self, receipt_id: str | None = None, *, request_id: str | None = None) -> dict:
         """A stored receipt: ``{"receipt": body, "hash", "signature", "key_id"}``."""
-        with self.engine.connect() as conn:
+        with db.read(self.engine) as conn:
             return self._receipt(conn, receipt_id=receipt_id, request_id=request_id)
 
     def _receipt(self, conn, receipt_id=None, request_id=None) -> dict:
@@ -224,7 +224,7 @@ class DeletionService:
     def queue(self) -> dict[str, Any]:
         """Requests by state, and the oldest pending request's age and due date."""
         r = db.requests
-        with self.engine.connect() as conn:
+        with db.read(self.engine) as conn:
             counts = dict(
                 conn.execute(sa.select(r.c.state, sa.func.count()).group_by(r.c.state)).all()
             )
@@ -248,7 +248,7 @@ class DeletionService:
             q = q.where(r.c.state == State(state).value)
         if limit is not None:
             q = q.limit(limit)
-        with self.engine.connect() as conn:
+        with db.read(self.engine) as conn:
             return [ledger.request_dict(x) for x in conn.execute(q)]
 
     def export(self, *, receipts: bool = False) -> Iterator[dict[str, Any]]:
@@ -256,7 +256,7 @@ class DeletionService:
         for row in self.requests():
             yield {"type": "request", **row}
         if receipts:
-            with self.engine.connect() as conn:
+            with db.read(self.engine) as conn:
                 rows = conn.execute(sa.select(db.receipts).order_by(db.receipts.c.seq)).all()
             for x in rows:
                 yield {
@@ -287,13 +287,13 @@ class DeletionService:
 
     def serving(self) -> dict[str, Any]:
         """The serving pointer and its version row."""
-        with self.engine.connect() as conn:
+        with db.read(self.engine) as conn:
             s = conn.execute(sa.select(db.serving)).one()
             v = conn.execute(sa.select(db.versions).where(db.versions.c.id == s.version_id)).one()
         return {"generation": s.generation, "switched_at": s.switched_at, **_version_dict(v)}
 
     def versions(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with db.read(self.engine) as conn:
             rows = conn.execute(sa.select(db.versions).order_by(db.versions.c.id)).all()
         return [_version_dict(v) for v in rows]
 
@@ -303,7 +303,7 @@ class DeletionService:
         Raises :class:`~recforget.service.versions.VersionIntegrityError` for a damaged one.
         """
         V = db.versions
-        with self.engine.connect() as conn:
+        with db.read(self.engine) as conn:
             if version_id is None:
                 version_id = conn.execute(sa.select(db.serving.c.version_id)).scalar_one()
             row = conn.execute(sa.select(V).where(V.c.id == version_id)).first()

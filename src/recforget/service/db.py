@@ -202,7 +202,9 @@ def create_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn):  # pragma: no cover - exercised by every test
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # writers take the write lock up front; readers (see ``read``) a WAL snapshot
+            read_only = conn.get_execution_options().get("recforget_read_only", False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql"):
@@ -212,6 +214,15 @@ def create_engine(url: str) -> Engine:
     raise ValueError(
         f"unsupported database URL {url!r}: use sqlite:///... or postgresql+psycopg://"
     )
+
+
+def read(engine: Engine) -> Connection:
+    """A connection for reading only: one consistent snapshot per transaction that never
+    blocks writers (SQLite: a deferred transaction under WAL; PostgreSQL: REPEATABLE READ)."""
+    conn = engine.connect()
+    if engine.dialect.name == "postgresql":
+        return conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn.execution_options(recforget_read_only=True)
 
 
 def current_version(engine: Engine) -> int:
@@ -272,4 +283,4 @@ def set_setting(conn: Connection, name: str, value: str) -> None:
         conn.execute(sa.update(settings).where(settings.c.name == name).values(value=value))
 
 
-__all__ = ["SCHEMA_VERSION", "advance", "create_engine", "lock", "metadata", "migrate"]
+__all__ = ["SCHEMA_VERSION", "advance", "create_engine", "lock", "metadata", "migrate", "read"]

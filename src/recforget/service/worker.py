@@ -230,7 +230,7 @@ class Worker:
         """Delete version directories that nothing serves (they may hold erased data)."""
         root = self.service.versions_dir
         V = db.versions
-        with self.service.engine.connect() as conn:
+        with db.read(self.service.engine) as conn:
             rows = conn.execute(sa.select(V.c.id, V.c.path, V.c.status)).all()
         keep = {r.path for r in rows if r.status in ("serving", "staged")}
         for r in rows:
@@ -251,7 +251,7 @@ class Worker:
     def intake(self) -> int:
         """Run the deletion step for every RECEIVED request (a submitter may have died)."""
         r = db.requests
-        with self.service.engine.connect() as conn:
+        with db.read(self.service.engine) as conn:
             ids = (
                 conn.execute(
                     sa.select(r.c.id).where(r.c.state == State.RECEIVED.value).order_by(r.c.seq)
@@ -267,7 +267,7 @@ class Worker:
     def _ready(self) -> bool:
         """A batch is due: enough requests, or the oldest has waited the window."""
         r = db.requests
-        with self.service.engine.connect() as conn:
+        with db.read(self.service.engine) as conn:
             n, oldest = conn.execute(
                 sa.select(sa.func.count(), sa.func.min(r.c.data_deleted_at)).where(
                     r.c.state == State.DATA_DELETED.value
@@ -494,7 +494,7 @@ class Worker:
         parent = batch.model
         frame = batch.retrain_data
         keys = self.service.keys
-        with self.service.engine.connect() as conn:
+        with db.read(self.service.engine) as conn:
             gone = store.suppressed(
                 conn,
                 [keys.subject("user", u) for u in set(frame["user"])]
