@@ -239,3 +239,23 @@ def test_readers_see_one_snapshot_and_do_not_block_writers(svc):
         assert conn.execute(count).scalar_one() == before
     with sdb.read(svc.engine) as conn:
         assert conn.execute(count).scalar_one() == before + 1
+
+
+def test_a_user_erased_while_another_request_holds_one_of_their_rows(svc, tiny_model):
+    # the pair's request takes (u1, item) out of the store first, then the whole user is
+    # unlearned in an earlier batch: the version forgot that row too, and says so
+    item = tiny_model.seen_.to_frame().query("user == 'u1'")["item"].iloc[0]
+    user_req = svc.submit("crm", "k-user", DeletionRequest(users=["u1"]), GROUND, apply=False)
+    pair_req = svc.submit("crm", "k-pair", DeletionRequest(pairs=[("u1", item)]), GROUND)
+    assert pair_req.state == "DATA_DELETED"
+    w = svc.worker(WorkerConfig(window=0.0, poll=0.01, batch_size=1))
+    assert w.run(max_batches=1, idle_exit=0.05) == 1
+    assert svc.status(user_req.request_id)["state"] == "COMPLETED"
+    assert svc.status(pair_req.request_id)["state"] == "DATA_DELETED"
+    report = svc.audit()
+    assert report["ok"], report["problems"]
+    _, model = svc.load_version()
+    assert "u1" not in model.users_
+    assert _drain(svc) == 1
+    assert svc.status(pair_req.request_id)["state"] == "COMPLETED"
+    assert svc.audit()["ok"]

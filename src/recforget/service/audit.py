@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from recforget.data.errors import DataError
 from recforget.service import db, store, versions
 from recforget.service.receipts import verify_chain
 from recforget.service.states import State
@@ -100,7 +101,13 @@ def audit(service: DeletionService, *, tol: float | None = None) -> dict[str, An
             problems.append(str(exc))
         else:
             users_v, items_v = versions.vocabularies(arrays)
-            data = store.version_data(conn, sv.watermark, users_v, items_v)
+            try:
+                data = store.version_data(conn, sv.watermark, users_v, items_v)
+            except DataError as exc:
+                problems.append(
+                    f"serving version {sv.id}: the store does not rebuild its data ({exc})"
+                )
+                return {"ok": False, "problems": problems, "checked": checked}
             if data.fingerprint() != sv.data_fingerprint:
                 problems.append(
                     f"serving version {sv.id}: the store does not rebuild its data "

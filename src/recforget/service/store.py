@@ -167,9 +167,24 @@ def as_vocab_ids(values: Iterable[str], vocab: Vocabulary) -> np.ndarray:
 
 
 def version_data(conn: Connection, upto: int, users: Vocabulary, items: Vocabulary) -> Interactions:
-    """The data a version with watermark ``upto`` and these vocabularies stands on now."""
-    frame = pd.concat([store_frame(conn, upto), held_frame(conn, upto)], ignore_index=True)
+    """The data a version with watermark ``upto`` and these vocabularies stands on now.
+
+    Held rows of users or items the version no longer has are left out: a user (or item)
+    leaves a model's vocabulary only when a whole-user (item) deletion was unlearned, which
+    forgot every row of theirs, including rows another pending request still holds.
+    """
+    held = held_frame(conn, upto)
+    if len(held):
+        known_u = set(as_vocab_text(users))
+        known_i = set(as_vocab_text(items))
+        held = held[held["user"].isin(known_u) & held["item"].isin(known_i)]
+    frame = pd.concat([store_frame(conn, upto), held], ignore_index=True)
     return frame_data(frame, users, items, source="the interaction store")
+
+
+def as_vocab_text(vocab: Vocabulary) -> list[str]:
+    """A vocabulary's ids as the store writes them (text)."""
+    return [str(_plain(x)) for x in vocab.ids]
 
 
 def frame_data(
