@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,bench,parquet,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,bench,parquet,dev,service]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -20,8 +20,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/recforget demo
 
+# .ci/postgres.sh starts a throw-away PostgreSQL server for the service tests (and installs
+# Debian's postgresql first if it is missing and we are root)
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not realdata" -q
+	.ci/postgres.sh $(BIN)/python -m pytest -m "not slow and not realdata" -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
