@@ -128,3 +128,18 @@ def test_data_is_keyword_only():
     model = ALS(2, iterations=2, random_state=0).fit(data)
     with pytest.raises(TypeError):
         recforget.forget(model, data, DeletionRequest(users=[0]))  # type: ignore[misc]
+
+
+def test_forgetting_an_als_model_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from recforget import ALS, DeletionRequest, Interactions, forget\n"
+        "d = Interactions.from_csr((np.arange(30).reshape(6, 5) % 3 == 0).astype(float))\n"
+        "m = ALS(2, iterations=2, random_state=0).fit(d)\n"
+        "forget(m, DeletionRequest(users=[1]), 'unlearn-als')\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

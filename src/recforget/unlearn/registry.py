@@ -28,13 +28,18 @@ def register(method: str, kind: str) -> Callable[[UnlearnFn], UnlearnFn]:
     return deco
 
 
-# the modules that register the methods of each model family, imported on first use (the
-# neural ones need torch); a module registers itself, so the registry imports none of them
-_PROVIDERS = ("recforget.unlearn.als", "recforget.unlearn.ncf")
+# the modules that register the methods of each model kind, imported by name on first use (the
+# neural ones need torch, so an ALS-only process never imports it); a module registers itself,
+# so the registry imports none of them
+_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "als": ("recforget.unlearn.als",),
+    "ncf": ("recforget.unlearn.ncf",),
+}
 
 
-def _load_methods() -> None:
-    for name in _PROVIDERS:
+def _load_methods(kind: str | None = None) -> None:
+    kinds = list(_PROVIDERS) if kind is None else [kind]
+    for name in (m for k in kinds for m in _PROVIDERS.get(k, ())):
         if name in sys.modules:
             continue
         try:
@@ -46,7 +51,7 @@ def _load_methods() -> None:
 
 def methods(kind: str | None = None) -> list[str]:
     """Names of the registered methods (for one model kind, or all)."""
-    _load_methods()
+    _load_methods(kind)
     return sorted(m for m, impls in _METHODS.items() if kind is None or kind in impls)
 
 
@@ -61,8 +66,8 @@ def model_kind(model: Recommender) -> str:
 
 def lookup(method: str, model: Recommender) -> UnlearnFn:
     """The implementation of ``method`` for ``model``'s kind, or a ValueError naming the choices."""
-    _load_methods()
     kind = model_kind(model)
+    _load_methods(kind)
     if method not in _METHODS or kind not in _METHODS[method]:
         raise ValueError(
             f"unknown method {method!r} for a {kind} model; choose from {methods(kind)}"
