@@ -79,6 +79,19 @@ def bench_options(func):
             help="Keep ratings >= threshold as positives (default: every rating).",
         ),
         click.option("--test-fraction", default=0.2, show_default=True),
+        click.option(
+            "--shards",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="Partition baselines (--methods ...,sisa,receraser): number of shards.",
+        ),
+        click.option(
+            "--partition",
+            default=None,
+            help="Partition baselines: user | item | interaction | balanced-user | "
+            "balanced-item | balanced-interaction (default: sisa user, receraser balanced-user).",
+        ),
         click.option("--seed", default=0, show_default=True),
         click.option(
             "--seeds",
@@ -129,6 +142,8 @@ def run_from_options(
     extras=True,
     preset=None,
     quiet=False,
+    shards=10,
+    partition=None,
 ):
     from recforget.evaluate.bench import run_bench
 
@@ -156,6 +171,8 @@ def run_from_options(
         if epochs is not None:
             params["epochs"] = epochs
         options = {}
+    for name in ("sisa", "receraser"):  # partition baselines
+        options[name] = {"shards": shards, **({"partition": partition} if partition else {})}
     if preset is not None:
         from recforget.evaluate.presets import run_preset
 

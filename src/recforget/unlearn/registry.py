@@ -27,7 +27,7 @@ def register(method: str, kind: str) -> Callable[[UnlearnFn], UnlearnFn]:
 
 
 def _load_methods() -> None:
-    from recforget.unlearn import als  # noqa: F401  (registers the ALS methods)
+    from recforget.unlearn import als, sharded  # noqa: F401  (registers the methods)
 
     try:
         from recforget.unlearn import ncf  # noqa: F401
