@@ -115,3 +115,16 @@ def test_bad_files_are_named(tmp_path):
     theirs = _fitted(use_cg=True)
     with pytest.raises(DataError, match="50 users"):
         from_implicit(theirs, sp.csr_matrix((50, 30)))
+
+
+def test_data_as_interactions_with_row_number_ids_is_the_same_model():
+    from recforget import Interactions
+
+    theirs = _fitted(use_cg=True)
+    coo = _matrix().tocoo()
+    as_ids = from_implicit(theirs, Interactions.from_arrays(coo.row, coo.col, coo.data))
+    as_matrix = from_implicit(theirs, _matrix())
+    assert as_ids.seen_.fingerprint() == as_matrix.seen_.fingerprint()
+    assert as_ids.seen_.shape == (40, 30)
+    with pytest.raises(DataError, match="user id 40"):
+        from_implicit(theirs, Interactions.from_arrays([40], [0], [1.0]))
