@@ -93,3 +93,75 @@ def test_import_errors_are_clean(tmp_path):
         ok=False,
     )
     assert "bad.npz" in out and "Traceback" not in out
+
+
+def test_import_export_lenskit_state(tmp_path):
+    """A LensKit ImplicitMF state in, forget, out: ids, config and embeddings carried."""
+    import pandas as pd
+
+    from recforget.interop.lenskit import load_state, save_state
+
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{i}") for u in range(20) for i in range(15) if rng.random() < 0.3]
+    pd.DataFrame(rows, columns=["user", "item"]).to_csv(tmp_path / "r.csv", index=False)
+    users = sorted({u for u, _ in rows})
+    items = sorted({i for _, i in rows})
+    config = {
+        "embedding_size": 3,
+        "epochs": 10,
+        "regularization": 0.2,
+        "weight": 20.0,
+        "use_ratings": False,
+        "user_embeddings": True,
+    }
+    save_state(
+        tmp_path / "lk",
+        "ImplicitMFScorer",
+        config,
+        {
+            "user_ids": users,
+            "item_ids": items,
+            "user_embeddings": rng.standard_normal((len(users), 3)).astype(np.float32),
+            "item_embeddings": rng.standard_normal((len(items), 3)).astype(np.float32),
+        },
+    )
+    _run(
+        "import",
+        "--from",
+        "lenskit",
+        tmp_path / "lk",
+        "--data",
+        tmp_path / "r.csv",
+        "--out",
+        tmp_path / "m",
+    )
+    (tmp_path / "req.json").write_text(json.dumps({"users": ["u0"]}))
+    _run(
+        "forget",
+        tmp_path / "m",
+        tmp_path / "req.json",
+        "--out",
+        tmp_path / "f",
+        "--method",
+        "unlearn-als",
+        "--tol",
+        "1e-3",
+    )
+    _run(
+        "export",
+        "--to",
+        "lenskit",
+        tmp_path / "f",
+        "--out",
+        tmp_path / "back",
+        "--like",
+        tmp_path / "lk",
+    )
+    kind, cfg, arrays = load_state(tmp_path / "back")
+    assert kind == "ImplicitMFScorer" and cfg["weight"] == 20.0 and cfg["regularization"] == 0.2
+    assert arrays["user_ids"].tolist() == users[1:]
+    from recforget.models.als import ALS
+
+    ours = ALS.load(tmp_path / "f")
+    np.testing.assert_array_equal(arrays["user_embeddings"], ours.user_factors_)
+    assert ours.alpha == 20.0 and ours.weighting == "linear"
