@@ -188,3 +188,41 @@ def test_bench_rows_for_partition_baselines():
         assert rows[m]["shards"] == 3 and rows[m]["speedup"] is not None
         assert set(rows[m]["metrics_before"]) == set(rows[m]["metrics"])
         assert 1 <= len(rows[m]["shards_retrained"]) <= 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "aggregation"), [("user", "mean"), ("balanced-item", "attention")]
+)
+def test_save_load_round_trip_and_cli_forget(data, tmp_path, kind, aggregation):
+    import json
+
+    from click.testing import CliRunner
+
+    from recforget.cli import main
+    from recforget.models.registry import load_model
+
+    ens = _ensemble(data, kind, aggregation)
+    ens.save(tmp_path / "ens")
+    back = load_model(tmp_path / "ens")
+    assert isinstance(back, ShardedEnsemble) and back.model_hash() == ens.model_hash()
+    np.testing.assert_array_equal(back._score_rows(np.arange(5)), ens._score_rows(np.arange(5)))
+    method = "sisa" if aggregation == "mean" else "receraser"
+    user = str(data.users.ids[1])
+    (tmp_path / "req.json").write_text(json.dumps({"users": [user]}))
+    result = CliRunner().invoke(
+        main,
+        [
+            "forget",
+            str(tmp_path / "ens"),
+            str(tmp_path / "req.json"),
+            "--out",
+            str(tmp_path / "out"),
+            "--method",
+            method,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    forgot = load_model(tmp_path / "out")
+    direct = forget(ens, DeletionRequest(users=[data.users.ids[1]]), method).model
+    assert forgot.model_hash() == direct.model_hash()
+    assert data.users.ids[1] not in forgot.users_ and len(forgot.deletions_) == 1

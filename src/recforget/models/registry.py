@@ -23,4 +23,8 @@ def load_model(path: str | Path) -> Recommender:
         from recforget.models.ncf import NCF
 
         return NCF.load(path)
+    if kind == "sharded":
+        from recforget.models.sharded import ShardedEnsemble
+
+        return ShardedEnsemble.load(path)
     raise DataError(f"unknown model kind {kind!r}", file=str(config_path))

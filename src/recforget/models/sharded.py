@@ -17,6 +17,8 @@ contained the deleted interactions. The price is accuracy: each shard model sees
   ``sum_s a_us s_s(u, i)``. (The paper aggregates embeddings, since its base models are dot
   products; aggregating scores serves any base model, neural ones included.) The aggregator
   is refitted on the remaining data after each deletion, so it holds no deleted data either.
+
+Ensembles are saved as a directory per shard plus their own (:meth:`ShardedEnsemble.save`).
 """
 
 from __future__ import annotations
@@ -251,12 +253,77 @@ class ShardedEnsemble(Recommender):
         return h.hexdigest()
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:  # pragma: no cover - not persisted yet
-        raise NotImplementedError("sharded ensembles are not saved yet (benchmark baselines)")
+    def save(self, path: str | Path) -> Path:
+        """Write the ensemble: its own directory (arrays + JSON) and one per shard, no pickle.
+
+        ``path/config.json`` records the base model's kind and parameters, ``path/arrays.npz``
+        the data, the shard seeds and the aggregator; ``path/shard_000`` ... are the shard
+        models' own directories.
+        """
+        from recforget.io import save_model_dir
+
+        self._check_fitted()
+        params = self._saved_params()
+        base = params.pop("base")
+        params["base"] = {"kind": _kind(base), "params": base._saved_params()}
+        arrays = {**self._saved_data(), "shard_seeds": np.asarray(self.shard_seeds_, np.int64)}
+        for key, value in (self.attention_ or {}).items():
+            arrays[f"attention_{key}"] = value
+        manifest = {
+            "seed": self.seed_,
+            "n_shards": len(self.shards_),
+            "data_fingerprint": self.seen_.fingerprint(),
+            "deletions": list(getattr(self, "deletions_", [])),
+            "forgotten": getattr(self, "forgotten_", {"users": [], "items": []}),
+            "model_hash": self.model_hash(),
+        }
+        out = save_model_dir(path, kind="sharded", arrays=arrays, config=params, manifest=manifest)
+        for s, m in enumerate(self.shards_):
+            m.save(Path(path) / f"shard_{s:03d}")
+        return out
 
     @classmethod
-    def load(cls, path: str | Path) -> ShardedEnsemble:  # pragma: no cover
-        raise NotImplementedError("sharded ensembles are not saved yet (benchmark baselines)")
+    def load(cls, path: str | Path) -> ShardedEnsemble:
+        """Read an ensemble written by :meth:`save` (shards bit-exact, aggregator kept)."""
+        from recforget.io import load_model_dir
+        from recforget.models.registry import load_model
+
+        params, manifest, arrays = load_model_dir(path, "sharded")
+        info = params.pop("base")
+        model = cls(base=_base(info["kind"], info["params"]), **params)
+        shards = [load_model(Path(path) / f"shard_{s:03d}") for s in range(manifest["n_shards"])]
+        attention = {
+            k[len("attention_") :]: arrays[k] for k in arrays if k.startswith("attention_")
+        }
+        model.seed_ = int(manifest["seed"])
+        model.shard_seeds_ = [int(x) for x in arrays["shard_seeds"]]
+        model.set_shards(shards, cls._restored_data(arrays), attention=attention or None)
+        model.deletions_ = list(manifest.get("deletions", []))
+        model.forgotten_ = manifest.get("forgotten", {"users": [], "items": []})
+        return model
+
+
+def _kind(model: Recommender) -> str:
+    from recforget.models.als import ALS
+
+    if isinstance(model, ALS):
+        return "als"
+    kind = getattr(model, "kind", None)
+    if kind not in ("ncf", "sharded"):
+        raise ValueError(f"cannot save a {type(model).__name__} base model")
+    return kind
+
+
+def _base(kind: str, params: dict[str, Any]) -> Recommender:
+    if kind == "als":
+        from recforget.models.als import ALS
+
+        return ALS(**params)
+    if kind == "ncf":
+        from recforget.models.ncf import NCF
+
+        return NCF(**params)
+    raise ValueError(f"unknown base model kind {kind!r}")
 
 
 __all__ = ["AGGREGATIONS", "ShardedEnsemble", "shard_seeds", "user_embeddings"]
