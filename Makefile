@@ -6,12 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean lenskit-env
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,bench,parquet,dev,service]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,bench,parquet,dev,service,interop]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -22,8 +22,18 @@ demo: $(STAMP)
 
 # .ci/postgres.sh starts a throw-away PostgreSQL server for the service tests (and installs
 # Debian's postgresql first if it is missing and we are root)
-test: $(STAMP)
+test: $(STAMP) lenskit-env
 	.ci/postgres.sh $(BIN)/python -m pytest -m "not slow and not realdata" -q
+
+# LensKit round-trip tests: LensKit runs in its own interpreter (it pins pandas 2). If this
+# environment cannot be built, those tests skip and say why; nothing else depends on it.
+LK_VENV := .venv-lenskit
+LK_STAMP := $(LK_VENV)/.installed-$(shell cat constraints-lenskit.txt | sha256sum | cut -c1-12)
+lenskit-env:
+	-@test -f $(LK_STAMP) || ( $(PYTHON) -m venv $(LK_VENV) \
+	  && $(LK_VENV)/bin/python -m pip install --quiet -c constraints-lenskit.txt \
+	     lenskit numba click tqdm platformdirs threadpoolctl \
+	  && rm -f $(LK_VENV)/.installed-* && touch $(LK_STAMP) )
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -33,4 +43,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/als_speed.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LK_VENV) .pytest_cache .ruff_cache

@@ -19,6 +19,10 @@ def _register() -> None:
     main.add_command(train.train)
     main.add_command(recommend.recommend)
     main.add_command(info.info)
+    from recforget.cli import interop_export, interop_import
+
+    main.add_command(interop_import.import_model)
+    main.add_command(interop_export.export)
     for name in ("forget", "bench", "demo", "service", "audit"):
         try:
             module = __import__(f"recforget.cli.{name}", fromlist=[name])

@@ -91,6 +91,19 @@ def bench_options(func):
             help="Keep ratings >= threshold as positives (default: every rating).",
         ),
         click.option("--test-fraction", default=0.2, show_default=True),
+        click.option(
+            "--shards",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="Partition baselines (--methods ...,sisa,receraser): number of shards.",
+        ),
+        click.option(
+            "--partition",
+            default=None,
+            help="Partition baselines: user | item | interaction | balanced-user | "
+            "balanced-item | balanced-interaction (default: sisa user, receraser balanced-user).",
+        ),
         click.option("--seed", default=0, show_default=True),
         click.option(
             "--seeds",
@@ -142,6 +155,8 @@ def run_from_options(
     preset=None,
     quiet=False,
     threads=1,
+    shards=10,
+    partition=None,
 ):
     from recforget.evaluate.bench import run_bench
 
@@ -169,6 +184,8 @@ def run_from_options(
         if epochs is not None:
             params["epochs"] = epochs
         options = {}
+    for name in ("sisa", "receraser"):  # partition baselines
+        options[name] = {"shards": shards, **({"partition": partition} if partition else {})}
     if preset is not None:
         from recforget.evaluate.presets import run_preset
 

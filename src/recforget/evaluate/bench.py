@@ -277,6 +277,21 @@ def _run_methods(
     runs, models = [], {}
     for method in methods:
         say(f"running {method} ...")
+        if method in ("sisa", "receraser"):  # partition baselines: their own ensemble model
+            from recforget.evaluate.partition import partition_run
+
+            row, models[method] = partition_run(
+                original,
+                request,
+                method,
+                method_options.get(method, {}),
+                test_after,
+                evaluate,
+                ks,
+                say,
+            )
+            runs.append(row)
+            continue
         result = forget(original, request, method, **method_options.get(method, {}))
         metrics = evaluate(result.model, result.data, test_after, ks=ks)
         runs.append(method_row(method, result.receipt, result.model, request, metrics))

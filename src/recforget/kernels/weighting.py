@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-WEIGHTINGS = ("linear", "log", "bm25")
+WEIGHTINGS = ("linear", "log", "bm25", "confidence")
 
 
 def linear_weight(values: np.ndarray) -> np.ndarray:
@@ -66,7 +66,15 @@ def confidence(
     bm25_b: float = 0.8,
     log_epsilon: float = 1.0,
 ) -> np.ndarray:
-    """Confidence ``c = 1 + alpha * w`` of every stored entry, shape (nnz,), float64."""
+    """Confidence ``c = 1 + alpha * w`` of every stored entry, shape (nnz,), float64.
+
+    ``weighting="confidence"`` is the convention of implicit's ``AlternatingLeastSquares``:
+    the stored values already are confidences, ``c = alpha * |r|`` (no ``1 +``), with
+    preference ``p = 1`` for ``r > 0`` and ``p = 0`` for ``r <= 0`` (a negative value is a
+    confident dislike, a stored 0 a cell whose weight is 0).
+    """
+    if weighting == "confidence":
+        return alpha * np.abs(np.asarray(values, dtype=np.float64))
     if weighting == "linear":
         w = linear_weight(values)
     elif weighting == "log":

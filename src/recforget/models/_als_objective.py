@@ -101,7 +101,7 @@ class ALSObjective:
             reg_i = np.full(data.n_items, float(regularization))
         self.global_mean = 0.0
         if feedback == "implicit":
-            if len(values) and values.min() < 0:
+            if weighting != "confidence" and len(values) and values.min() < 0:
                 raise ValueError(
                     "implicit feedback needs values >= 0 (counts or strengths); "
                     "use feedback='explicit' for ratings that can be negative"

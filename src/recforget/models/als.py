@@ -45,9 +45,10 @@ class ALS(Recommender):
     feedback : {"implicit", "explicit"}
     alpha : float
         Implicit feedback: confidence ``c = 1 + alpha * w(r)``.
-    weighting : {"linear", "log", "bm25"}
+    weighting : {"linear", "log", "bm25", "confidence"}
         Implicit feedback: ``w(r)`` (see :mod:`recforget.kernels.weighting`). BM25 uses global
-        statistics, recomputed from whatever data the objective is built on.
+        statistics, recomputed from whatever data the objective is built on. ``"confidence"``
+        is implicit's convention: ``c = alpha * |r|`` itself (no ``1 +``), ``p = [r > 0]``.
     biases : bool
         Explicit feedback: learn a global mean and user/item biases.
     regularization_scaling : {"none", "frequency"}

@@ -14,6 +14,7 @@ from recforget.models.base import Recommender
 KINDS: dict[str, tuple[str, str]] = {
     "als": ("recforget.models.als", "ALS"),
     "ncf": ("recforget.models.ncf", "NCF"),
+    "sharded": ("recforget.models.sharded", "ShardedEnsemble"),
 }
 
 

@@ -34,6 +34,7 @@ def register(method: str, kind: str) -> Callable[[UnlearnFn], UnlearnFn]:
 _PROVIDERS: dict[str, tuple[str, ...]] = {
     "als": ("recforget.unlearn.als",),
     "ncf": ("recforget.unlearn.ncf",),
+    "sharded": ("recforget.unlearn.sharded",),
 }
 
 
