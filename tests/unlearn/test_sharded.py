@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recforget import ALS, DeletionRequest, forget
-from recforget.data import datasets
+from recforget.data import generators
 from recforget.kernels.partition import balanced_assign, balanced_assign_reference
 from recforget.models._partition import PARTITIONS, partition
 from recforget.models.base import clone
@@ -19,7 +19,7 @@ BASE = ALS(factors=4, iterations=8, regularization=0.5, alpha=5.0)
 
 @pytest.fixture(scope="module")
 def data():
-    return datasets.synthetic(80, 50, rank=3, density=0.2, random_state=0)
+    return generators.synthetic(80, 50, rank=3, density=0.2, random_state=0)
 
 
 def _ensemble(data, partition="user", aggregation="mean", seed=0, shards=4):
@@ -174,7 +174,7 @@ def test_bench_rows_for_partition_baselines():
     from recforget.evaluate.bench import run_bench
 
     result = run_bench(
-        datasets.synthetic(120, 60, rank=3, density=0.15, random_state=0),
+        generators.synthetic(120, 60, rank=3, density=0.15, random_state=0),
         scenario="users:0.05",
         methods=["retrain", "unlearn-als", "sisa", "receraser"],
         model_params={"factors": 8, "iterations": 30, "grad_tol": 1e-2},

@@ -56,7 +56,7 @@ def partition_run(
     say: Callable[[str], None],
 ) -> tuple[dict[str, Any], Recommender]:
     """Fit the ``method`` ensemble on ``original.seen_``, forget ``request``; ``(row, model)``."""
-    from recforget.evaluate.bench import method_row
+    from recforget.evaluate.rows import method_row
 
     options = dict(options)
     ensemble = ensemble_for(

@@ -19,6 +19,22 @@ from typing import Any
 import numpy as np
 
 from recforget.data.interactions import Interactions
+from recforget.models.base import Recommender
+
+
+def user_embeddings(model: Recommender, rows: np.ndarray | None = None) -> np.ndarray:
+    """A shard model's user embeddings (float64): ALS factors or NCF embedding tables."""
+    if hasattr(model, "user_factors_"):
+        E = np.asarray(model.user_factors_, dtype=np.float64)
+    elif hasattr(model, "module_"):
+        import torch
+
+        with torch.no_grad():
+            E = torch.cat([t.weight for t in model.module_.user_embeddings], dim=1)
+            E = E.detach().cpu().double().numpy()
+    else:
+        raise TypeError(f"no user embeddings in a {type(model).__name__}")
+    return E if rows is None else E[rows]
 
 
 def training_triples(
@@ -40,8 +56,6 @@ def training_triples(
 def fit_attention(ensemble: Any, data: Interactions, *, seed: int) -> dict[str, np.ndarray]:
     """Learn ``W, b, h`` for ``ensemble``'s fitted shards on ``data`` (see the module docstring)."""
     import torch
-
-    from recforget.models.sharded import user_embeddings
 
     rng = np.random.default_rng([seed, 0xA77])
     u, i, j = training_triples(data, ensemble.attention_samples, rng)

@@ -30,6 +30,7 @@ import numpy as np
 
 from recforget._rng import resolve_seed
 from recforget.data.interactions import Interactions
+from recforget.models._attention import user_embeddings
 from recforget.models._partition import PARTITIONS, partition
 from recforget.models.base import Recommender, clone
 
@@ -40,21 +41,6 @@ def shard_seeds(seed: int, n_shards: int) -> list[int]:
     """One independent seed per shard, derived from the ensemble's seed."""
     children = np.random.SeedSequence(seed).spawn(n_shards)
     return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
-
-
-def user_embeddings(model: Recommender, rows: np.ndarray | None = None) -> np.ndarray:
-    """A shard model's user embeddings (float64): ALS factors or NCF embedding tables."""
-    if hasattr(model, "user_factors_"):
-        E = np.asarray(model.user_factors_, dtype=np.float64)
-    elif hasattr(model, "module_"):
-        import torch
-
-        with torch.no_grad():
-            E = torch.cat([t.weight for t in model.module_.user_embeddings], dim=1)
-            E = E.detach().cpu().double().numpy()
-    else:
-        raise TypeError(f"no user embeddings in a {type(model).__name__}")
-    return E if rows is None else E[rows]
 
 
 class ShardedEnsemble(Recommender):
@@ -326,4 +312,4 @@ def _base(kind: str, params: dict[str, Any]) -> Recommender:
     raise ValueError(f"unknown base model kind {kind!r}")
 
 
-__all__ = ["AGGREGATIONS", "ShardedEnsemble", "shard_seeds", "user_embeddings"]
+__all__ = ["AGGREGATIONS", "ShardedEnsemble", "shard_seeds"]
