@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,bench,parquet,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,bench,parquet,dev,http]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
