@@ -41,30 +41,36 @@ def recommend(
     if model is None:
         raise ApiError(503, "no model version is loaded yet")
     keys = svc.keys
+    me = keys.subject("user", user)
+    u = model.user_index(user)
     with reader.connect() as conn:
-        if reads.suppressed(conn, [keys.subject("user", user)]):
-            raise ApiError(
-                404,
-                "this user's data was erased on request: the service holds no "
-                "recommendations for them",
-                reason="forgotten",
-            )
-        u = model.user_index(user)
         if u < 0:
+            if reads.suppressed(conn, [me]):
+                raise _forgotten()
             raise ApiError(
                 404, "unknown user: the serving model has no such user", reason="unknown"
             )
-        seen = reads.user_items(conn, user)
-        top, scores = model.recommend(u, k + 16, seen)
+        top, scores = model.recommend(u, k + 16, reads.user_items(conn, user))
         ids = [str(x) for x in model.items.ids[top]]
-        gone = reads.suppressed(conn, [keys.subject("item", i) for i in ids])
+        hashes = {i: keys.subject("item", i) for i in ids}
+        gone = reads.suppressed(conn, [me, *hashes.values()])  # one query for all
+    if me in gone:
+        raise _forgotten()
     out = []
     for item, score in zip(ids, scores.tolist(), strict=True):
-        if keys.subject("item", item) in gone:
+        if hashes[item] in gone:
             continue
         out.append(s.Recommendation(item=item, score=score))
         if len(out) == k:
             break
     return s.Recommendations(
         user=user, k=k, version=model.version_id, generation=model.generation, items=out
+    )
+
+
+def _forgotten() -> ApiError:
+    return ApiError(
+        404,
+        "this user's data was erased on request: the service holds no recommendations for them",
+        reason="forgotten",
     )
