@@ -43,6 +43,14 @@ BACKENDS, fresh_pg_database, drop_pg_database = (
     _core.fresh_pg_database,
     _core.drop_pg_database,
 )
+# for tests whose PostgreSQL run adds little (the logic under test is not the database's)
+SQLITE_THEN_SLOW_PG = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=[pytest.mark.slow, pytest.mark.skipif(not _core.PG_URL, reason=_core.PG_SKIP)],
+    ),
+]
 
 GROUND = "GDPR Art. 17(1)(b)"
 CLI = [sys.executable, "-c", "from recforget.cli import main; main()"]

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -11,7 +12,17 @@ import subprocess
 import threading
 
 import pytest
-from _http_live import CLI, GROUND, drain, fresh_live, httpx, live, wait_for  # noqa: F401
+import sqlalchemy as sa
+from _http_live import (  # noqa: F401
+    CLI,
+    GROUND,
+    SQLITE_THEN_SLOW_PG,
+    drain,
+    fresh_live,
+    httpx,
+    live,
+    wait_for,
+)
 
 RAW_USER = re.compile(r"(?<![0-9a-z])u[0-9]+(?![0-9a-z])")
 UUID0 = "00000000-0000-4000-8000-000000000000"
@@ -84,25 +95,45 @@ def test_every_protected_endpoint_needs_a_token_with_its_scope(live):
     assert 'recforget_deletion_requests{state="RECEIVED"} 0.0' in metrics
 
 
-def test_a_token_revoked_by_the_cli_stops_working_at_once(live):
-    with live.client("other") as c:
-        assert c.get(f"/v1/deletions/{UUID0}").status_code == 404  # valid token: not found
-        subprocess.run(
-            [*CLI, "service", "keys", "revoke", "--home", str(live.home), live.token_ids["other"]],
-            check=True,
-            capture_output=True,
-            env={**os.environ, "RECFORGET_SERVICE_HOME": ""},
-        )
-        assert c.get(f"/v1/deletions/{UUID0}").status_code == 401
-    listed = subprocess.run(
-        [*CLI, "service", "keys", "list", "--home", str(live.home)],
+@pytest.mark.parametrize("live", SQLITE_THEN_SLOW_PG, indirect=True)
+def test_tokens_created_and_revoked_by_the_cli(live):
+    from recforget.service.http import tokens
+
+    env = {**os.environ, "RECFORGET_SERVICE_HOME": ""}
+    home = ["--home", str(live.home)]
+    made = subprocess.run(
+        [*CLI, "service", "keys", "create", *home, "--client", "cli", "--scope", "read", "--json"],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout
-    rows = {r["id"]: r for r in json.loads(listed)}
-    assert rows[live.token_ids["other"]]["revoked_at"] is not None
-    assert "secret" not in listed and live.tokens["admin"].split("_")[2] not in listed
+        env=env,
+    )
+    new = json.loads(made.stdout)
+    assert new["scopes"] == ["read"] and new["token"].startswith(f"rf_{new['id']}_")
+    auth = {"Authorization": f"Bearer {new['token']}"}
+    with httpx.Client(base_url=live.base, headers=auth) as c:
+        assert c.get(f"/v1/deletions/{UUID0}").status_code == 404  # valid token: not found
+        assert c.post("/v1/interactions", json={"interactions": []}).status_code == 403
+        subprocess.run(
+            [*CLI, "service", "keys", "revoke", *home, new["id"]],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+        assert c.get(f"/v1/deletions/{UUID0}").status_code == 401  # at once
+    svc = live.service()
+    try:
+        listed = json.dumps(tokens.listing(svc.engine))
+        rows = {r["id"]: r for r in tokens.listing(svc.engine)}
+        with svc.engine.connect() as conn:
+            stored = conn.execute(sa.select(tokens.api_tokens.c.secret_sha256)).scalars().all()
+    finally:
+        svc.close()
+    assert rows[new["id"]]["revoked_at"] is not None and rows[new["id"]]["client"] == "cli"
+    secret = new["token"].split("_", 2)[2]
+    assert secret not in listed and "secret" not in listed  # only its hash is stored
+    assert hashlib.sha256(secret.encode()).hexdigest() in stored
+    assert not any(secret in x for x in stored)
 
 
 def test_deletion_end_to_end_over_http(live):
@@ -309,6 +340,7 @@ def test_body_limit_holds_with_and_without_content_length(live):
 
 def test_readyz_metrics_and_no_raw_ids(live):
     with live.client("admin") as c:
+        assert c.get("/v1/recommendations/u20").status_code == 200
         deletion(c, "metrics-1", users=["u10"])
         ready = c.get("/readyz")
         body = ready.json()
@@ -336,6 +368,7 @@ def test_readyz_metrics_and_no_raw_ids(live):
         "recforget_deletion_completion_seconds_count",
         "recforget_http_requests_total",
         "recforget_serving_generation",
+        "recforget_worker_heartbeat_age_seconds",
     ):
         assert name in text, name
     completed = re.search(r'recforget_deletion_requests\{state="COMPLETED"\} (\S+)', text)
@@ -349,6 +382,7 @@ def test_readyz_metrics_and_no_raw_ids(live):
     assert not RAW_USER.findall(log), RAW_USER.findall(log)[:5]
 
 
+@pytest.mark.parametrize("fresh_live", SQLITE_THEN_SLOW_PG, indirect=True)
 def test_a_damaged_new_version_is_refused_and_the_old_one_keeps_serving(fresh_live):
     import sqlalchemy as sa
 

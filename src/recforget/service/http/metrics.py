@@ -117,7 +117,10 @@ class Metrics:
         self._loads_seen = holder.loads
         self.model_load_failures.inc(holder.failures - self._failures_seen)
         self._failures_seen = holder.failures
+        from recforget.service.http import reads
+
         q = service.queue()
+        q["heartbeat_at"] = reads.heartbeat(read_conn)["heartbeat_at"]
         extra = CollectorRegistry(auto_describe=True)
         extra.register(_QueueCollector(q))
         return generate_latest(self.registry) + generate_latest(extra)
@@ -150,7 +153,7 @@ class _QueueCollector:
         yield GaugeMetricFamily(
             "recforget_earliest_due_in_seconds",
             "Seconds until the earliest due date of an open request (negative: overdue; "
-            "absent value 0 with no open request)",
+            "0 with none open)",
             value=0.0 if due is None else due,
         )
         frac = 0.0
@@ -161,7 +164,12 @@ class _QueueCollector:
             "Oldest open request's age as a fraction of its time to due (1: due now)",
             value=frac,
         )
-        yield GaugeMetricFamily("recforget_scrape_timestamp_seconds", "", value=time.time())
+        beat = q.get("heartbeat_at")
+        yield GaugeMetricFamily(
+            "recforget_worker_heartbeat_age_seconds",
+            "Seconds since the worker last renewed its lease (-1: never)",
+            value=-1.0 if not beat else time.time() - beat,
+        )
 
 
 __all__ = ["Metrics"]
