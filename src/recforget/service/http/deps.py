@@ -34,9 +34,7 @@ def principal(
     request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)
 ) -> tokens.Principal:
     """The token's principal; 401 without a token or with a bad one."""
-    token = creds.credentials if creds is not None else None
-    if token is None and request.url.path.startswith("/console"):
-        token = request.cookies.get(COOKIE)
+    token = creds.credentials if creds is not None else None  # never a cookie: no CSRF
     if not token:
         raise ApiError(
             401,
