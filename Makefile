@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256s
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,bench,parquet,dev,service,interop]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,bench,parquet,dev,service,http,interop]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -20,9 +20,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/recforget demo
 
-# .ci/postgres.sh starts a throw-away PostgreSQL server for the service tests (and installs
+# The servers and tools the tests use are installed by the test command itself:
+# .ci/chromium.sh installs Debian's chromium for the console's browser test, and
+# .ci/postgres.sh starts a throw-away PostgreSQL server for the service tests (installing
 # Debian's postgresql first if it is missing and we are root)
 test: $(STAMP) lenskit-env
+	bash .ci/chromium.sh
 	.ci/postgres.sh $(BIN)/python -m pytest -m "not slow and not realdata" -q
 
 # LensKit round-trip tests: LensKit runs in its own interpreter (it pins pandas 2). If this

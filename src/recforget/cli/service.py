@@ -294,3 +294,10 @@ def export(home, receipts, out):
     finally:
         if fh is not sys.stdout:
             fh.close()
+
+
+# HTTP commands (serve, keys) live in their own module
+from recforget.cli.service_http import keys, serve  # noqa: E402
+
+service.add_command(serve)
+service.add_command(keys)
