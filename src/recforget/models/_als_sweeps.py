@@ -43,7 +43,7 @@ from recforget.kernels.als_line import (
 from recforget.models._als_objective import ALSObjective, Factors, certificate
 
 ACCELERATIONS = ("ncg", "anderson")
-DEFAULT_ACCELERATION = "ncg"
+DEFAULT_ACCELERATION = "anderson"
 ANDERSON_MEMORY = 5
 
 

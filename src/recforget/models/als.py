@@ -70,7 +70,7 @@ class ALS(Recommender):
         ``"ncg"`` ALS-NCG (nonlinear conjugate gradient preconditioned by the sweep, with an
         exact line search), ``"anderson"`` safeguarded Anderson mixing of the sweeps. Each
         iteration costs one sweep and the objective never increases. ``"auto"`` (default)
-        uses ``"ncg"`` when sweeping to a certificate (``grad_tol``) and plain sweeps for a
+        uses ``"anderson"`` when sweeping to a certificate (``grad_tol``) and plain sweeps for a
         fixed number of iterations, so ``ALS(iterations=15)`` is classic ALS.
     dtype : {"float32", "float64"}
         Factor precision (systems are solved in float64 either way).
