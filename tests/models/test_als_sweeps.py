@@ -199,3 +199,22 @@ def test_line_search_objective_matches_loss_after_deletion():
     G.Y += 0.3 * D[F.X.size :].reshape(F.Y.shape)
     poly = sum(c[p] * 0.3**p for p in range(1, 5))
     assert obj.loss(G) - obj.loss(F) == pytest.approx(poly, rel=1e-9)
+
+
+def test_uncertified_receipt_says_what_was_reached_and_what_to_do():
+    data = planted(60, 40)
+    model = ALS(4, regularization=0.01, iterations=15, random_state=0).fit(data)  # implicit-style
+    request = DeletionRequest(pairs=[(data.users.ids[0], data.items.ids[data.indices[0]])])
+    res = forget(model, request, "unlearn-als", tol=1e-4, max_sweeps=3)
+    r = res.receipt
+    assert r["certified"] is False
+    note = r["convergence"]
+    assert note["reached"] == pytest.approx(r["certificate"]["max_relative"], rel=1e-6)
+    assert note["times_tol"] == pytest.approx(note["reached"] / 1e-4)
+    assert note["sweeps"] == 3 and "NOT certified" in note["advice"]
+    assert "max_sweeps=" in note["advice"]
+    assert note["more_sweeps_estimate"] is not None and note["more_sweeps_estimate"] > 0
+    # the defaults (tolerance 1e-3, accelerated sweeps, 500 at most) certify this model
+    default = forget(model, request)
+    assert default.receipt["certified"] and "convergence" not in default.receipt
+    assert default.receipt["driver"] == "anderson"

@@ -324,3 +324,53 @@ def _copy_into(F: Factors, src: Factors) -> None:
     if F.bu is not None:
         F.bu[:] = src.bu
         F.bi[:] = src.bi
+
+
+def convergence_note(
+    trace: list[dict[str, float]], tol: float, max_sweeps: int, *, option: str = "max_sweeps"
+) -> dict[str, Any] | None:
+    """What an uncertified run reached, how far from ``tol`` it is, and what to do (or ``None``).
+
+    The estimate of the sweeps still needed extrapolates the residual's rate of decrease over
+    the last 20 iterations of ``trace`` (linear convergence, as ALS tails are).
+    """
+    if not trace or trace[-1]["max_relative"] <= tol:
+        return None
+    last = trace[-1]
+    window = trace[-min(len(trace), 20) :]
+    first = window[0]
+    reached = float(last["max_relative"])
+    note: dict[str, Any] = {
+        "reached": reached,
+        "tol": float(tol),
+        "times_tol": reached / tol,
+        "sweeps": int(last["sweep"]),
+        "max_sweeps": int(max_sweeps),
+        "more_sweeps_estimate": None,
+    }
+    # the accelerated residual is not monotone: compare the best of each half of the window
+    half = max(1, len(window) // 2)
+    early = min(p["max_relative"] for p in window[:half])
+    late = min(p["max_relative"] for p in window[half:]) if len(window) > 1 else reached
+    span = (last["sweep"] - first["sweep"]) / 2 if len(window) > 1 else 0
+    rate = np.log(late / early) / span if span > 0 and early > 0 else 0.0
+    if rate < 0:
+        more = int(np.ceil(np.log(tol / reached) / rate))
+        note["more_sweeps_estimate"] = more
+        note["more_seconds_estimate"] = more * (last["seconds"] - first["seconds"]) / (2 * span)
+        todo = (
+            f"about {more} more sweeps should certify it: pass {option}="
+            f"{int(last['sweep']) + 2 * more}, or continue from the returned model with "
+            f"model.sweeps(data, {2 * more}, grad_tol={tol:g})"
+        )
+    else:
+        todo = (
+            "the residual stopped decreasing: below about 1e-5 a float32 model meets its "
+            "rounding floor (use dtype='float64'); otherwise retrain (method='retrain') or "
+            "raise the regularization of the objective"
+        )
+    note["advice"] = (
+        f"NOT certified: max relative residual {reached:.3g} after {int(last['sweep'])} sweeps "
+        f"(the cap), {reached / tol:.3g} times the tolerance {tol:g}; {todo}."
+    )
+    return note

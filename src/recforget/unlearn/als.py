@@ -19,12 +19,13 @@ import numpy as np
 from recforget._threads import single_blas
 from recforget.data.interactions import Removal
 from recforget.models._als_objective import Factors, row_floor
+from recforget.models._als_sweeps import convergence_note
 from recforget.models.als import ALS
 from recforget.models.base import clone
 from recforget.unlearn.registry import register
 
 DEFAULT_TOL = 1e-3
-DEFAULT_MAX_SWEEPS = 200
+DEFAULT_MAX_SWEEPS = 500
 SWITCH_FRACTION = 0.5  # selective hands over to full sweeps when more rows than this are over
 
 
@@ -85,6 +86,7 @@ def retrain(
         rows_solved=new.n_iter_ * n,
         stop_reason=new.stop_reason_,
         driver=new.driver_,
+        **_note(new, tol if tol is not None else model.grad_tol, "max_sweeps"),
     )
 
 
@@ -137,6 +139,7 @@ def unlearn_als(
         rows_solved=new.n_iter_ * n,
         stop_reason=new.stop_reason_,
         driver=new.driver_,
+        **_note(new, tol, "max_sweeps"),
     )
 
 
@@ -147,7 +150,7 @@ def unlearn_als_selective(
     removal: Removal,
     *,
     tol: float | None = None,
-    max_rounds: int = 10 * DEFAULT_MAX_SWEEPS,
+    max_rounds: int = 2000,
     solver: str = "cg",
     touched_first: bool = True,
     accelerate: str | None = "auto",
@@ -239,6 +242,7 @@ def unlearn_als_selective(
         solved_u += new.n_iter_ * new.seen_.n_users
         solved_i += new.n_iter_ * new.seen_.n_items
         info = {"selective_rounds": rounds, "handover_sweeps": new.n_iter_, "driver": driver}
+        info.update(_note(new, tol, "max_sweeps"))
         new.n_iter_ += rounds
     return new, _report(
         new,
@@ -250,6 +254,15 @@ def unlearn_als_selective(
         stop_reason=new.stop_reason_,
         **info,
     )
+
+
+def _note(model: ALS, tol: float | None, option: str) -> dict:
+    """``{"convergence": ...}`` when a certified run stopped at its cap (see convergence_note)."""
+    if tol is None or model.stop_reason_ == "grad_tol":
+        return {}
+    trace = getattr(model, "sweep_trace_", [])
+    note = convergence_note(trace, tol, len(trace), option=option)
+    return {} if note is None else {"convergence": note}
 
 
 def _norms(gb: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
