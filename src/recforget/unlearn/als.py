@@ -27,6 +27,7 @@ from recforget.unlearn.registry import register
 DEFAULT_TOL = 1e-3
 DEFAULT_MAX_SWEEPS = 500
 SWITCH_FRACTION = 0.5  # selective hands over to full sweeps when more rows than this are over
+HANDOVER_ROUNDS = 10  # ... after this many rounds
 
 
 def transplant(model: ALS, removal: Removal) -> ALS:
@@ -155,6 +156,7 @@ def unlearn_als_selective(
     touched_first: bool = True,
     accelerate: str | None = "auto",
     switch_fraction: float = SWITCH_FRACTION,
+    handover_rounds: int = HANDOVER_ROUNDS,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
 ) -> tuple[ALS, dict]:
     """Re-solve only the rows whose gradient exceeds the tolerance, until none does.
@@ -172,11 +174,13 @@ def unlearn_als_selective(
     deletion, not the data set. (Models with biases recompute the gradients each round.)
     The receipt's certificate is then recomputed from scratch, independently of this bookkeeping.
 
-    When the problem is not local (after the first round, more than ``switch_fraction`` of all
-    rows exceed the tolerance, as for a model far from stationary, e.g. trained for a fixed
-    number of iterations), a round costs a full sweep and converges no faster than one, so
-    the method hands over to the accelerated full-sweep driver (``accelerate``, "auto": the
-    model's own; ``None`` never hands over) for at most ``max_sweeps`` iterations.
+    When the problem is not local (after ``handover_rounds`` rounds, more than
+    ``switch_fraction`` of all rows still exceed the tolerance, as for a model far from
+    stationary, e.g. trained for a fixed number of iterations), a round costs a full sweep and
+    converges no faster than one, so the method hands over to the accelerated full-sweep
+    driver (``accelerate``, "auto": the model's own; ``None`` never hands over) for at most
+    ``max_sweeps`` iterations. (A deletion from a certified model also puts many rows just
+    over the tolerance at first; a few rounds clear them, hence the wait.)
     """
     tol = _tol(model, tol)
     solver = _check_solver(solver)
@@ -203,11 +207,8 @@ def unlearn_als_selective(
             if not (first and (len(touched["users"]) or len(touched["items"]))):
                 break
         n_over = len(over["users"]) + len(over["items"])
-        if (
-            not first
-            and driver is not None
-            and n_over > switch_fraction * (F.X.shape[0] + F.Y.shape[0])
-        ):
+        n_rows = F.X.shape[0] + F.Y.shape[0]
+        if driver is not None and rounds >= handover_rounds and n_over > switch_fraction * n_rows:
             handover = True
             break
         rounds += 1
