@@ -92,7 +92,11 @@ class ALS(Recommender):
     loss_history_ : list of float
         Objective after each sweep (when ``tol`` is set or ``track_loss``).
     n_iter_ : int
-    stop_reason_ : {"iterations", "tol"}
+    stop_reason_ : {"iterations", "tol", "grad_tol"}
+    driver_ : {"plain", "ncg", "anderson"}
+        The sweep driver the last fit or ``sweeps`` call used.
+    sweep_trace_ : list of dict
+        With ``grad_tol``: ``{"sweep", "seconds", "max_relative"}`` after every iteration.
     seed_ : int
 
     Examples
