@@ -242,7 +242,9 @@ def unlearn_als_selective(
     new.stop_reason_ = "grad_tol" if rounds < max_rounds else "max_rounds"
     info = {}
     if handover:
+        new.set_params(solver=solver)  # the same row solver as the rounds
         new.sweeps(removal.data, max_sweeps, grad_tol=tol, accelerate=driver, fresh=True)
+        new.set_params(solver=model.solver)
         solved_u += new.n_iter_ * new.seen_.n_users
         solved_i += new.n_iter_ * new.seen_.n_items
         info = {"selective_rounds": rounds, "handover_sweeps": new.n_iter_, "driver": driver}
