@@ -8,7 +8,12 @@ import pytest
 from recforget import ALS, DeletionRequest, Interactions, forget
 from recforget.kernels.als_line import quartic_argmin
 from recforget.models._als_objective import ALSObjective, Factors
-from recforget.models._als_sweeps import check_accelerate, line_coefficients, run_sweeps
+from recforget.models._als_sweeps import (
+    check_accelerate,
+    fast_loss,
+    line_coefficients,
+    run_sweeps,
+)
 
 DRIVERS = ["ncg", "anderson"]
 CONFIGS = [
@@ -66,6 +71,17 @@ def test_line_coefficients_are_the_objective_along_the_line(config):
             G.bi += t * D[off + F.bu.size :]
         poly = c[1] * t + c[2] * t**2 + c[3] * t**3 + c[4] * t**4
         assert obj.loss(G) - base == pytest.approx(poly, rel=1e-9, abs=1e-7 * abs(base))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_fused_loss_is_the_objective(config):
+    data = planted()
+    obj, F = _start(data, config)
+    assert fast_loss(obj, F) == pytest.approx(obj.loss(F), rel=1e-12)
+    F32 = Factors(*(None if a is None else a.astype(np.float32) for a in (F.X, F.Y, F.bu, F.bi)))
+    obj32 = _model(config, dtype="float32").objective(data)
+    # float32 factors: the all-cells and data terms cancel, so the sum is good to ~1e-8
+    assert fast_loss(obj32, F32) == pytest.approx(obj32.loss(F32), rel=1e-7)
 
 
 def test_quartic_argmin_is_the_grid_minimum():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["entry_line_coefficients", "gram_line_coefficients", "quartic_argmin"]
+__all__ = ["entry_line_coefficients", "entry_loss", "gram_line_coefficients", "quartic_argmin"]
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -112,3 +112,28 @@ def quartic_argmin(c: np.ndarray) -> float:
         if f < best_f:
             best_t, best_f = t, f
     return best_t
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _entry_loss(indptr, indices, w, v, X, Y, a0, has_a0):  # pragma: no cover - compiled
+    n = indptr.shape[0] - 1
+    k = X.shape[1]
+    part = np.zeros(n)
+    for r in prange(n):
+        acc = 0.0
+        for e in range(indptr[r], indptr[r + 1]):
+            j = indices[e]
+            s = a0[e] if has_a0 else 0.0
+            for f in range(k):
+                s += np.float64(X[r, f]) * np.float64(Y[j, f])
+            acc += np.float64(w[e]) * s * s - 2.0 * np.float64(v[e]) * s
+        part[r] = acc
+    return part.sum()
+
+
+def entry_loss(indptr, indices, w, v, X, Y, a0=None) -> float:
+    """``sum_e w_e s_e^2 - 2 v_e s_e`` with ``s_e = x_r . y_j (+ a0_e)``, one pass, float64."""
+    if a0 is None:
+        return float(_entry_loss(indptr, indices, w, v, X, Y, np.zeros(1), False))
+    a0 = np.ascontiguousarray(a0, dtype=np.float64)
+    return float(_entry_loss(indptr, indices, w, v, X, Y, a0, True))

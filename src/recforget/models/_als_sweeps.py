@@ -35,8 +35,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from recforget.kernels import als as K
 from recforget.kernels.als_line import (
     entry_line_coefficients,
+    entry_loss,
     gram_line_coefficients,
     quartic_argmin,
 )
@@ -109,6 +111,31 @@ def _gradient(obj: ALSObjective, F: Factors) -> tuple[np.ndarray, dict[str, floa
     return np.concatenate(parts), certificate(norms, rhs)
 
 
+def fast_loss(obj: ALSObjective, F: Factors) -> float:
+    """``obj.loss(F)`` in one fused pass over the entries (the driver's safeguard uses it)."""
+    data, users, items = obj.data, obj.users, obj.items
+    const = getattr(obj, "_sweep_loss_constant", None)
+    if const is None:  # sum_e v_e (implicit: c p) or sum_e r_e^2 (explicit)
+        values = users.v.astype(np.float64)
+        const = (
+            float(values.sum()) if obj.feedback == "implicit" else float(data.values @ data.values)
+        )
+        obj._sweep_loss_constant = const
+    a0 = None
+    if obj.biases:
+        a0 = obj.global_mean + F.bu[data.row_of_entry].astype(np.float64) + F.bi[data.indices]
+    total = entry_loss(data.indptr, data.indices, users.w, users.v, F.X, F.Y, a0) + const
+    if obj.feedback == "implicit":
+        total += float(np.sum(K.gram(F.X) * K.gram(F.Y)))
+    X64, Y64 = F.X.astype(np.float64), F.Y.astype(np.float64)
+    total += float(users.reg @ np.einsum("ij,ij->i", X64, X64))
+    total += float(items.reg @ np.einsum("ij,ij->i", Y64, Y64))
+    if obj.biases:
+        total += float(users.reg @ F.bu.astype(np.float64) ** 2)
+        total += float(items.reg @ F.bi.astype(np.float64) ** 2)
+    return total
+
+
 def line_coefficients(obj: ALSObjective, F: Factors, direction: np.ndarray) -> np.ndarray:
     """``[0, c1, .., c4]``: ``L(F + t D) - L(F)`` as a polynomial in ``t`` (float64)."""
     P, Q, dbu, dbi = _split(direction, F)
@@ -179,13 +206,14 @@ def run_sweeps(
     run = SweepRun()
     track = tol is not None or track_loss or accelerate is not None
     start = time.perf_counter()
-    prev = obj.loss(F) if (tol is not None or accelerate is not None) else None
+    loss_of = fast_loss if accelerate is not None else ALSObjective.loss
+    prev = loss_of(obj, F) if (tol is not None or accelerate is not None) else None
     state = _NCG() if accelerate == "ncg" else _Anderson() if accelerate == "anderson" else None
     bar = tqdm(range(n), desc="ALS", disable=not progress, leave=False)
     for _ in bar:
         if state is None or run.sweeps == 0:
             _sweep(obj, F, solver, cg_steps)
-            loss = obj.loss(F) if track else None
+            loss = loss_of(obj, F) if track else None
             if state is not None:
                 state.reset(obj, F, loss)
         else:
@@ -228,7 +256,7 @@ class _NCG:
     """ALS-NCG state: the previous gradient, preconditioned gradient and direction."""
 
     def reset(self, obj: ALSObjective, F: Factors, loss: float | None) -> None:
-        self.loss = obj.loss(F) if loss is None else loss
+        self.loss = fast_loss(obj, F) if loss is None else loss
         self.g, self.cert = _gradient(obj, F)
         self.gt = self.p = None
 
@@ -251,11 +279,11 @@ class _NCG:
         t = quartic_argmin(line_coefficients(obj, F, p))
         cand = F.copy()
         _unpack(x + t * p, cand)
-        cand_loss = obj.loss(cand)
+        cand_loss = fast_loss(obj, cand)
         if t > 0 and cand_loss <= self.loss:
             run.accepted += 1
         else:  # safeguard: the plain sweep's output, memory cleared
-            cand, cand_loss, p = bar, obj.loss(bar), None
+            cand, cand_loss, p = bar, fast_loss(obj, bar), None
             run.fallbacks += 1
         _copy_into(F, cand)
         self.loss = cand_loss
@@ -271,7 +299,7 @@ class _Anderson:
         self.memory = memory
 
     def reset(self, obj: ALSObjective, F: Factors, loss: float | None) -> None:
-        self.loss = obj.loss(F) if loss is None else loss
+        self.loss = fast_loss(obj, F) if loss is None else loss
         self.dF: list[np.ndarray] = []
         self.dG: list[np.ndarray] = []
         self.last: tuple[np.ndarray, np.ndarray] | None = None
@@ -294,10 +322,13 @@ class _Anderson:
         self.last = (f, gx)
         chosen, chosen_loss = bar, None
         if self.dF:
-            gamma = _lstsq(np.stack(self.dF, axis=1), f)
+            gamma = _lstsq(self.dF, f)
+            mixed = gx.copy()
+            for g, d in zip(gamma, self.dG, strict=True):
+                mixed -= g * d
             cand = F.copy()
-            _unpack(gx - np.stack(self.dG, axis=1) @ gamma, cand)
-            cand_loss = obj.loss(cand)
+            _unpack(mixed, cand)
+            cand_loss = fast_loss(obj, cand)
             if np.isfinite(cand_loss) and cand_loss <= self.loss:
                 chosen, chosen_loss = cand, cand_loss
                 run.accepted += 1
@@ -305,17 +336,24 @@ class _Anderson:
                 self.dF, self.dG = [], []
                 run.fallbacks += 1
         if chosen_loss is None:
-            chosen_loss = obj.loss(bar)
+            chosen_loss = fast_loss(obj, bar)
         _copy_into(F, chosen)
         self.loss = chosen_loss
         return chosen_loss
 
 
-def _lstsq(A: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``argmin ||A g - b||`` by the normal equations, lightly regularised (m is small)."""
-    M = A.T @ A
+def _lstsq(columns: list[np.ndarray], b: np.ndarray) -> np.ndarray:
+    """``argmin ||A g - b||`` for ``A = [columns]``, by the normal equations (m is small).
+
+    Lightly regularised; built from dot products, so the columns are never stacked.
+    """
+    m = len(columns)
+    M = np.empty((m, m))
+    for i in range(m):
+        for j in range(i, m):
+            M[i, j] = M[j, i] = float(columns[i] @ columns[j])
     M[np.diag_indices_from(M)] += 1e-10 * max(float(np.trace(M)), 1e-300)
-    return np.linalg.solve(M, A.T @ b)
+    return np.linalg.solve(M, np.array([float(c @ b) for c in columns]))
 
 
 def _copy_into(F: Factors, src: Factors) -> None:
