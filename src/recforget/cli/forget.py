@@ -84,4 +84,6 @@ def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receip
             f"stationarity: max relative residual {c['max_relative']:.3g} "
             f"(tol {c['tol']}) -> {status}"
         )
+        if r.get("convergence"):
+            click.echo(r["convergence"]["advice"])
     click.echo(f"model saved to {out_dir}, receipt {receipt_file}")

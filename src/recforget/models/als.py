@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from recforget._rng import check_random_state, resolve_seed
 from recforget._threads import one_blas_thread, single_blas
@@ -15,6 +14,7 @@ from recforget.data.interactions import Interactions
 from recforget.io import load_model_dir, save_model_dir
 from recforget.kernels.weighting import WEIGHTINGS
 from recforget.models._als_objective import ALSObjective, Factors
+from recforget.models._als_sweeps import DEFAULT_ACCELERATION, check_accelerate, run_sweeps
 from recforget.models._certificate import certified
 from recforget.models.base import Recommender
 
@@ -68,6 +68,13 @@ class ALS(Recommender):
     solver : {"cholesky", "cg"}
         Exact per-row Cholesky solve, or ``cg_steps`` warm-started conjugate-gradient steps.
     cg_steps : int
+    accelerate : {"auto", "ncg", "anderson", None}
+        Sweep driver (:mod:`recforget.models._als_sweeps`): ``None`` runs plain ALS sweeps,
+        ``"ncg"`` ALS-NCG (nonlinear conjugate gradient preconditioned by the sweep, with an
+        exact line search), ``"anderson"`` safeguarded Anderson mixing of the sweeps. Each
+        iteration costs one sweep and the objective never increases. ``"auto"`` (default)
+        uses ``"anderson"`` when sweeping to a certificate (``grad_tol``) and plain sweeps for a
+        fixed number of iterations, so ``ALS(iterations=15)`` is classic ALS.
     dtype : {"float32", "float64"}
         Factor precision (systems are solved in float64 either way).
     bm25_k1, bm25_b, log_epsilon : float
@@ -88,7 +95,11 @@ class ALS(Recommender):
     loss_history_ : list of float
         Objective after each sweep (when ``tol`` is set or ``track_loss``).
     n_iter_ : int
-    stop_reason_ : {"iterations", "tol"}
+    stop_reason_ : {"iterations", "tol", "grad_tol"}
+    driver_ : {"plain", "ncg", "anderson"}
+        The sweep driver the last fit or ``sweeps`` call used.
+    sweep_trace_ : list of dict
+        With ``grad_tol``: ``{"sweep", "seconds", "max_relative"}`` after every iteration.
     seed_ : int
 
     Examples
@@ -115,6 +126,7 @@ class ALS(Recommender):
         grad_tol: float | None = None,
         solver: str = "cholesky",
         cg_steps: int = 3,
+        accelerate: str | None = "auto",
         dtype: str = "float32",
         bm25_k1: float = 100.0,
         bm25_b: float = 0.8,
@@ -135,6 +147,7 @@ class ALS(Recommender):
         self.grad_tol = grad_tol
         self.solver = solver
         self.cg_steps = cg_steps
+        self.accelerate = accelerate
         self.dtype = dtype
         self.bm25_k1 = bm25_k1
         self.bm25_b = bm25_b
@@ -162,6 +175,8 @@ class ALS(Recommender):
             value = getattr(self, name)
             if value is not None and not (np.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be None or a positive number, got {value!r}")
+        if self.accelerate != "auto":
+            check_accelerate(self.accelerate)
         if self.feedback == "explicit" and self.regularization == 0:
             raise ValueError("explicit feedback needs regularization > 0 (rows may be singular)")
 
@@ -214,56 +229,56 @@ class ALS(Recommender):
         tol: float | None = None,
         grad_tol: float | None = None,
         fresh: bool = False,
+        accelerate: str | None = "auto",
     ) -> ALS:
         """Run up to ``n`` ALS sweeps on ``interactions`` starting from the current factors.
 
         Used by ``fit`` (from random factors) and by warm-start unlearning. The data must share
-        the model's vocabularies. Sets ``n_iter_``, ``stop_reason_``, ``loss_history_`` and,
-        with ``grad_tol``, ``certificate_`` (the last stationarity check).
+        the model's vocabularies. ``accelerate`` overrides the model's driver for this call
+        (``"auto"``: the model's ``accelerate`` parameter). Sets ``n_iter_``, ``stop_reason_``,
+        ``loss_history_``, ``sweep_trace_`` and, with ``grad_tol``, ``certificate_`` (the last
+        stationarity check).
         """
         self._check_fitted()
         self._check_vocab(interactions)
+        driver = self._driver(accelerate, grad_tol)
         obj = self.objective(interactions)
         F = self._factors()
-        track = tol is not None or self.track_loss
-        history: list[float] = []
-        prev = obj.loss(F) if tol is not None else None
-        reason = "iterations"
-        done = 0
         start = time.perf_counter()
         with one_blas_thread():
-            bar = tqdm(range(n), desc="ALS", disable=not self.show_progress, leave=False)
-            for _ in bar:
-                # users with items fixed, then items with users fixed
-                obj.solve("users", F, solver=self.solver, cg_steps=self.cg_steps)
-                obj.solve("items", F, solver=self.solver, cg_steps=self.cg_steps)
-                done += 1
-                if track:
-                    loss = obj.loss(F)
-                    history.append(loss)
-                    bar.set_postfix(loss=f"{loss:.5g}")
-                    if tol is not None and prev is not None:
-                        if prev - loss <= tol * abs(prev):
-                            reason = "tol"
-                            break
-                        prev = loss
-                if grad_tol is not None:
-                    cert = obj.stationarity(F)
-                    self.certificate_ = cert
-                    bar.set_postfix(residual=f"{cert['max_relative']:.3g}")
-                    if certified(cert, grad_tol):
-                        reason = "grad_tol"
-                        break
+            run = run_sweeps(
+                obj,
+                F,
+                n,
+                solver=self.solver,
+                cg_steps=self.cg_steps,
+                tol=tol,
+                grad_tol=grad_tol,
+                accelerate=driver,
+                track_loss=self.track_loss,
+                progress=self.show_progress,
+            )
+        if run.certificate is not None:
+            self.certificate_ = run.certificate
         self._set_state(F, interactions)
-        self.n_iter_ = done
-        self.stop_reason_ = reason
+        self.n_iter_ = run.sweeps
+        self.stop_reason_ = run.reason
+        self.driver_ = driver or "plain"
+        self.sweep_trace_ = run.trace
         self.loss_history_ = (
-            history
+            run.history
             if fresh or not hasattr(self, "loss_history_")
-            else (self.loss_history_ + history)
+            else (self.loss_history_ + run.history)
         )
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def _driver(self, accelerate: str | None, grad_tol: float | None) -> str | None:
+        """The sweep driver for one call: ``accelerate`` unless "auto", else the model's."""
+        choice = self.accelerate if accelerate == "auto" else accelerate
+        if choice == "auto":
+            return DEFAULT_ACCELERATION if grad_tol is not None else None
+        return check_accelerate(choice)
 
     @classmethod
     def from_factors(

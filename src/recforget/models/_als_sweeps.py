@@ -1,0 +1,415 @@
+"""The ALS sweep driver: plain sweeps, or sweeps accelerated by ALS-NCG or Anderson mixing.
+
+One driver serves every full-sweep path (``ALS.fit``, warm-start sweeps, the retrain oracle,
+Unlearn-ALS), for implicit and explicit feedback and both row solvers: each iteration is one
+ALS sweep with the row kernels of :mod:`recforget.kernels.als` (users with items fixed, then
+items with users fixed), followed by a cheap correction:
+
+``"ncg"``
+    ALS-NCG (Winlaw, Hynes, Caterini, De Sterck, arXiv 1508.03110): nonlinear conjugate
+    gradient on the joint objective with the ALS sweep as preconditioner. The preconditioned
+    gradient is ``x - ALS(x)``; directions are combined by the Polak-Ribiere rule (restarted
+    when negative or not a descent direction), and the step is the exact minimiser of the
+    objective along the direction, a quartic whose coefficients cost one pass over the data
+    (:mod:`recforget.kernels.als_line`).
+``"anderson"``
+    Anderson acceleration (type II, memory ``m``) of the sweep's fixed point ``x = ALS(x)``:
+    the next point mixes the last ``m`` sweep outputs with least-squares weights that minimise
+    the linearised residual.
+
+Both are safeguarded: a candidate is accepted only if its objective, computed from scratch, is
+no higher than the current point's; otherwise the plain sweep's output is taken and the memory
+cleared. The plain sweep never raises the
+objective (each row solve minimises its own ridge problem), so the objective never increases
+whatever the driver. The first iteration is always a plain sweep, so that every row is
+re-solved at least once on the data the objective stands on, as with plain sweeps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from recforget.kernels import als as K
+from recforget.kernels.als_line import (
+    entry_line_coefficients,
+    entry_loss,
+    gram_line_coefficients,
+    quartic_argmin,
+)
+from recforget.models._als_objective import ALSObjective, Factors
+from recforget.models._certificate import certificate, certified
+
+ACCELERATIONS = ("ncg", "anderson")
+DEFAULT_ACCELERATION = "anderson"
+ANDERSON_MEMORY = 5
+
+
+@dataclass
+class SweepRun:
+    """What :func:`run_sweeps` did: sweeps, why it stopped, and its trace."""
+
+    sweeps: int = 0
+    reason: str = "iterations"
+    history: list[float] = field(default_factory=list)
+    certificate: dict[str, float] | None = None
+    trace: list[dict[str, float]] = field(default_factory=list)
+    accepted: int = 0  # accelerated steps kept
+    fallbacks: int = 0  # accelerated steps refused by the safeguard (plain sweep taken)
+
+
+def check_accelerate(accelerate: str | None) -> str | None:
+    """Validate a driver name: ``None`` (plain sweeps), "ncg" or "anderson"."""
+    if accelerate is not None and accelerate not in ACCELERATIONS:
+        raise ValueError(f"accelerate must be None, 'ncg' or 'anderson', got {accelerate!r}")
+    return accelerate
+
+
+# ---------------------------------------------------------------------- flat views
+def _pack(F: Factors) -> np.ndarray:
+    parts = [F.X.ravel(), F.Y.ravel()]
+    if F.bu is not None:
+        parts += [F.bu, F.bi]
+    return np.concatenate([np.asarray(p, dtype=np.float64) for p in parts])
+
+
+def _unpack(vec: np.ndarray, F: Factors) -> None:
+    """Write ``vec`` into ``F``'s arrays (cast to their dtype)."""
+    nx, ny = F.X.size, F.Y.size
+    F.X[:] = vec[:nx].reshape(F.X.shape)
+    F.Y[:] = vec[nx : nx + ny].reshape(F.Y.shape)
+    if F.bu is not None:
+        nu = F.bu.size
+        F.bu[:] = vec[nx + ny : nx + ny + nu]
+        F.bi[:] = vec[nx + ny + nu :]
+
+
+def _split(vec: np.ndarray, F: Factors) -> tuple[np.ndarray, ...]:
+    nx, ny = F.X.size, F.Y.size
+    P = vec[:nx].reshape(F.X.shape)
+    Q = vec[nx : nx + ny].reshape(F.Y.shape)
+    if F.bu is None:
+        return P, Q, None, None
+    nu = F.bu.size
+    return P, Q, vec[nx + ny : nx + ny + nu], vec[nx + ny + nu :]
+
+
+def _gradient(obj: ALSObjective, F: Factors) -> tuple[np.ndarray, dict[str, float]]:
+    """The joint gradient (flat, float64) and the stationarity certificate it gives."""
+    gu, bu = obj.gradients("users", F)
+    gi, bi = obj.gradients("items", F)
+    k = F.X.shape[1]
+    parts = [gu[:, :k].ravel(), gi[:, :k].ravel()]
+    if F.bu is not None:
+        parts += [gu[:, k], gi[:, k]]
+    norms = np.sqrt(np.concatenate([np.einsum("ij,ij->i", gu, gu), np.einsum("ij,ij->i", gi, gi)]))
+    rhs = np.sqrt(np.concatenate([np.einsum("ij,ij->i", bu, bu), np.einsum("ij,ij->i", bi, bi)]))
+    return np.concatenate(parts), certificate(norms, rhs)
+
+
+def fast_loss(obj: ALSObjective, F: Factors) -> float:
+    """``obj.loss(F)`` in one fused pass over the entries (the driver's safeguard uses it)."""
+    data, users, items = obj.data, obj.users, obj.items
+    const = getattr(obj, "_sweep_loss_constant", None)
+    if const is None:  # sum_e v_e (implicit: c p) or sum_e r_e^2 (explicit)
+        values = users.v.astype(np.float64)
+        const = (
+            float(values.sum()) if obj.feedback == "implicit" else float(data.values @ data.values)
+        )
+        obj._sweep_loss_constant = const
+    a0 = None
+    if obj.biases:
+        a0 = obj.global_mean + F.bu[data.row_of_entry].astype(np.float64) + F.bi[data.indices]
+    total = entry_loss(data.indptr, data.indices, users.w, users.v, F.X, F.Y, a0) + const
+    if obj.feedback == "implicit":
+        total += float(np.sum(K.gram(F.X) * K.gram(F.Y)))
+    X64, Y64 = F.X.astype(np.float64), F.Y.astype(np.float64)
+    total += float(users.reg @ np.einsum("ij,ij->i", X64, X64))
+    total += float(items.reg @ np.einsum("ij,ij->i", Y64, Y64))
+    if obj.biases:
+        total += float(users.reg @ F.bu.astype(np.float64) ** 2)
+        total += float(items.reg @ F.bi.astype(np.float64) ** 2)
+    return total
+
+
+def line_coefficients(obj: ALSObjective, F: Factors, direction: np.ndarray) -> np.ndarray:
+    """``[0, c1, .., c4]``: ``L(F + t D) - L(F)`` as a polynomial in ``t`` (float64)."""
+    P, Q, dbu, dbi = _split(direction, F)
+    data, users, items = obj.data, obj.users, obj.items
+    a0 = b0 = None
+    if obj.biases:
+        rows, cols = data.row_of_entry, data.indices
+        a0 = obj.global_mean + F.bu[rows].astype(np.float64) + F.bi[cols]
+        b0 = dbu[rows] + dbi[cols]
+    c = entry_line_coefficients(data.indptr, data.indices, users.w, users.v, F.X, F.Y, P, Q, a0, b0)
+    if obj.feedback == "implicit":
+        c = c + gram_line_coefficients(F.X, F.Y, P, Q)
+    X64, Y64 = F.X.astype(np.float64), F.Y.astype(np.float64)
+    c[1] += 2.0 * float(users.reg @ np.einsum("ij,ij->i", X64, P))
+    c[1] += 2.0 * float(items.reg @ np.einsum("ij,ij->i", Y64, Q))
+    c[2] += float(users.reg @ np.einsum("ij,ij->i", P, P) + items.reg @ np.einsum("ij,ij->i", Q, Q))
+    if obj.biases:
+        c[1] += 2.0 * float(users.reg @ (F.bu * dbu) + items.reg @ (F.bi * dbi))
+        c[2] += float(users.reg @ dbu**2 + items.reg @ dbi**2)
+    return c
+
+
+# ---------------------------------------------------------------------- the driver
+def run_sweeps(
+    obj: ALSObjective,
+    F: Factors,
+    n: int,
+    *,
+    solver: str = "cholesky",
+    cg_steps: int = 3,
+    tol: float | None = None,
+    grad_tol: float | None = None,
+    accelerate: str | None = None,
+    track_loss: bool = False,
+    progress: bool = False,
+    on_step: Callable[[Factors, dict[str, Any]], None] | None = None,
+) -> SweepRun:
+    """Run up to ``n`` sweep iterations on ``obj`` from ``F`` (updated in place).
+
+    Parameters
+    ----------
+    obj : ALSObjective
+        The objective to minimise (built on the data the model will stand on).
+    F : Factors
+        Start point, overwritten by the result.
+    n : int
+        Maximum number of iterations; each costs one ALS sweep.
+    solver, cg_steps
+        Row solver of the sweeps ("cholesky" or "cg").
+    tol : float or None
+        Stop when an iteration lowers the objective by at most ``tol`` relative to its value.
+    grad_tol : float or None
+        Stop when the stationarity certificate's ``max_relative`` is at most ``grad_tol``.
+    accelerate : {None, "ncg", "anderson"}
+        ``None`` runs plain sweeps.
+    track_loss : bool
+        Record the objective after each iteration in ``history`` (also done with ``tol``).
+    on_step : callable or None
+        Called as ``on_step(F, info)`` after every iteration with the accepted point.
+
+    Returns
+    -------
+    SweepRun
+        ``trace`` holds ``{"sweep", "seconds", "max_relative"}`` after each iteration when
+        ``grad_tol`` is set (``seconds`` since the start, certificate included).
+    """
+    check_accelerate(accelerate)
+    run = SweepRun()
+    track = tol is not None or track_loss or accelerate is not None
+    start = time.perf_counter()
+    loss_of = fast_loss if accelerate is not None else ALSObjective.loss
+    prev = loss_of(obj, F) if (tol is not None or accelerate is not None) else None
+    state = _NCG() if accelerate == "ncg" else _Anderson() if accelerate == "anderson" else None
+    bar = tqdm(range(n), desc="ALS", disable=not progress, leave=False)
+    for _ in bar:
+        if state is None or run.sweeps == 0:
+            _sweep(obj, F, solver, cg_steps)
+            loss = loss_of(obj, F) if track else None
+            if state is not None:
+                state.reset(obj, F, loss)
+        else:
+            loss = state.step(obj, F, solver, cg_steps, run)
+        run.sweeps += 1
+        if loss is not None and (tol is not None or track_loss):
+            run.history.append(loss)
+            bar.set_postfix(loss=f"{loss:.5g}")
+        if on_step is not None:
+            on_step(F, {"sweep": run.sweeps, "loss": loss})
+        if tol is not None and prev is not None and loss is not None:
+            if prev - loss <= tol * abs(prev):
+                run.reason = "tol"
+                break
+        prev = loss if loss is not None else prev
+        if grad_tol is not None:
+            cert = state.certificate(obj, F) if state is not None else obj.stationarity(F)
+            run.certificate = cert
+            run.trace.append(
+                {
+                    "sweep": run.sweeps,
+                    "seconds": time.perf_counter() - start,
+                    "max_relative": cert["max_relative"],
+                }
+            )
+            bar.set_postfix(residual=f"{cert['max_relative']:.3g}")
+            if certified(cert, grad_tol):
+                run.reason = "grad_tol"
+                break
+    return run
+
+
+def _sweep(obj: ALSObjective, F: Factors, solver: str, cg_steps: int) -> None:
+    # users with items fixed, then items with users fixed
+    obj.solve("users", F, solver=solver, cg_steps=cg_steps)
+    obj.solve("items", F, solver=solver, cg_steps=cg_steps)
+
+
+class _NCG:
+    """ALS-NCG state: the previous gradient, preconditioned gradient and direction."""
+
+    def reset(self, obj: ALSObjective, F: Factors, loss: float | None) -> None:
+        self.loss = fast_loss(obj, F) if loss is None else loss
+        self.g, self.cert = _gradient(obj, F)
+        self.gt = self.p = None
+
+    def certificate(self, obj: ALSObjective, F: Factors) -> dict[str, float]:
+        return self.cert
+
+    def step(self, obj: ALSObjective, F: Factors, solver: str, cg_steps: int, run: SweepRun):
+        x = _pack(F)
+        bar = F.copy()
+        _sweep(obj, bar, solver, cg_steps)
+        xbar = _pack(bar)
+        gt = x - xbar  # the ALS-preconditioned gradient
+        if self.p is None:
+            p = -gt
+        else:
+            beta = float(gt @ (self.g - self.g_prev)) / float(self.g_prev @ self.gt)
+            p = -gt + max(beta, 0.0) * self.p
+            if not float(self.g @ p) < 0:  # not a descent direction: restart
+                p = -gt
+        t = quartic_argmin(line_coefficients(obj, F, p))
+        cand = F.copy()
+        _unpack(x + t * p, cand)
+        cand_loss = fast_loss(obj, cand)
+        if t > 0 and cand_loss <= self.loss:
+            run.accepted += 1
+        else:  # safeguard: the plain sweep's output, memory cleared
+            cand, cand_loss, p = bar, fast_loss(obj, bar), None
+            run.fallbacks += 1
+        _copy_into(F, cand)
+        self.loss = cand_loss
+        self.g_prev, self.gt, self.p = self.g, gt, p
+        self.g, self.cert = _gradient(obj, F)
+        return cand_loss
+
+
+class _Anderson:
+    """Anderson mixing of the sweep map's last ``ANDERSON_MEMORY`` outputs."""
+
+    def __init__(self, memory: int = ANDERSON_MEMORY) -> None:
+        self.memory = memory
+
+    def reset(self, obj: ALSObjective, F: Factors, loss: float | None) -> None:
+        self.loss = fast_loss(obj, F) if loss is None else loss
+        self.dF: list[np.ndarray] = []
+        self.dG: list[np.ndarray] = []
+        self.last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def certificate(self, obj: ALSObjective, F: Factors) -> dict[str, float]:
+        return obj.stationarity(F)
+
+    def step(self, obj: ALSObjective, F: Factors, solver: str, cg_steps: int, run: SweepRun):
+        x = _pack(F)
+        bar = F.copy()
+        _sweep(obj, bar, solver, cg_steps)
+        gx = _pack(bar)
+        f = gx - x
+        if self.last is not None:
+            self.dF.append(f - self.last[0])
+            self.dG.append(gx - self.last[1])
+            if len(self.dF) > self.memory:
+                self.dF.pop(0)
+                self.dG.pop(0)
+        self.last = (f, gx)
+        chosen, chosen_loss = bar, None
+        if self.dF:
+            gamma = _lstsq(self.dF, f)
+            mixed = gx.copy()
+            for g, d in zip(gamma, self.dG, strict=True):
+                mixed -= g * d
+            cand = F.copy()
+            _unpack(mixed, cand)
+            cand_loss = fast_loss(obj, cand)
+            if np.isfinite(cand_loss) and cand_loss <= self.loss:
+                chosen, chosen_loss = cand, cand_loss
+                run.accepted += 1
+            else:  # safeguard: keep the plain sweep, restart the memory
+                self.dF, self.dG = [], []
+                run.fallbacks += 1
+        if chosen_loss is None:
+            chosen_loss = fast_loss(obj, bar)
+        _copy_into(F, chosen)
+        self.loss = chosen_loss
+        return chosen_loss
+
+
+def _lstsq(columns: list[np.ndarray], b: np.ndarray) -> np.ndarray:
+    """``argmin ||A g - b||`` for ``A = [columns]``, by the normal equations (m is small).
+
+    Lightly regularised; built from dot products, so the columns are never stacked.
+    """
+    m = len(columns)
+    M = np.empty((m, m))
+    for i in range(m):
+        for j in range(i, m):
+            M[i, j] = M[j, i] = float(columns[i] @ columns[j])
+    M[np.diag_indices_from(M)] += 1e-10 * max(float(np.trace(M)), 1e-300)
+    return np.linalg.solve(M, np.array([float(c @ b) for c in columns]))
+
+
+def _copy_into(F: Factors, src: Factors) -> None:
+    F.X[:] = src.X
+    F.Y[:] = src.Y
+    if F.bu is not None:
+        F.bu[:] = src.bu
+        F.bi[:] = src.bi
+
+
+def convergence_note(
+    trace: list[dict[str, float]], tol: float, max_sweeps: int, *, option: str = "max_sweeps"
+) -> dict[str, Any] | None:
+    """What an uncertified run reached, how far from ``tol`` it is, and what to do (or ``None``).
+
+    The estimate of the sweeps still needed extrapolates the residual's rate of decrease over
+    the last 20 iterations of ``trace`` (linear convergence, as ALS tails are).
+    """
+    if not trace or trace[-1]["max_relative"] <= tol:
+        return None
+    last = trace[-1]
+    window = trace[-min(len(trace), 20) :]
+    first = window[0]
+    reached = float(last["max_relative"])
+    note: dict[str, Any] = {
+        "reached": reached,
+        "tol": float(tol),
+        "times_tol": reached / tol,
+        "sweeps": int(last["sweep"]),
+        "max_sweeps": int(max_sweeps),
+        "more_sweeps_estimate": None,
+    }
+    # the accelerated residual is not monotone: compare the best of each half of the window
+    half = max(1, len(window) // 2)
+    early = min(p["max_relative"] for p in window[:half])
+    late = min(p["max_relative"] for p in window[half:]) if len(window) > 1 else reached
+    span = (last["sweep"] - first["sweep"]) / 2 if len(window) > 1 else 0
+    rate = np.log(late / early) / span if span > 0 and early > 0 else 0.0
+    if rate < 0:
+        more = int(np.ceil(np.log(tol / reached) / rate))
+        note["more_sweeps_estimate"] = more
+        note["more_seconds_estimate"] = more * (last["seconds"] - first["seconds"]) / (2 * span)
+        todo = (
+            f"about {more} more sweeps should certify it: pass {option}="
+            f"{int(last['sweep']) + 2 * more}, or continue from the returned model with "
+            f"model.sweeps(data, {2 * more}, grad_tol={tol:g})"
+        )
+    else:
+        todo = (
+            "the residual stopped decreasing: below about 1e-5 a float32 model meets its "
+            "rounding floor (use dtype='float64'); otherwise retrain (method='retrain') or "
+            "raise the regularization of the objective"
+        )
+    note["advice"] = (
+        f"NOT certified: max relative residual {reached:.3g} after {int(last['sweep'])} sweeps "
+        f"(the cap), {reached / tol:.3g} times the tolerance {tol:g}; {todo}."
+    )
+    return note

@@ -1,0 +1,236 @@
+"""The accelerated sweep driver: line search, monotonicity, same stationary point as plain ALS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recforget import ALS, DeletionRequest, Interactions, forget
+from recforget.kernels.als_line import quartic_argmin
+from recforget.models._als_objective import ALSObjective, Factors
+from recforget.models._als_sweeps import (
+    check_accelerate,
+    fast_loss,
+    line_coefficients,
+    run_sweeps,
+)
+
+DRIVERS = ["ncg", "anderson"]
+CONFIGS = [
+    {"feedback": "implicit", "regularization": 0.5, "alpha": 5.0},
+    {"feedback": "explicit", "regularization": 0.5},
+    {"feedback": "explicit", "regularization": 0.5, "biases": True},
+]
+CONFIG_IDS = ["implicit", "explicit", "explicit-biases"]
+
+
+def planted(m: int = 40, n: int = 30, rank: int = 4, density: float = 0.5, seed: int = 3):
+    """Ratings 1..5 from a planted rank-``rank`` model on a random support."""
+    r = np.random.default_rng(seed)
+    S = r.standard_normal((m, rank)) @ r.standard_normal((rank, n))
+    R = np.clip(np.round(3 + S), 1, 5) * (r.random((m, n)) < density)
+    R[np.arange(m), r.integers(0, n, m)] = 3.0  # every user has an entry
+    return Interactions.from_csr(R)
+
+
+def _model(config, **kw) -> ALS:
+    params = {"factors": 4, "dtype": "float64", "random_state": 0, **config, **kw}
+    return ALS(**params)
+
+
+def _start(data: Interactions, config, seed: int = 1):
+    obj = _model(config).objective(data)
+    r = np.random.default_rng(seed)
+    biased = config.get("biases", False)
+    F = Factors(
+        r.standard_normal((data.n_users, 4)) * 0.5,
+        r.standard_normal((data.n_items, 4)) * 0.5,
+        r.standard_normal(data.n_users) * 0.1 if biased else None,
+        r.standard_normal(data.n_items) * 0.1 if biased else None,
+    )
+    return obj, F
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_line_coefficients_are_the_objective_along_the_line(config):
+    data = planted()
+    obj, F = _start(data, config)
+    r = np.random.default_rng(5)
+    n = F.X.size + F.Y.size + (0 if F.bu is None else F.bu.size + F.bi.size)
+    D = r.standard_normal(n)
+    c = line_coefficients(obj, F, D)
+    base = obj.loss(F)
+    for t in (-1.3, -0.2, 0.4, 1.0, 2.5):
+        G = F.copy()
+        k = F.X.size
+        G.X += t * D[:k].reshape(F.X.shape)
+        G.Y += t * D[k : k + F.Y.size].reshape(F.Y.shape)
+        if F.bu is not None:
+            off = k + F.Y.size
+            G.bu += t * D[off : off + F.bu.size]
+            G.bi += t * D[off + F.bu.size :]
+        poly = c[1] * t + c[2] * t**2 + c[3] * t**3 + c[4] * t**4
+        assert obj.loss(G) - base == pytest.approx(poly, rel=1e-9, abs=1e-7 * abs(base))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_fused_loss_is_the_objective(config):
+    data = planted()
+    obj, F = _start(data, config)
+    assert fast_loss(obj, F) == pytest.approx(obj.loss(F), rel=1e-12)
+    F32 = Factors(*(None if a is None else a.astype(np.float32) for a in (F.X, F.Y, F.bu, F.bi)))
+    obj32 = _model(config, dtype="float32").objective(data)
+    # float32 factors: the all-cells and data terms cancel, so the sum is good to ~1e-8
+    assert fast_loss(obj32, F32) == pytest.approx(obj32.loss(F32), rel=1e-7)
+
+
+def test_quartic_argmin_is_the_grid_minimum():
+    r = np.random.default_rng(0)
+    grid = np.linspace(-20, 20, 400001)
+    for _ in range(20):
+        c = np.concatenate([[0.0], r.standard_normal(3) * 5, [abs(r.standard_normal()) + 0.01]])
+        t = quartic_argmin(c)
+        f = c[1] * grid + c[2] * grid**2 + c[3] * grid**3 + c[4] * grid**4
+        ft = c[1] * t + c[2] * t**2 + c[3] * t**3 + c[4] * t**4
+        assert ft <= min(0.0, f.min()) + 1e-6
+    assert quartic_argmin(np.array([0.0, 2.0, 1.0, 0.0, 0.0])) == pytest.approx(-1.0)
+    assert quartic_argmin(np.array([0.0, 0.0, 1.0, 0.0, 0.0])) == 0.0
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_objective_never_increases(config, driver, solver):
+    data = planted()
+    obj, F = _start(data, config)
+    fresh = _model(config).objective(data)  # an independent objective, built from scratch
+    losses = [fresh.loss(F)]
+    run = run_sweeps(
+        obj,
+        F,
+        40,
+        solver=solver,
+        accelerate=driver,
+        on_step=lambda G, info: losses.append(fresh.loss(G)),
+    )
+    assert run.sweeps == 40 and len(losses) == 41
+    steps = np.diff(losses)
+    assert np.all(steps <= 1e-12 * abs(losses[0])), steps.max()
+    assert run.accepted > 0  # the acceleration did something
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_accelerated_fit_reaches_the_plain_certified_point(config, driver, solver):
+    data = planted()
+    tol = 1e-7
+    kw = {"solver": solver, "cg_steps": 4, "iterations": 3000, "grad_tol": tol}
+    plain = _model(config, accelerate=None, **kw).fit(data)
+    fast = _model(config, accelerate=driver, **kw).fit(data)
+    assert plain.driver_ == "plain" and fast.driver_ == driver
+    for model in (plain, fast):
+        assert model.stop_reason_ == "grad_tol"
+        # certified from scratch, on an objective rebuilt from the data
+        F = Factors(model.user_factors_, model.item_factors_, model.user_bias_, model.item_bias_)
+        cert = _model(config).objective(data).stationarity(F)
+        assert cert["max_relative"] <= tol
+    assert fast.loss() == pytest.approx(plain.loss(), rel=1e-6)
+    S_plain = plain.user_factors_ @ plain.item_factors_.T
+    S_fast = fast.user_factors_ @ fast.item_factors_.T
+    assert np.abs(S_plain - S_fast).max() < 1e-3 * np.abs(S_plain).max()
+    assert fast.n_iter_ < plain.n_iter_
+
+
+@pytest.mark.parametrize("driver", [None, *DRIVERS])
+@pytest.mark.parametrize("config", CONFIGS[:2], ids=CONFIG_IDS[:2])
+@pytest.mark.parametrize("method", ["unlearn-als", "unlearn-als-selective", "retrain"])
+def test_rows_that_lose_all_data(config, driver, method):
+    data = planted()
+    model = _model(config, iterations=2000, grad_tol=1e-6).fit(data)
+    user = 0
+    items = data.indices[data.indptr[user] : data.indptr[user + 1]]
+    pairs = [(data.users.ids[user], data.items.ids[j]) for j in items]
+    # also every interaction of one item, so an item row loses all its data too
+    item = int(data.indices[data.indptr[5]])
+    rows = np.flatnonzero(data.to_csr()[:, [item]].toarray().ravel())
+    pairs += [(data.users.ids[u], data.items.ids[item]) for u in rows if u != user]
+    request = DeletionRequest(pairs=sorted(set(pairs)))
+    budget = {} if method == "unlearn-als-selective" else {"max_sweeps": 3000}
+    res = forget(model, request, method, tol=1e-6, accelerate=driver, **budget)
+    assert res.receipt["certified"]
+    new = res.model
+    remaining = res.data
+    assert remaining.user_counts()[user] == 0 and remaining.item_counts()[item] == 0
+    F = Factors(new.user_factors_, new.item_factors_)
+    assert _model(config).objective(remaining).stationarity(F)["max_relative"] <= 1e-6
+    # an empty row's sub-problem has b = 0, so its solution is 0
+    scale = np.abs(new.user_factors_).max()
+    assert np.abs(new.user_factors_[user]).max() <= 1e-5 * scale
+    assert np.abs(new.item_factors_[item]).max() <= 1e-5 * np.abs(new.item_factors_).max()
+
+
+def test_selective_hands_over_from_an_unconverged_model():
+    data = planted(60, 40)
+    config = CONFIGS[0]
+    model = _model(config, iterations=2).fit(data)  # far from stationary
+    request = DeletionRequest(pairs=[(data.users.ids[0], data.items.ids[data.indices[0]])])
+    fast = forget(model, request, "unlearn-als-selective", tol=1e-5, accelerate="anderson")
+    slow = forget(model, request, "unlearn-als-selective", tol=1e-5, accelerate=None)
+    assert fast.receipt["certified"] and slow.receipt["certified"]
+    assert fast.receipt["handover_sweeps"] > 0 and fast.receipt["driver"] == "anderson"
+    assert "handover_sweeps" not in slow.receipt
+
+
+def test_auto_is_plain_for_fixed_iterations_and_accelerated_to_a_certificate():
+    data = planted()
+    auto = ALS(4, iterations=6, random_state=0).fit(data)
+    plain = ALS(4, iterations=6, random_state=0, accelerate=None).fit(data)
+    assert auto.driver_ == "plain"
+    np.testing.assert_array_equal(auto.user_factors_, plain.user_factors_)
+    certified = ALS(4, iterations=500, grad_tol=1e-4, random_state=0).fit(data)
+    assert certified.driver_ == "anderson" and certified.stop_reason_ == "grad_tol"
+    assert len(certified.sweep_trace_) == certified.n_iter_
+
+
+def test_bad_driver_is_named():
+    with pytest.raises(ValueError, match="accelerate"):
+        ALS(4, accelerate="newton").fit(planted())
+    with pytest.raises(ValueError, match="accelerate"):
+        check_accelerate("fast")
+
+
+def test_line_search_objective_matches_loss_after_deletion():
+    """The line coefficients use the remaining-data objective (deleted cells are p = 0)."""
+    data = planted()
+    config = CONFIGS[0]
+    model = _model(config, iterations=3).fit(data)
+    removal = data.remove(pairs=[(data.users.ids[1], data.items.ids[data.indices[data.indptr[1]]])])
+    obj = ALSObjective(removal.data, feedback="implicit", regularization=0.5, alpha=5.0)
+    F = Factors(model.user_factors_.copy(), model.item_factors_.copy())
+    D = np.random.default_rng(0).standard_normal(F.X.size + F.Y.size)
+    c = line_coefficients(obj, F, D)
+    G = F.copy()
+    G.X += 0.3 * D[: F.X.size].reshape(F.X.shape)
+    G.Y += 0.3 * D[F.X.size :].reshape(F.Y.shape)
+    poly = sum(c[p] * 0.3**p for p in range(1, 5))
+    assert obj.loss(G) - obj.loss(F) == pytest.approx(poly, rel=1e-9)
+
+
+def test_uncertified_receipt_says_what_was_reached_and_what_to_do():
+    data = planted(60, 40)
+    model = ALS(4, regularization=0.01, iterations=15, random_state=0).fit(data)  # implicit-style
+    request = DeletionRequest(pairs=[(data.users.ids[0], data.items.ids[data.indices[0]])])
+    res = forget(model, request, "unlearn-als", tol=1e-4, max_sweeps=3)
+    r = res.receipt
+    assert r["certified"] is False
+    note = r["convergence"]
+    assert note["reached"] == pytest.approx(r["certificate"]["max_relative"], rel=1e-6)
+    assert note["times_tol"] == pytest.approx(note["reached"] / 1e-4)
+    assert note["sweeps"] == 3 and "NOT certified" in note["advice"]
+    assert "max_sweeps=" in note["advice"]
+    assert note["more_sweeps_estimate"] is not None and note["more_sweeps_estimate"] > 0
+    # the defaults (tolerance 1e-3, accelerated sweeps, 500 at most) certify this model
+    default = forget(model, request)
+    assert default.receipt["certified"] and "convergence" not in default.receipt
+    assert default.receipt["driver"] == "anderson"
