@@ -8,7 +8,8 @@ the original model, draws a seeded deletion request from a scenario and builds:
 * ``retrain-seed2``: ``clone(original)`` with another seed fitted on the remaining data, the
   spread between two equally valid retrains;
 * every method (ALS: ``unlearn-als``, ``unlearn-als-selective``; NCF: ``alteraser``), through
-  :func:`recforget.forget`.
+  :func:`recforget.forget`; ``--method 'unlearn-als tol=0.001'`` passes options (values read
+  as JSON) and labels the row with the whole spec.
 
 Then the attack on each model (shadows are trained once and shared):
 
@@ -103,15 +104,16 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     models["retrain-seed2"].fit(result.data)
     timing["retrain-seed2"] = {"seconds": time.perf_counter() - start}
     methods = args.method or (ALS_METHODS if args.model == "als" else NCF_METHODS)
-    for method in methods:
-        r = forget(original, request, method)
-        models[method] = r.model
-        timing[method] = {
+    for spec in methods:
+        method, options = parse_method(spec)
+        r = forget(original, request, method, **options)
+        models[spec] = r.model
+        timing[spec] = {
             "seconds": r.receipt["seconds"],
             "certified": r.receipt.get("certified"),
             "residual": r.receipt.get("certificate", {}).get("max_relative"),
         }
-        log(f"  {method}: {r.receipt['seconds']:.2f}s")
+        log(f"  {spec}: {r.receipt['seconds']:.2f}s")
 
     start = time.perf_counter()
     if scenario.kind == "interactions":
@@ -158,6 +160,19 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         "verdict": verdict(attack["rows"]),
     }
     return out, curves
+
+
+def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"unlearn-als tol=0.001"`` -> ``("unlearn-als", {"tol": 0.001})`` (values read as JSON)."""
+    name, *opts = spec.split()
+    options: dict[str, Any] = {}
+    for opt in opts:
+        key, _, value = opt.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return name, options
 
 
 def verdict(rows: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +243,33 @@ def table(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(
+    out: dict[str, Any], variants: tuple[str, ...] = ("online", "offline", "score")
+) -> str:
+    """The run as a Markdown table: one row per model and attack variant."""
+
+    def cell(m: dict[str, Any], key: str) -> str:
+        ci = m[f"{key}_ci"]
+        return f"{m[key]:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{m[key]:.3f}"
+
+    head = (
+        f"**{out['dataset']} {out['model']} {out['scenario']}**: {out['n_members']} members, "
+        f"{out['n_non_members']} non-members, {out['n_shadows']} shadows "
+        f"({out['shadow_seconds']:.0f} s), `φ` = {out['transform']}\n\n"
+        "| model | attack | AUC [95% CI] | TPR@0.1%FPR [95% CI] | TPR@1%FPR [95% CI] |\n"
+        "|---|---|---|---|---|"
+    )
+    lines = [head]
+    for label, row in out["rows"].items():
+        for variant in variants:
+            m = row[variant]
+            lines.append(
+                f"| {label} | {variant} | {cell(m, 'auc')} | {cell(m, 'tpr@0.1%fpr')} | "
+                f"{cell(m, 'tpr@1%fpr')} |"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "ml-1m"])
@@ -240,10 +282,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
     p.add_argument("--threads", type=int, default=1, help="torch threads (NCF)")
     p.add_argument("--model-params", default="{}", help="JSON of extra NCF parameters")
-    p.add_argument("--method", action="append", help="unlearning method; repeatable")
+    p.add_argument(
+        "--method", action="append", help="method [key=value ...] (forget options); repeatable"
+    )
     p.add_argument("--json", default=None, help="write the JSON here")
     p.add_argument("--plot", default=None, help="write the log-log ROC (online LiRA) here")
+    p.add_argument(
+        "--markdown", nargs="+", default=None, help="print earlier --json results as Markdown"
+    )
     args = p.parse_args(argv)
+    if args.markdown:
+        for path in args.markdown:
+            with open(path) as f:
+                print(markdown(json.load(f)) + "\n")
+        return 0
     out, curves = run(args)
     text = json.dumps(out, indent=1)
     if args.json:
