@@ -19,7 +19,9 @@ Then the attack on each model (shadows are trained once and shared):
   (non-members, :func:`~recforget.evaluate.lira.matched_non_members`);
 * ``users:`` scenarios: as many random users as are deleted are held out of the data before
   the split (non-members), and user-level LiRA
-  (:func:`recforget.evaluate.lira.user_lira_rows`) runs on the deleted users against them.
+  (:func:`recforget.evaluate.lira.user_lira_rows`) runs on the deleted users against them,
+  with the MIARS statistic (variants ``online``, ``offline``, ``score``) and, for ALS, the
+  fold-in statistic as well (``fold-in online``, ...).
 
     python benchmarks/lira.py --dataset ml-1m --model als --scenario interactions:0.01 \\
         [--shadows 16] [--seed 0] [--json out.json] [--plot out.png]
@@ -138,6 +140,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             member_users=request.users,
             non_member_users=reserved,
             histories=full,
+            statistics=("miars", "fold-in") if args.model == "als" else ("miars",),
             n_shadows=args.shadows,
             variance=args.variance,
             n_bootstrap=args.bootstrap,
@@ -243,9 +246,7 @@ def table(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def markdown(
-    out: dict[str, Any], variants: tuple[str, ...] = ("online", "offline", "score")
-) -> str:
+def markdown(out: dict[str, Any]) -> str:
     """The run as a Markdown table: one row per model and attack variant."""
 
     def cell(m: dict[str, Any], key: str) -> str:
@@ -261,8 +262,7 @@ def markdown(
     )
     lines = [head]
     for label, row in out["rows"].items():
-        for variant in variants:
-            m = row[variant]
+        for variant, m in row.items():
             lines.append(
                 f"| {label} | {variant} | {cell(m, 'auc')} | {cell(m, 'tpr@0.1%fpr')} | "
                 f"{cell(m, 'tpr@1%fpr')} |"

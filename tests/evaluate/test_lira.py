@@ -268,13 +268,42 @@ def test_user_lira_separates_members_and_not_a_model_without_them():
         member_users=members,
         non_member_users=non,
         histories=full,
+        statistics=("miars", "fold-in"),
         n_shadows=4,
         k=10,
     )
     assert res["level"] == "user" and res["n_members"] == 20
-    orig = res["rows"]["original"]["online"]
-    assert orig["auc"] > 0.7 and orig["auc_ci"][0] > 0.5, orig
-    lo, hi = res["rows"]["never"]["online"]["auc_ci"]
-    assert lo <= 0.5 <= hi
+    for variant in ("online", "fold-in online"):
+        orig = res["rows"]["original"][variant]
+        assert orig["auc"] > 0.7 and orig["auc_ci"][0] > 0.5, (variant, orig)
+        lo, hi = res["rows"]["never"][variant]["auc_ci"]
+        assert lo <= 0.5 <= hi, variant
     with pytest.raises(ValueError, match="non-member users are training users"):
         user_lira_rows(original, {}, member_users=members, non_member_users=members, histories=full)
+
+
+def test_fold_in_scores_match_a_dense_ridge_reference(small_data):
+    """Implicit ALS fold-in: x = (Y'CY + lambda I)^-1 Y'Cp per user, in dense numpy."""
+    from recforget.evaluate.lira import fold_in_scores
+
+    model = ALS(3, regularization=0.5, alpha=4.0, iterations=4, random_state=0).fit(small_data)
+    iid = small_data.items.ids
+    fold_rows = np.array([0, 0, 0, 1, 1])
+    fold_items = iid[[1, 4, 7, 0, 2]]
+    held_rows = np.array([0, 1, 1])
+    held_items = iid[[3, 5, 9]]
+    got = fold_in_scores(model, fold_rows, fold_items, held_rows, held_items)
+    Y = model.item_factors_.astype(np.float64)
+    expect = []
+    for r in range(2):
+        c = np.ones(len(iid))
+        p = np.zeros(len(iid))
+        on = model.items_.index(fold_items[fold_rows == r])
+        c[on], p[on] = 1 + 4.0, 1.0
+        x = np.linalg.solve(Y.T @ (c[:, None] * Y) + 0.5 * np.eye(3), Y.T @ (c * p))
+        s = Y @ x
+        z = (s - s.mean()) / s.std()
+        expect.append(z[model.items_.index(held_items[held_rows == r])].mean())
+    np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="implicit-feedback ALS"):
+        fold_in_scores(object(), fold_rows, fold_items, held_rows, held_items)

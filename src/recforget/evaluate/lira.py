@@ -66,6 +66,14 @@ an attacker's own factorisation of ``base``
 its most popular items (:func:`~recforget.evaluate.attacks.recommend_or_popular`), as a
 deployed system serves a cold user. The same Gaussian likelihood ratio is then applied per
 user.
+
+A method that removes the user from the vocabulary serves that user the popular list, as the
+retrain does, so the MIARS statistic checks the serving path. The item side is asked by the
+*fold-in* statistic (``statistics=("fold-in",)``, implicit ALS): each candidate user's history
+is split once, at random (the same split for every model); the user is folded into the model
+from the first part (the exact ridge solve of the model's own objective with the item factors
+fixed, :func:`fold_in_scores`) and the statistic is the mean within-row standardised score of
+the held-back part. Item factors trained on the user's pairs score them higher.
 """
 
 from __future__ import annotations
@@ -82,6 +90,7 @@ from scipy.special import ndtri
 
 from recforget._rng import check_random_state
 from recforget.data.interactions import Interactions
+from recforget.data.vocab import Vocabulary
 from recforget.evaluate.attacks import user_features
 from recforget.evaluate.consistency import Pairs, as_pairs
 from recforget.evaluate.roc import DEFAULT_FPRS, attack_metrics, roc_curve
@@ -89,6 +98,7 @@ from recforget.models.base import Recommender, clone
 
 TRANSFORMS = ("auto", "logit", "raw", "standardised", "rank")
 VARIANCES = ("global", "per-pair")
+USER_STATISTICS = ("miars", "fold-in")
 DEFAULT_SHADOWS = 8
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -526,6 +536,8 @@ def user_lira_rows(
     k: int = 100,
     vector_factors: int = 16,
     vector_iterations: int = 10,
+    statistics: Sequence[str] = ("miars",),
+    fold_in_fraction: float = 0.75,
     variance: str = "global",
     fprs: Sequence[float] = DEFAULT_FPRS,
     n_bootstrap: int = 200,
@@ -550,11 +562,18 @@ def user_lira_rows(
         Length of the recommendation lists.
     vector_factors, vector_iterations : int
         The attacker's ALS factorisation of the base data (its item space).
+    statistics : sequence of {"miars", "fold-in"}
+        Per-user statistics, all computed on the same shadows (module docstring);
+        ``"fold-in"`` needs implicit-feedback :class:`~recforget.models.als.ALS` models.
+    fold_in_fraction : float in (0, 1)
+        ``"fold-in"``: share of each user's history folded in (seeded, the same for every
+        model); the rest is scored.
 
     Returns
     -------
     dict
-        As :func:`lira_rows`, with ``"level": "user"``.
+        As :func:`lira_rows`, with ``"level": "user"``; the variants of ``"fold-in"`` are
+        named ``"fold-in online"``, ``"fold-in offline"`` and ``"fold-in score"``.
     """
     from recforget.models.als import ALS
 
@@ -576,20 +595,31 @@ def user_lira_rows(
     has = base.item_counts() > 0
     vocab, V = base.items.take(np.flatnonzero(has)), np.asarray(vec.item_factors_, np.float64)[has]
 
-    def phi(model: Recommender) -> np.ndarray:
-        return user_features(model, candidates, histories, vocab, V, k)[:, -1]
+    for stat in statistics:
+        if stat not in USER_STATISTICS:
+            raise ValueError(f"statistics must be among {USER_STATISTICS}, got {stat!r}")
+    split = _history_split(histories, candidates, fold_in_fraction, gen)
+
+    def phi(model: Recommender) -> dict[str, np.ndarray]:
+        out = {}
+        if "miars" in statistics:
+            out["miars"] = user_features(model, candidates, histories, vocab, V, k)[:, -1]
+        if "fold-in" in statistics:
+            out["fold-in"] = fold_in_scores(model, *split)
+        return out
 
     keep = balanced_halves(n_shadows, len(candidates), gen)
     seeds = tuple(int(s) for s in gen.integers(0, 2**31 - 1, size=n_shadows))
     frame = base.to_frame()
     hist = histories.to_frame()
-    scores = np.empty((n_shadows, len(candidates)))
+    scores = {stat: np.empty((n_shadows, len(candidates))) for stat in statistics}
     start = time.perf_counter()
     for s in range(n_shadows):
         extra = hist[hist["user"].isin(candidates[keep[s]].tolist())]
         data = Interactions.from_frame(pd.concat([frame, extra], ignore_index=True))
         shadow = clone(original).set_params(random_state=seeds[s]).fit(data)
-        scores[s] = phi(shadow)
+        for stat, x in phi(shadow).items():
+            scores[stat][s] = x
         if log:
             log(f"user shadow {s + 1}/{n_shadows}: {time.perf_counter() - start:.1f}s")
     seconds = time.perf_counter() - start
@@ -597,27 +627,30 @@ def user_lira_rows(
     rows: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     for label, model in {"original": original, **models}.items():
-        obs = phi(model)
-        stats = lira_statistics(scores, keep, obs, variance=variance)
         rows[label], curves[label] = {}, {}
-        for variant, x in (
-            ("online", stats["online"]),
-            ("offline", stats["offline"]),
-            ("score", obs),
-        ):
-            rows[label][variant] = attack_metrics(
-                x[is_member],
-                x[~is_member],
-                fprs=fprs,
-                n_bootstrap=n_bootstrap,
-                random_state=boot_seed,
-            )
-            curves[label][variant] = roc_curve(x[is_member], x[~is_member])
+        for stat, obs in phi(model).items():
+            st = lira_statistics(scores[stat], keep, obs, variance=variance)
+            prefix = "" if stat == "miars" else f"{stat} "
+            for variant, x in (
+                ("online", st["online"]),
+                ("offline", st["offline"]),
+                ("score", obs),
+            ):
+                variant = prefix + variant
+                rows[label][variant] = attack_metrics(
+                    x[is_member],
+                    x[~is_member],
+                    fprs=fprs,
+                    n_bootstrap=n_bootstrap,
+                    random_state=boot_seed,
+                )
+                curves[label][variant] = roc_curve(x[is_member], x[~is_member])
+    names = {"miars": f"miars-cosine@{k}", "fold-in": f"fold-in@{fold_in_fraction:g}"}
     return {
         "attack": "lira",
         "level": "user",
         "n_shadows": n_shadows,
-        "transform": f"miars-cosine@{k}",
+        "transform": ", ".join(names[stat] for stat in statistics),
         "variance": variance,
         "shadow_seconds": seconds,
         "n_members": int(is_member.sum()),
@@ -627,13 +660,96 @@ def user_lira_rows(
     }
 
 
+def _history_split(
+    histories: Interactions,
+    users: np.ndarray,
+    fraction: float,
+    gen: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded split of each user's history: ``(fold_rows, fold_items, held_rows, held_items)``.
+
+    Rows are positions in ``users``; items are raw ids. Every user with two or more pairs
+    folds in ``ceil(fraction * n)`` of them (at most ``n - 1``); a single pair is scored only.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fold_in_fraction must be in (0, 1), got {fraction}")
+    rows = histories.users.index(users)
+    fr, fi, hr, hi = [], [], [], []
+    for pos, u in enumerate(rows):
+        items = histories.items.ids[
+            histories.indices[histories.indptr[u] : histories.indptr[u + 1]]
+        ]
+        perm = gen.permutation(len(items))
+        n_fold = min(int(np.ceil(fraction * len(items))), len(items) - 1)
+        fr.append(np.full(n_fold, pos))
+        fi.append(items[perm[:n_fold]])
+        hr.append(np.full(len(items) - n_fold, pos))
+        hi.append(items[perm[n_fold:]])
+    cat = np.concatenate
+    return cat(fr).astype(np.int64), cat(fi), cat(hr).astype(np.int64), cat(hi)
+
+
+def fold_in_scores(
+    model: Recommender,
+    fold_rows: np.ndarray,
+    fold_items: np.ndarray,
+    held_rows: np.ndarray,
+    held_items: np.ndarray,
+) -> np.ndarray:
+    """Fold users into an implicit ALS model; mean standardised score of their held-back items.
+
+    Each user (row ``r`` of the result) gets a fresh user vector: the exact minimiser of the
+    model's own objective on the ``fold_items`` with the item factors fixed (the same
+    per-row kernel as fitting, :meth:`ALSObjective.solve`), whatever the model knows about
+    the user. Their ``held_items`` are then scored, standardised within the user's row over
+    all items, and averaged (items the model does not know are skipped; users without a
+    scored item get 0). A model whose item factors were trained on the held-back pairs
+    scores them higher: the trace that a deleted user leaves on the item side.
+
+    Returns
+    -------
+    float64 ndarray of shape (n_users,), ``n_users = max(rows) + 1``
+    """
+    from recforget.models._als_objective import Factors
+    from recforget.models.als import ALS
+
+    if not isinstance(model, ALS) or model.feedback != "implicit":
+        raise TypeError("the fold-in statistic needs an implicit-feedback ALS model")
+    model._check_fitted()
+    n = int(max(fold_rows.max(initial=-1), held_rows.max(initial=-1))) + 1
+    fi = model.items_.index(fold_items, missing="ignore")
+    ok = fi >= 0
+    csr = sp.csr_array(
+        (np.ones(int(ok.sum())), (fold_rows[ok], fi[ok])), shape=(n, len(model.items_))
+    )
+    csr.sum_duplicates()
+    csr.sort_indices()
+    data = Interactions(
+        csr.indptr, csr.indices, csr.data, Vocabulary(np.arange(n), "user"), model.items_
+    )
+    Y = np.ascontiguousarray(model.item_factors_)
+    F = Factors(np.zeros((n, Y.shape[1]), dtype=Y.dtype), Y.copy())
+    model.objective(data).solve("users", F)
+    S = F.X.astype(np.float64) @ Y.astype(np.float64).T
+    sd = S.std(axis=1)
+    sd[sd == 0] = 1.0
+    Z = (S - S.mean(axis=1, keepdims=True)) / sd[:, None]
+    hi = model.items_.index(held_items, missing="ignore")
+    good = hi >= 0
+    total = np.bincount(held_rows[good], weights=Z[held_rows[good], hi[good]], minlength=n)
+    count = np.bincount(held_rows[good], minlength=n)
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+
+
 __all__ = [
     "DEFAULT_SHADOWS",
     "TRANSFORMS",
+    "USER_STATISTICS",
     "VARIANCES",
     "Shadows",
     "balanced_halves",
     "calibrated_scores",
+    "fold_in_scores",
     "lira_rows",
     "lira_statistics",
     "matched_non_members",
