@@ -286,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
         "--method", action="append", help="method [key=value ...] (forget options); repeatable"
     )
     p.add_argument("--json", default=None, help="write the JSON here")
-    p.add_argument("--plot", default=None, help="write the log-log ROC (online LiRA) here")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="write the log-log ROC (online LiRA; fold-in for ALS users) here",
+    )
     p.add_argument(
         "--markdown", nargs="+", default=None, help="print earlier --json results as Markdown"
     )
@@ -306,10 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         from recforget.evaluate.roc import plot_roc
 
+        variant = "fold-in online" if "fold-in online" in curves["original"] else "online"
         plot_roc(
-            {label: c["online"] for label, c in curves.items()},
+            {label: c[variant] for label, c in curves.items()},
             args.plot,
-            title=f"online LiRA, {out['dataset']} {out['model']} {out['scenario']}, "
+            title=f"{variant} LiRA, {out['dataset']} {out['model']} {out['scenario']}, "
             f"{out['n_shadows']} shadows",
         )
     print(table(out), file=sys.stderr)
