@@ -19,7 +19,7 @@ def _register() -> None:
     main.add_command(train.train)
     main.add_command(recommend.recommend)
     main.add_command(info.info)
-    for name in ("forget", "bench", "demo"):
+    for name in ("forget", "bench", "demo", "spark"):
         try:
             module = __import__(f"recforget.cli.{name}", fromlist=[name])
         except ImportError:  # pragma: no cover - optional commands not yet present
