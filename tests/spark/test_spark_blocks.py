@@ -62,7 +62,9 @@ def test_block_solve_equals_full_kernel_bit_for_bit(config, nb, side):
     stats = {
         "n_users": data.user_counts(),
         "n_items": data.item_counts(),
-        "len_users": np.array([data.values[a:b].sum() for a, b in zip(data.indptr[:-1], data.indptr[1:])]),
+        "len_users": np.array(
+            [data.values[a:b].sum() for a, b in zip(data.indptr[:-1], data.indptr[1:], strict=True)]
+        ),
     }
     bm25 = bm25_stats(spec, stats) if spec.weighting == "bm25" else None
     obj = model.objective(data)

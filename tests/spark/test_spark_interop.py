@@ -27,7 +27,12 @@ def data(seed=0, n_users=20, n_items=12):
 def test_round_trip_keeps_factors_and_scores(tmp_path, feedback):
     d = data()
     model = ALS(
-        4, feedback=feedback, regularization=0.2, alpha=2.0, iterations=3, random_state=0,
+        4,
+        feedback=feedback,
+        regularization=0.2,
+        alpha=2.0,
+        iterations=3,
+        random_state=0,
         regularization_scaling="frequency",
     ).fit(d)
     model.to_spark(tmp_path / "m")
@@ -65,12 +70,19 @@ def test_bad_directories_are_named(tmp_path):
     with pytest.raises(DataError, match="metadata"):
         read_als_model(tmp_path)
     ids = d.users.ids.astype(np.int64)
-    write_als_model(tmp_path / "m", ids[:-1], np.zeros((len(ids) - 1, 2)),
-                    d.items.ids.astype(np.int64), np.zeros((d.n_items, 2)))
+    write_als_model(
+        tmp_path / "m",
+        ids[:-1],
+        np.zeros((len(ids) - 1, 2)),
+        d.items.ids.astype(np.int64),
+        np.zeros((d.n_items, 2)),
+    )
     with pytest.raises(DataError, match=r"1 user id\(s\) of the data have no factors"):
         read_als_model(tmp_path / "m").aligned(d)
     with pytest.raises(DataError, match="integers"):
-        write_als_model(tmp_path / "s", np.array(["a"]), np.zeros((1, 2)), ids, np.zeros((len(ids), 2)))
+        write_als_model(
+            tmp_path / "s", np.array(["a"]), np.zeros((1, 2)), ids, np.zeros((len(ids), 2))
+        )
 
 
 def test_spark_sweep_is_items_then_users():
@@ -80,8 +92,15 @@ def test_spark_sweep_is_items_then_users():
     r = np.random.default_rng(4)
     X0 = r.standard_normal((d.n_users, 3))
     Y0 = r.standard_normal((d.n_items, 3))
-    model = ALS.from_factors(X0, Y0, d, feedback="explicit", regularization=0.3,
-                             regularization_scaling="frequency", dtype="float64")
+    model = ALS.from_factors(
+        X0.copy(),
+        Y0.copy(),
+        d,
+        feedback="explicit",
+        regularization=0.3,
+        regularization_scaling="frequency",
+        dtype="float64",
+    )
     spark_sweep(model)
     obj = model.objective(d)
     F = Factors(X0.copy(), Y0.copy())

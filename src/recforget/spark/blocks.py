@@ -331,7 +331,10 @@ def _pass_schema():
 
     fields = [T.StructField("block", T.IntegerType(), False)]
     fields += [T.StructField(c, T.BinaryType()) for c in _OUT_ARRAYS]
-    fields += [T.StructField("loss_data", T.DoubleType()), T.StructField("loss_ridge", T.DoubleType())]
+    fields += [
+        T.StructField("loss_data", T.DoubleType()),
+        T.StructField("loss_ridge", T.DoubleType()),
+    ]
     return T.StructType(fields)
 
 
@@ -426,9 +429,14 @@ def _assemble(table, X: np.ndarray, opts: PassOptions) -> PassResult:
     Xn = X.copy()
     G = np.zeros((k, k))
     solved: list[np.ndarray] = []
-    norms = {c: (np.zeros(n) if getattr(opts, c.split("_")[1]) or (
-        opts.solve == "selective" and c.endswith("pre")) else None)
-        for c in ("g_pre", "b_pre", "g_post", "b_post")}
+    norms = {
+        c: (
+            np.zeros(n)
+            if getattr(opts, c.split("_")[1]) or (opts.solve == "selective" and c.endswith("pre"))
+            else None
+        )
+        for c in ("g_pre", "b_pre", "g_post", "b_post")
+    }
     loss_d = loss_r = 0.0
     n_blocks = len(order)
     for j in order:

@@ -179,9 +179,11 @@ class SparkInteractions:
         if "stats" not in self._cache:
             from pyspark.sql import functions as F
 
-            us = self.frame.groupBy("u").agg(
-                F.count("*").alias("n"), F.sum("value").alias("s")
-            ).toArrow()
+            us = (
+                self.frame.groupBy("u")
+                .agg(F.count("*").alias("n"), F.sum("value").alias("s"))
+                .toArrow()
+            )
             it = self.frame.groupBy("i").agg(F.count("*").alias("n")).toArrow()
             n_u = np.zeros(self.n_users, dtype=np.int64)
             len_u = np.zeros(self.n_users, dtype=np.float64)
@@ -209,8 +211,11 @@ class SparkInteractions:
             row = self.frame.agg(
                 F.count("*").alias("n"),
                 F.bit_xor(h).alias("x"),
-                F.bit_xor(F.hash(F.col("user").cast("string"), F.col("item").cast("string"),
-                                 F.col("value"))).alias("y"),
+                F.bit_xor(
+                    F.hash(
+                        F.col("user").cast("string"), F.col("item").cast("string"), F.col("value")
+                    )
+                ).alias("y"),
                 F.sum((h % 1000003).cast("long")).alias("s"),
             ).collect()[0]
             digest = hashlib.sha256(

@@ -97,6 +97,10 @@ class SparkALS:
         if not isinstance(data, SparkInteractions):
             raise TypeError(f"expected SparkInteractions, got {type(data).__name__}")
 
+    def shared(self, gram: np.ndarray) -> np.ndarray:
+        """The shared term ``G`` of the row problems: the Gram matrix (implicit) or zero."""
+        return gram if self.estimator.feedback == "implicit" else np.zeros_like(gram)
+
     def _blocks_per_side(self, data: SparkInteractions) -> int:
         if self.n_blocks is not None:
             if int(self.n_blocks) < 1:
@@ -178,8 +182,14 @@ class SparkALS:
         for t in range(start_sweep + 1, n + 1):
             t0 = time.perf_counter()
             check = certify and last_post is not None
-            r1 = run_pass(blocks[first], nb, S[first], S[second], G[second],
-                          PassOptions(pre=check, **base))
+            r1 = run_pass(
+                blocks[first],
+                nb,
+                S[first],
+                S[second],
+                self.shared(G[second]),
+                PassOptions(pre=check, **base),
+            )
             if check:
                 cert = certificate(
                     np.concatenate([r1.g_pre, last_post[0]]),
@@ -189,22 +199,44 @@ class SparkALS:
                     reason = "grad_tol"
                     break
             S[first], G[first] = r1.X, r1.gram
-            r2 = run_pass(blocks[second], nb, S[second], S[first], G[first],
-                          PassOptions(post=certify, **base))
+            r2 = run_pass(
+                blocks[second],
+                nb,
+                S[second],
+                S[first],
+                self.shared(G[first]),
+                PassOptions(post=certify, **base),
+            )
             S[second], G[second] = r2.X, r2.gram
             last_post = (r2.g_post, r2.b_post) if certify else None
             done = t
             seconds = time.perf_counter() - t0
             self.sweep_seconds_.append(seconds)
             ckpt.save(t, S["users"], S["items"], last_post)
-            self._report({"sweep": t, "seconds": seconds,
-                          "max_relative": None if cert is None else cert["max_relative"]})
+            self._report(
+                {
+                    "sweep": t,
+                    "seconds": seconds,
+                    "max_relative": None if cert is None else cert["max_relative"],
+                }
+            )
         else:
             if certify:
-                r1 = run_pass(blocks[first], nb, S[first], S[second], G[second],
-                              PassOptions(solve="none", pre=True, **base))
-                post = last_post if last_post is not None else self._residuals(
-                    blocks[second], nb, S[second], S[first], G[first], base)
+                r1 = run_pass(
+                    blocks[first],
+                    nb,
+                    S[first],
+                    S[second],
+                    self.shared(G[second]),
+                    PassOptions(solve="none", pre=True, **base),
+                )
+                post = (
+                    last_post
+                    if last_post is not None
+                    else self._residuals(
+                        blocks[second], nb, S[second], S[first], self.shared(G[first]), base
+                    )
+                )
                 cert = certificate(
                     np.concatenate([r1.g_pre, post[0]]), np.concatenate([r1.b_pre, post[1]])
                 )
@@ -258,11 +290,25 @@ class SparkALS:
         with one_blas_thread():
             Gx, Gy = blocked_gram(X, nb), blocked_gram(Y, nb)
         explicit = est.feedback == "explicit"
-        ru = run_pass(blocks["users"], nb, X, Y, Gy,
-                      PassOptions(solve="none", pre=True, loss=True, explicit=explicit, **base))
-        ri = run_pass(blocks["items"], nb, Y, X, Gx,
-                      PassOptions(solve="none", pre=True, loss=True, explicit=explicit, **base))
-        cert = certificate(np.concatenate([ru.g_pre, ri.g_pre]), np.concatenate([ru.b_pre, ri.b_pre]))
+        ru = run_pass(
+            blocks["users"],
+            nb,
+            X,
+            Y,
+            self.shared(Gy),
+            PassOptions(solve="none", pre=True, loss=True, explicit=explicit, **base),
+        )
+        ri = run_pass(
+            blocks["items"],
+            nb,
+            Y,
+            X,
+            self.shared(Gx),
+            PassOptions(solve="none", pre=True, loss=True, explicit=explicit, **base),
+        )
+        cert = certificate(
+            np.concatenate([ru.g_pre, ri.g_pre]), np.concatenate([ru.b_pre, ri.b_pre])
+        )
         objective = ru.loss_data + ru.loss_ridge + ri.loss_ridge
         if not explicit:
             objective += float(np.sum(Gx * Gy))
@@ -283,7 +329,9 @@ class SparkALS:
         """The single-machine :class:`recforget.ALS` with these factors (collects the data)."""
         local = self.seen_.to_interactions() if data is None else data
         model = ALS.from_factors(
-            self.user_factors_, self.item_factors_, local,
+            self.user_factors_,
+            self.item_factors_,
+            local,
             **{k: v for k, v in self.params.items() if k != "factors"},
         )
         model.n_iter_ = getattr(self, "n_iter_", 0)
@@ -342,8 +390,13 @@ class SparkALS:
             "model_hash": self.model_hash(),
         }
         return write_als_model(
-            path, self.users_.ids.astype(np.int64), self.user_factors_,
-            self.items_.ids.astype(np.int64), self.item_factors_, extra=extra, overwrite=overwrite,
+            path,
+            self.users_.ids.astype(np.int64),
+            self.user_factors_,
+            self.items_.ids.astype(np.int64),
+            self.item_factors_,
+            extra=extra,
+            overwrite=overwrite,
         )
 
 

@@ -149,7 +149,8 @@ def read_als_model(path: str | Path) -> SparkFactors:
         raise DataError(f"metadata is not JSON: {exc}", file=str(parts[0]), line=1) from exc
     if metadata.get("class") != ALS_MODEL_CLASS:
         raise DataError(
-            f"metadata class is {metadata.get('class')!r}, not {ALS_MODEL_CLASS}", file=str(parts[0])
+            f"metadata class is {metadata.get('class')!r}, not {ALS_MODEL_CLASS}",
+            file=str(parts[0]),
         )
     uids, U = _read_factors(path, "userFactors")
     iids, V = _read_factors(path, "itemFactors")
@@ -164,7 +165,7 @@ def _write_factors(where: Path, ids: np.ndarray, F: np.ndarray) -> None:
 
     where.mkdir(parents=True)
     F = np.ascontiguousarray(F, dtype=np.float32)
-    n, k = F.shape
+    k = F.shape[1]
     feats = pa.FixedSizeListArray.from_arrays(pa.array(F.reshape(-1)), k).cast(
         pa.list_(pa.float32())
     )
@@ -287,7 +288,9 @@ def als_to_spark(model, path: str | Path, *, overwrite: bool = False) -> Path:
         raise ValueError("MLlib's ALSModel has no biases; this model has them (biases=True)")
     for vocab in (model.users_, model.items_):
         if not vocab.is_integer and len(vocab):
-            raise DataError(f"Spark ALSModel ids are integers; the model's {vocab.name} ids are not")
+            raise DataError(
+                f"Spark ALSModel ids are integers; the model's {vocab.name} ids are not"
+            )
     extra = {
         "spark": {
             "regParam": float(model.regularization),

@@ -87,7 +87,12 @@ def unlearn_als(model, removal, *, tol=None, max_sweeps=DEFAULT_MAX_SWEEPS, solv
 
 
 def unlearn_als_selective(
-    model, removal, *, tol=None, max_rounds=10 * DEFAULT_MAX_SWEEPS, solver="cg",
+    model,
+    removal,
+    *,
+    tol=None,
+    max_rounds=10 * DEFAULT_MAX_SWEEPS,
+    solver="cg",
     touched_first=True,
 ):
     """Rounds of gradient-then-solve passes over the blocks, re-solving rows over ``tol``."""
@@ -107,7 +112,9 @@ def unlearn_als_selective(
     # the floor of the row scales, from the starting state's gradients at zero
     b0 = {}
     for s, o in (("users", "items"), ("items", "users")):
-        r = run_pass(blocks[s], nb, S[s], S[o], G[o], PassOptions(solve="none", pre=True, **base))
+        r = run_pass(
+            blocks[s], nb, S[s], S[o], new.shared(G[o]), PassOptions(solve="none", pre=True, **base)
+        )
         b0[s] = r.b_pre
     floor = row_floor(np.concatenate([b0["users"], b0["items"]]))
     rounds = solved_u = solved_i = 0
@@ -119,7 +126,9 @@ def unlearn_als_selective(
         b_now = {}
         for s, o in (("users", "items"), ("items", "users")):
             opts = PassOptions(solve="selective", tol=tol, floor=floor, **base)
-            r = run_pass(blocks[s], nb, S[s], S[o], G[o], opts, touched[s] if first else None)
+            r = run_pass(
+                blocks[s], nb, S[s], S[o], new.shared(G[o]), opts, touched[s] if first else None
+            )
             S[s], G[s] = r.X, r.gram
             b_now[s] = r.b_pre
             n_solved += len(r.solved)
@@ -238,4 +247,3 @@ def forget(
         "model_hash": new.model_hash(),
     }
     return SparkUnlearnResult(model=new, data=removal.data, receipt=receipt)
-
