@@ -240,47 +240,25 @@ def test_cli_forget_on_parquet_writes_an_alsmodel_mllib_loads(spark, planted, tm
     frame = planted.to_frame()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "ratings.parquet")
     runner = CliRunner()
-    res = runner.invoke(
-        main,
-        [
-            "spark",
-            "fit",
-            str(tmp_path / "ratings.parquet"),
-            "--out",
-            str(tmp_path / "model"),
-            "--rank",
-            "3",
-            "--max-iter",
-            "40",
-            "--tol",
-            "1e-3",
-            "--n-blocks",
-            "2",
-        ],
-    )
+    src = str(tmp_path / "ratings.parquet")
+    common = ["--n-blocks", "2", "--reg-param", "0.1"]
+    fit = ["spark", "fit", src, "--out", str(tmp_path / "fitted"), "--rank", "3"]
+    res = runner.invoke(main, [*fit, "--max-iter", "2", *common])
     assert res.exit_code == 0, res.output
+    assert "sweep 2:" in res.output and ALSModel.load(str(tmp_path / "fitted")).rank == 3
+    # a converged model to forget from (trained on one machine, saved in MLlib's format)
+    data = Interactions.from_frame(frame)
+    converged = ALS.from_spark(tmp_path / "fitted", data, reg_param=0.1)
+    converged.set_params(iterations=500, grad_tol=1e-5).fit(data).to_spark(tmp_path / "model")
     user = int(frame.user[0])
     (tmp_path / "req.json").write_text(json.dumps({"users": [user]}))
-    res = runner.invoke(
-        main,
-        [
-            "spark",
-            "forget",
-            str(tmp_path / "ratings.parquet"),
-            str(tmp_path / "model"),
-            str(tmp_path / "req.json"),
-            "--out",
-            str(tmp_path / "new"),
-            "--tol",
-            "3e-3",
-            "--n-blocks",
-            "2",
-        ],
-    )
+    req = str(tmp_path / "req.json")
+    forget = ["spark", "forget", src, str(tmp_path / "model"), req, "--out", str(tmp_path / "new")]
+    res = runner.invoke(main, [*forget, "--tol", "3e-3", *common])
     assert res.exit_code == 0, res.output
     assert "sweep 1:" in res.output and "certified" in res.output
     receipt = json.loads((tmp_path / "new" / "receipt.json").read_text())
     assert receipt["certified"] and receipt["removed"]["users"] == 1
     loaded = ALSModel.load(str(tmp_path / "new"))
     ids = {r["id"] for r in loaded.userFactors.collect()}
-    assert user not in ids and len(ids) == planted.n_users - 1
+    assert user not in ids and len(ids) == frame.user.nunique() - 1
