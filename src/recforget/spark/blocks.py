@@ -21,6 +21,7 @@ The functions without a ``spark`` argument are plain numpy and run inside the ex
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -297,11 +298,13 @@ def solve_block(
             sel = np.union1d(sel, np.flatnonzero(touched[rows])).astype(np.int64)
     else:
         sel = np.empty(0, dtype=np.int64)
+    t0 = time.perf_counter()
     if len(sel):
         if opts.solver == "cholesky":
             K.solve_rows_cholesky(*args, Xl, Y, G, blk["reg"], sel)
         else:
             K.solve_rows_cg(*args, Xl, Y, G, blk["reg"], sel, opts.cg_steps)
+    out["seconds"] = time.perf_counter() - t0  # the row solves alone
     if opts.post:
         out["g_post"], out["b_post"] = K.row_residuals(*args, Xl, Y, G, blk["reg"], allr)
     X64 = Xl.astype(np.float64)
@@ -334,6 +337,7 @@ def _pass_schema():
     fields += [
         T.StructField("loss_data", T.DoubleType()),
         T.StructField("loss_ridge", T.DoubleType()),
+        T.StructField("seconds", T.DoubleType()),
     ]
     return T.StructType(fields)
 
@@ -351,6 +355,7 @@ class PassResult:
     b_post: np.ndarray | None = None
     loss_data: float = 0.0
     loss_ridge: float = 0.0
+    block_seconds: list[float] | None = None  # each block's row-solve time, block order
 
 
 def run_pass(
@@ -405,6 +410,7 @@ def run_pass(
                     d, r = res.get("loss", (None, None))
                     rows_out["loss_data"].append(d)
                     rows_out["loss_ridge"].append(r)
+                    rows_out["seconds"].append(res["seconds"])
                 yield pa.RecordBatch.from_pydict(rows_out, schema=_arrow_schema())
 
     table = blocks.select("block", "n", *BLOCK_COLUMNS).mapInArrow(fn, schema).toArrow()
@@ -418,6 +424,7 @@ def _arrow_schema():
     fields = [pa.field("block", pa.int32(), False)]
     fields += [pa.field(c, pa.binary()) for c in _OUT_ARRAYS]
     fields += [pa.field("loss_data", pa.float64()), pa.field("loss_ridge", pa.float64())]
+    fields += [pa.field("seconds", pa.float64())]
     return pa.schema(fields)
 
 
@@ -462,5 +469,6 @@ def _assemble(table, X: np.ndarray, opts: PassOptions) -> PassResult:
         solved=np.sort(np.concatenate(solved)) if solved else np.empty(0, np.int64),
         loss_data=loss_d,
         loss_ridge=loss_r,
+        block_seconds=[float(cols["seconds"][j]) for j in order],
         **norms,
     )

@@ -179,6 +179,7 @@ class SparkALS:
         certify = grad_tol is not None
         reason, cert, done = "iterations", None, start_sweep
         self.sweep_seconds_ = []
+        self.block_seconds_ = []  # per sweep: (first side's blocks, second side's blocks)
         for t in range(start_sweep + 1, n + 1):
             t0 = time.perf_counter()
             check = certify and last_post is not None
@@ -212,6 +213,7 @@ class SparkALS:
             done = t
             seconds = time.perf_counter() - t0
             self.sweep_seconds_.append(seconds)
+            self.block_seconds_.append((r1.block_seconds, r2.block_seconds))
             ckpt.save(t, S["users"], S["items"], last_post)
             self._report(
                 {
