@@ -70,8 +70,8 @@ def _mllib_factors(model, data):
     V = np.stack(i["features"].to_numpy()).astype(np.float32)
     ou, oi = np.argsort(u["id"].to_numpy()), np.argsort(i["id"].to_numpy())
     return (
-        _align(u["id"].to_numpy()[ou].astype(np.int64), U[ou], data.users, "user"),
-        _align(i["id"].to_numpy()[oi].astype(np.int64), V[oi], data.items, "item"),
+        _align(u["id"].to_numpy()[ou].astype(np.int64), U[ou], data.users, "user", zeros=True),
+        _align(i["id"].to_numpy()[oi].astype(np.int64), V[oi], data.items, "item", zeros=True),
     )
 
 
@@ -122,6 +122,11 @@ def main(argv: list[str] | None = None) -> dict:
     nb, k, tol = args.cores, args.rank, args.tol
     params = spark_params(reg_param=args.reg_param, implicit_prefs=True, alpha=args.alpha)
     spark = local_session(f"local[{nb}]", shuffle_partitions=2 * nb, driver_memory="4g")
+    # MLlib checkpoints its factors every 10 iterations (without it, long fits overflow the
+    # stack on the RDD lineage), as one has to run it in production
+    import tempfile
+
+    spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="recforget-mllib-ckpt-"))
     result: dict = {
         "dataset": args.dataset,
         "nnz_train": int(train.nnz),

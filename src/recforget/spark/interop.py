@@ -89,20 +89,32 @@ class SparkFactors:
         )
 
 
-def _align(ids: np.ndarray, F: np.ndarray, vocab: Vocabulary, name: str) -> np.ndarray:
+def _align(
+    ids: np.ndarray, F: np.ndarray, vocab: Vocabulary, name: str, *, zeros: bool = False
+) -> np.ndarray:
+    """Rows of ``F`` (sorted ``ids``) in ``vocab``'s order.
+
+    An id of the vocabulary the model lacks is an error, or with ``zeros`` a zero row: the
+    closed form of a row with no interactions, which MLlib never creates.
+    """
     if not vocab.is_integer and len(vocab):
         raise DataError(f"Spark ALSModel ids are integers; the data's {name} ids are not")
     want = vocab.ids.astype(np.int64)
-    pos = np.searchsorted(ids, want)
-    pos = np.minimum(pos, max(len(ids) - 1, 0))
-    ok = (len(ids) > 0) & (ids[pos] == want) if len(ids) else np.zeros(len(want), bool)
-    if not np.all(ok):
+    if len(ids) == 0:
+        pos = np.zeros(len(want), dtype=np.int64)
+        ok = np.zeros(len(want), dtype=bool)
+    else:
+        pos = np.minimum(np.searchsorted(ids, want), len(ids) - 1)
+        ok = ids[pos] == want
+    if not np.all(ok) and not zeros:
         missing = want[~ok][:10].tolist()
         raise DataError(
             f"{int((~ok).sum())} {name} id(s) of the data have no factors in the model, "
             f"e.g. {missing}"
         )
-    return np.ascontiguousarray(F[pos], dtype=np.float32)
+    out = np.zeros((len(want), F.shape[1]), dtype=np.float32)
+    out[ok] = F[pos[ok]]
+    return out
 
 
 def _read_factors(path: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
