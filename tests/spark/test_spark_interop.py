@@ -112,3 +112,17 @@ def test_spark_sweep_is_items_then_users():
     obj.solve("users", other)
     obj.solve("items", other)
     assert not np.allclose(other.Y, F.Y)
+
+
+def test_rows_missing_from_the_model_can_read_as_zero_rows(tmp_path):
+    d = data()
+    ids_u = d.users.ids.astype(np.int64)
+    ids_i = d.items.ids.astype(np.int64)
+    U = np.arange(len(ids_u) * 2, dtype=np.float32).reshape(-1, 2) + 1
+    write_als_model(tmp_path / "m", ids_u[1:], U[1:], ids_i, np.ones((len(ids_i), 2)))
+    from recforget.spark.interop import _align
+
+    sf = read_als_model(tmp_path / "m")
+    X = _align(sf.user_ids, sf.user_factors, d.users, "user", zeros=True)
+    np.testing.assert_array_equal(X[0], 0.0)
+    np.testing.assert_array_equal(X[1:], U[1:])
