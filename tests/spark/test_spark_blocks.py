@@ -133,3 +133,15 @@ def test_selective_block_solves_only_rows_over_tolerance():
     assert {2, 9} <= set(res["solved"].tolist())
     assert len(res["solved"]) < len(X)
     assert res["X"].shape == (len(over), 4)
+
+
+def test_importing_the_spark_modules_loads_no_pyspark():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, recforget.spark, recforget.spark.interop, recforget.spark.blocks, "
+        "recforget.spark.engine, recforget.spark.unlearn, recforget.cli.spark\n"
+        "assert 'pyspark' not in sys.modules and 'py4j' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
