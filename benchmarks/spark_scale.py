@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> dict:
             Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
         return out
 
+    # MLlib needs integer ids (ML-1M's items are titles): use the dense indices as ids
+    from recforget import Interactions
+
+    data = Interactions.from_csr(data.to_csr())
     rng = np.random.default_rng(args.seed)
     train, test = random_holdout(data, 0.2, random_state=args.seed)
     nb, k, tol = args.cores, args.rank, args.tol
