@@ -1,12 +1,13 @@
 # Two entry points do all the set-up on a fresh machine:
 #   make demo   train, forget, compare against retraining on MovieLens 100K, print the table
 #   make test   the test suite (what CI runs after linting)
+#   make test-spark   the Spark tests (installs the [spark] extra; needs a JVM, java 17)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: demo test lint bench install clean lenskit-env
+.PHONY: demo test test-spark lint bench install clean lenskit-env
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +27,7 @@ demo: $(STAMP)
 # Debian's postgresql first if it is missing and we are root)
 test: $(STAMP) lenskit-env
 	bash .ci/chromium.sh
-	.ci/postgres.sh $(BIN)/python -m pytest -m "not slow and not realdata" -q
+	.ci/postgres.sh $(BIN)/python -m pytest -m "not slow and not realdata and not spark" -q
 
 # LensKit round-trip tests: LensKit runs in its own interpreter (it pins pandas 2). If this
 # environment cannot be built, those tests skip and say why; nothing else depends on it.
@@ -37,6 +38,16 @@ lenskit-env:
 	  && $(LK_VENV)/bin/python -m pip install --quiet -c constraints-lenskit.txt \
 	     lenskit numba click tqdm platformdirs threadpoolctl \
 	  && rm -f $(LK_VENV)/.installed-* && touch $(LK_STAMP) )
+
+SPARK_STAMP := $(VENV)/.spark-$(shell cat pyproject.toml constraints.txt | sha256sum | cut -c1-12)
+
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[torch,bench,parquet,dev,service,http,interop,spark]"
+	rm -f $(VENV)/.spark-*
+	touch $(SPARK_STAMP)
+
+test-spark: $(SPARK_STAMP)
+	$(BIN)/python -m pytest -m spark -q tests/spark
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

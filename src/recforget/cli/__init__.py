@@ -23,7 +23,7 @@ def _register() -> None:
 
     main.add_command(interop_import.import_model)
     main.add_command(interop_export.export)
-    for name in ("forget", "bench", "demo", "service", "audit"):
+    for name in ("forget", "bench", "demo", "service", "audit", "spark"):
         try:
             module = __import__(f"recforget.cli.{name}", fromlist=[name])
         except ImportError:  # pragma: no cover - optional commands not yet present

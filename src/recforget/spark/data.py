@@ -1,0 +1,372 @@
+"""Interactions as a Spark DataFrame, indexed by vocabularies held on the driver.
+
+:class:`SparkInteractions` is the distributed counterpart of
+:class:`~recforget.data.interactions.Interactions`: a DataFrame with one row per interaction
+(``user``, ``item`` raw ids, ``u``, ``i`` dense indices, ``value``) and the two
+:class:`~recforget.data.vocab.Vocabulary` objects, sorted as on one machine, so that row ``r``
+of a factor matrix means the same user in both engines. :meth:`SparkInteractions.remove`
+applies a deletion the way :meth:`Interactions.remove` does (whole users and items leave the
+vocabularies, pairs leave the matrix) and reports the same counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from recforget.data.errors import DataError, UnknownIdError, show_id
+from recforget.data.interactions import Interactions
+from recforget.data.vocab import Vocabulary
+
+__all__ = ["SparkInteractions", "SparkRemoval"]
+
+_COMBINE = ("sum", "mean", "max")
+
+
+def _ids_frame(spark, vocab: Vocabulary, raw: str, idx: str):
+    pdf = pd.DataFrame({raw: vocab.ids, idx: np.arange(len(vocab), dtype=np.int64)})
+    return spark.createDataFrame(pdf)
+
+
+def _distinct_ids(df, col: str, name: str) -> Vocabulary:
+    values = df.select(col).distinct().toArrow().column(0).to_numpy(zero_copy_only=False)
+    if pd.isna(values).any():
+        raise DataError(f"column {col!r} has null {name} ids")
+    return Vocabulary.from_values(values, name=name)
+
+
+@dataclass
+class SparkInteractions:
+    """Interactions on Spark: ``frame`` (user, item, u, i, value) plus the vocabularies."""
+
+    frame: Any  # pyspark.sql.DataFrame
+    users: Vocabulary
+    items: Vocabulary
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def spark(self):
+        return self.frame.sparkSession
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def nnz(self) -> int:
+        if "nnz" not in self._cache:
+            self._cache["nnz"] = int(self.frame.count())
+        return self._cache["nnz"]
+
+    # ------------------------------------------------------------------ builders
+    @classmethod
+    def from_frame(
+        cls,
+        df,
+        user_col: str = "user",
+        item_col: str = "item",
+        rating_col: str | None = "rating",
+        *,
+        duplicates: Literal["error", "sum", "mean", "max"] = "error",
+        users: Vocabulary | None = None,
+        items: Vocabulary | None = None,
+    ) -> SparkInteractions:
+        """Index a DataFrame of (user, item[, rating]) rows; vocabularies default to sorted ids.
+
+        Repeated (user, item) pairs are refused (``duplicates="error"``, naming one) or
+        combined. Null or non-finite ratings are an error naming the row's ids.
+        """
+        from pyspark.sql import functions as F
+
+        for col in (user_col, item_col) + ((rating_col,) if rating_col else ()):
+            if col not in df.columns:
+                raise DataError(f"no column {col!r} in the interactions (has {df.columns})")
+        if duplicates not in ("error", *_COMBINE):
+            raise ValueError(f"duplicates must be 'error' or one of {_COMBINE}, got {duplicates!r}")
+        value = F.col(rating_col).cast("double") if rating_col else F.lit(1.0)
+        base = df.select(
+            F.col(user_col).alias("user"), F.col(item_col).alias("item"), value.alias("value")
+        )
+        bad = base.where(F.col("value").isNull() | F.isnan("value")).limit(1).collect()
+        if bad:
+            r = bad[0]
+            raise DataError(
+                f"missing or non-finite rating for (user {show_id(r['user'])}, "
+                f"item {show_id(r['item'])})",
+                column=rating_col,
+            )
+        users = users if users is not None else _distinct_ids(base, "user", "user")
+        items = items if items is not None else _distinct_ids(base, "item", "item")
+        spark = df.sparkSession
+        joined = base.join(F.broadcast(_ids_frame(spark, users, "user", "u")), "user", "left")
+        joined = joined.join(F.broadcast(_ids_frame(spark, items, "item", "i")), "item", "left")
+        missing = joined.where(F.col("u").isNull() | F.col("i").isNull()).limit(1).collect()
+        if missing:
+            r = missing[0]
+            raise DataError(
+                f"(user {show_id(r['user'])}, item {show_id(r['item'])}) is outside the "
+                "given vocabularies"
+            )
+        counts = joined.groupBy("u", "i").agg(F.count("*").alias("n"))
+        dup = counts.where(F.col("n") > 1).limit(1).collect()
+        if dup:
+            if duplicates == "error":
+                u, i = int(dup[0]["u"]), int(dup[0]["i"])
+                raise DataError(
+                    f"duplicate interaction (user {show_id(users.ids[u])}, "
+                    f"item {show_id(items.ids[i])}); pass duplicates='sum'|'mean'|'max'"
+                )
+            agg = getattr(F, duplicates)("value").alias("value")
+            joined = joined.groupBy("user", "item", "u", "i").agg(agg)
+        frame = joined.select(
+            "user", "item", F.col("u").cast("int"), F.col("i").cast("int"), "value"
+        )
+        return cls(frame, users, items)
+
+    @classmethod
+    def from_interactions(cls, spark, data: Interactions, *, partitions: int | None = None):
+        """Distribute a single-machine :class:`Interactions` (same vocabularies)."""
+        u = data.row_of_entry.astype(np.int32)
+        i = data.indices.astype(np.int32)
+        pdf = pd.DataFrame(
+            {
+                "user": data.users.ids[u],
+                "item": data.items.ids[i],
+                "u": u,
+                "i": i,
+                "value": data.values.astype(np.float64),
+            }
+        )
+        frame = spark.createDataFrame(pdf)
+        if partitions:
+            frame = frame.repartition(partitions)
+        return cls(frame, data.users, data.items)
+
+    def persist(self) -> SparkInteractions:
+        from pyspark import StorageLevel
+
+        self.frame = self.frame.persist(StorageLevel.MEMORY_AND_DISK)
+        return self
+
+    # ------------------------------------------------------------------ views
+    def to_interactions(self) -> Interactions:
+        """Collect to one machine (small data and tests)."""
+        t = self.frame.select("u", "i", "value").toArrow()
+        u = t.column("u").to_numpy().astype(np.int64)
+        i = t.column("i").to_numpy().astype(np.int64)
+        v = t.column("value").to_numpy().astype(np.float64)
+        order = np.lexsort((i, u))
+        u, i, v = u[order], i[order], v[order]
+        indptr = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(u, minlength=self.n_users), out=indptr[1:])
+        return Interactions(indptr, i, v, self.users, self.items)
+
+    def row_stats(self) -> dict[str, np.ndarray]:
+        """Per-row statistics every objective needs, as dense arrays on the driver.
+
+        ``n_users, n_items`` (entries per row) and ``len_users`` (sum of a user's values, for
+        BM25), computed by two aggregations over the data.
+        """
+        if "stats" not in self._cache:
+            from pyspark.sql import functions as F
+
+            us = (
+                self.frame.groupBy("u")
+                .agg(F.count("*").alias("n"), F.sum("value").alias("s"))
+                .toArrow()
+            )
+            it = self.frame.groupBy("i").agg(F.count("*").alias("n")).toArrow()
+            n_u = np.zeros(self.n_users, dtype=np.int64)
+            len_u = np.zeros(self.n_users, dtype=np.float64)
+            n_i = np.zeros(self.n_items, dtype=np.int64)
+            uu = us.column("u").to_numpy()
+            n_u[uu] = us.column("n").to_numpy()
+            len_u[uu] = us.column("s").to_numpy()
+            n_i[it.column("i").to_numpy()] = it.column("n").to_numpy()
+            self._cache["stats"] = {"n_users": n_u, "n_items": n_i, "len_users": len_u}
+        return self._cache["stats"]
+
+    def fingerprint(self) -> str:
+        """Order-independent content hash of the (user, item, value) triples (one aggregation).
+
+        Not the single-machine fingerprint (that one sorts every entry on one machine): an XOR
+        and a wrapping sum of per-entry 64-bit hashes of the raw ids and the value, and the
+        count, digested with sha256 under the tag ``recforget-spark-interactions-v1``.
+        """
+        if "fp" not in self._cache:
+            from pyspark.sql import functions as F
+
+            h = F.xxhash64(
+                F.col("user").cast("string"), F.col("item").cast("string"), F.col("value")
+            )
+            row = self.frame.agg(
+                F.count("*").alias("n"),
+                F.bit_xor(h).alias("x"),
+                F.bit_xor(
+                    F.hash(
+                        F.col("user").cast("string"), F.col("item").cast("string"), F.col("value")
+                    )
+                ).alias("y"),
+                F.sum((h % 1000003).cast("long")).alias("s"),
+            ).collect()[0]
+            digest = hashlib.sha256(
+                f"recforget-spark-interactions-v1\n{row['n']}:{row['x']}:{row['y']}:{row['s']}".encode()
+            )
+            self._cache["fp"] = digest.hexdigest()
+        return self._cache["fp"]
+
+    # ------------------------------------------------------------------ deletion
+    def remove(
+        self,
+        pairs: Iterable[tuple[object, object]] = (),
+        users: Iterable[object] = (),
+        items: Iterable[object] = (),
+        *,
+        missing: Literal["error", "ignore"] = "error",
+    ) -> SparkRemoval:
+        """Remove interactions, whole users and whole items (raw ids), as on one machine."""
+        from pyspark.sql import functions as F
+
+        pairs, users, items = list(pairs), list(users), list(items)
+        for p in pairs:
+            if not isinstance(p, (tuple, list)) or len(p) != 2:
+                raise ValueError(f"a pair must be (user, item), got {p!r}")
+        pu = [p[0] for p in pairs]
+        pi = [p[1] for p in pairs]
+        unknown = {
+            "users": list(dict.fromkeys(self.users.unknown(users + pu))),
+            "items": list(dict.fromkeys(self.items.unknown(items + pi))),
+        }
+        if missing == "error":
+            if unknown["users"]:
+                raise UnknownIdError("user", unknown["users"])
+            if unknown["items"]:
+                raise UnknownIdError("item", unknown["items"])
+        uidx = self.users.index(users, missing="ignore")
+        iidx = self.items.index(items, missing="ignore")
+        uidx, iidx = np.unique(uidx[uidx >= 0]), np.unique(iidx[iidx >= 0])
+        pu_idx = self.users.index(pu, missing="ignore")
+        pi_idx = self.items.index(pi, missing="ignore")
+        known = (pu_idx >= 0) & (pi_idx >= 0)
+        pair_idx = np.unique(np.stack([pu_idx[known], pi_idx[known]], axis=1), axis=0)
+        spark = self.spark
+
+        drop = F.lit(False)
+        if len(uidx):
+            drop = drop | F.col("u").isin([int(x) for x in uidx])
+        if len(iidx):
+            drop = drop | F.col("i").isin([int(x) for x in iidx])
+        frame = self.frame.withColumn("_drop", drop)
+        if len(pair_idx):
+            pdf = pd.DataFrame(
+                {"u": pair_idx[:, 0].astype(np.int32), "i": pair_idx[:, 1].astype(np.int32)}
+            )
+            pf = spark.createDataFrame(pdf).withColumn("_pair", F.lit(True))
+            frame = frame.join(F.broadcast(pf), ["u", "i"], "left").withColumn(
+                "_drop", F.col("_drop") | F.coalesce(F.col("_pair"), F.lit(False))
+            )
+            found = (
+                self.frame.join(F.broadcast(spark.createDataFrame(pdf)), ["u", "i"])
+                .select("u", "i")
+                .toArrow()
+            )
+            present = set(
+                zip(found.column("u").to_pylist(), found.column("i").to_pylist(), strict=True)
+            )
+            asked = zip(pu_idx[known].tolist(), pi_idx[known].tolist(), strict=True)
+            absent = sum(1 for p in asked if p not in present)
+        else:
+            absent = 0
+        removed = frame.where("_drop").select("u", "i").toArrow()
+        removed_u = removed.column("u").to_numpy().astype(np.int64)
+        removed_i = removed.column("i").to_numpy().astype(np.int64)
+        kept = frame.where(~F.col("_drop")).select("user", "item", "u", "i", "value")
+
+        user_gone = np.zeros(self.n_users, dtype=bool)
+        user_gone[uidx] = True
+        item_gone = np.zeros(self.n_items, dtype=bool)
+        item_gone[iidx] = True
+        user_map = np.cumsum(~user_gone) - 1
+        user_map[user_gone] = -1
+        item_map = np.cumsum(~item_gone) - 1
+        item_map[item_gone] = -1
+        new_users, new_items = self.users, self.items
+        if len(uidx) or len(iidx):
+            kept = _reindex(kept, user_map, item_map)
+            new_users = self.users.take(np.flatnonzero(~user_gone))
+            new_items = self.items.take(np.flatnonzero(~item_gone))
+        data = SparkInteractions(kept, new_users, new_items)
+        data._cache["nnz"] = self.nnz - len(removed_u)
+        return SparkRemoval(
+            data=data,
+            removed_users=removed_u,
+            removed_items=removed_i,
+            user_map=user_map,
+            item_map=item_map,
+            dropped_users=uidx,
+            dropped_items=iidx,
+            absent_pairs=absent,
+            unknown=unknown,
+        )
+
+
+def _reindex(frame, user_map: np.ndarray, item_map: np.ndarray):
+    """Map ``u``/``i`` through the old-to-new index maps (broadcast; one map over the rows)."""
+    import pyarrow as pa
+
+    sc = frame.sparkSession.sparkContext
+    bmaps = sc.broadcast((user_map.astype(np.int32).tobytes(), item_map.astype(np.int32).tobytes()))
+    schema = frame.schema
+
+    def fn(batches):
+        um = np.frombuffer(bmaps.value[0], dtype=np.int32)
+        im = np.frombuffer(bmaps.value[1], dtype=np.int32)
+        for b in batches:
+            cols = {name: b.column(name) for name in b.schema.names}
+            cols["u"] = pa.array(um[b.column("u").to_numpy()])
+            cols["i"] = pa.array(im[b.column("i").to_numpy()])
+            yield pa.RecordBatch.from_pydict(cols, schema=b.schema)
+
+    return frame.mapInArrow(fn, schema)
+
+
+@dataclass(frozen=True)
+class SparkRemoval:
+    """What :meth:`SparkInteractions.remove` did (indices are those before removal)."""
+
+    data: SparkInteractions
+    removed_users: np.ndarray
+    removed_items: np.ndarray
+    user_map: np.ndarray
+    item_map: np.ndarray
+    dropped_users: np.ndarray
+    dropped_items: np.ndarray
+    absent_pairs: int = 0
+    unknown: dict[str, list[object]] = field(default_factory=dict)
+
+    @property
+    def n_removed(self) -> int:
+        return len(self.removed_users)
+
+    @property
+    def affected_users(self) -> np.ndarray:
+        u = np.unique(self.removed_users)
+        return u[self.user_map[u] >= 0]
+
+    @property
+    def affected_items(self) -> np.ndarray:
+        i = np.unique(self.removed_items)
+        return i[self.item_map[i] >= 0]
+
+    @property
+    def is_noop(self) -> bool:
+        return self.n_removed == 0 and len(self.dropped_users) == 0 and len(self.dropped_items) == 0

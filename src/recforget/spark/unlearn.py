@@ -1,0 +1,249 @@
+"""``forget`` on Spark: Unlearn-ALS (full and selective) and the retrain oracle, with receipts.
+
+The same methods as :mod:`recforget.unlearn.als`, on :class:`~recforget.spark.SparkALS`:
+
+* ``"unlearn-als"``: the old factors (removed users' and items' rows dropped) warm-start full
+  sweeps on the remaining data until the stationarity certificate holds;
+* ``"unlearn-als-selective"``: each round is one pass per side in which every block computes
+  its rows' gradients and re-solves only those above the tolerance (plus, in the first round,
+  every kept row that lost data); only re-solved rows travel back; it stops when a round
+  re-solves nothing, i.e. when every row is within the tolerance;
+* ``"retrain"``: fit from the model's seed on the remaining data (the oracle).
+
+The remaining data's blocks are built from the remaining data alone, so every statistic of the
+objective (frequency-scaled ridge weights, BM25 statistics) is recomputed without the deleted
+data. The receipt has the single-machine receipt's fields, with ``engine: "spark"``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from recforget.models._als_objective import row_floor
+from recforget.spark.blocks import PassOptions, blocked_gram, run_pass
+from recforget.spark.data import SparkInteractions
+from recforget.spark.engine import SparkALS
+from recforget.unlearn.requests import DeletionRequest
+
+__all__ = ["METHODS", "SparkUnlearnResult", "forget"]
+
+DEFAULT_TOL = 1e-3
+DEFAULT_MAX_SWEEPS = 200
+METHODS = ("retrain", "unlearn-als", "unlearn-als-selective")
+
+
+@dataclass(frozen=True)
+class SparkUnlearnResult:
+    model: SparkALS
+    data: SparkInteractions
+    receipt: dict[str, Any]
+
+
+def _transplant(model: SparkALS, removal) -> SparkALS:
+    new = SparkALS(
+        model.estimator.factors,
+        n_blocks=model.n_blocks,
+        order=model.order,
+        checkpoint_dir=model.checkpoint_dir,
+        threads=model.threads,
+        progress=model.progress,
+        **{k: v for k, v in model.params.items() if k != "factors"},
+    )
+    keep_u = removal.user_map >= 0
+    keep_i = removal.item_map >= 0
+    new.seed_ = model.seed_
+    new._set_state(
+        np.ascontiguousarray(model.user_factors_[keep_u]),
+        np.ascontiguousarray(model.item_factors_[keep_i]),
+        removal.data,
+    )
+    return new
+
+
+def _tol(model: SparkALS, tol: float | None) -> float:
+    if tol is None:
+        tol = model.estimator.grad_tol if model.estimator.grad_tol is not None else DEFAULT_TOL
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive number, got {tol!r}")
+    return float(tol)
+
+
+def unlearn_als(model, removal, *, tol=None, max_sweeps=DEFAULT_MAX_SWEEPS, solver="cg"):
+    tol = _tol(model, tol)
+    new = _transplant(model, removal)
+    new.sweeps(removal.data, max_sweeps, grad_tol=tol, solver=solver, tag="unlearn-als")
+    n = removal.data.n_users + removal.data.n_items
+    return new, {
+        "tol": tol,
+        "sweeps": new.n_iter_,
+        "rows_solved": new.n_iter_ * n,
+        "stop_reason": new.stop_reason_,
+        "sweep_seconds": new.sweep_seconds_,
+    }
+
+
+def unlearn_als_selective(
+    model,
+    removal,
+    *,
+    tol=None,
+    max_rounds=10 * DEFAULT_MAX_SWEEPS,
+    solver="cg",
+    touched_first=True,
+):
+    """Rounds of gradient-then-solve passes over the blocks, re-solving rows over ``tol``."""
+    tol = _tol(model, tol)
+    new = _transplant(model, removal)
+    data = removal.data
+    nb = new._blocks_per_side(data)
+    blocks = new.blocks(data)
+    est = new.estimator
+    base = dict(solver=solver, cg_steps=est.cg_steps, threads=new.threads)
+    S = {"users": new.user_factors_, "items": new.item_factors_}
+    G = {s: blocked_gram(S[s], nb) for s in S}
+    touched = {"users": np.zeros(data.n_users, bool), "items": np.zeros(data.n_items, bool)}
+    if touched_first:
+        touched["users"][removal.user_map[removal.affected_users]] = True
+        touched["items"][removal.item_map[removal.affected_items]] = True
+    # the floor of the row scales, from the starting state's gradients at zero
+    b0 = {}
+    for s, o in (("users", "items"), ("items", "users")):
+        r = run_pass(
+            blocks[s], nb, S[s], S[o], new.shared(G[o]), PassOptions(solve="none", pre=True, **base)
+        )
+        b0[s] = r.b_pre
+    floor = row_floor(np.concatenate([b0["users"], b0["items"]]))
+    rounds = solved_u = solved_i = 0
+    first = True
+    seconds = []
+    while rounds < max_rounds:
+        t0 = time.perf_counter()
+        n_solved = 0
+        b_now = {}
+        for s, o in (("users", "items"), ("items", "users")):
+            opts = PassOptions(solve="selective", tol=tol, floor=floor, **base)
+            r = run_pass(
+                blocks[s], nb, S[s], S[o], new.shared(G[o]), opts, touched[s] if first else None
+            )
+            S[s], G[s] = r.X, r.gram
+            b_now[s] = r.b_pre
+            n_solved += len(r.solved)
+            if s == "users":
+                solved_u += len(r.solved)
+            else:
+                solved_i += len(r.solved)
+        first = False
+        floor = row_floor(np.concatenate([b_now["users"], b_now["items"]]))
+        seconds.append(time.perf_counter() - t0)
+        if n_solved == 0:
+            break
+        rounds += 1
+        new._report({"sweep": rounds, "seconds": seconds[-1], "rows_solved": n_solved})
+    new._set_state(S["users"], S["items"], data)
+    new.n_iter_ = rounds
+    new.stop_reason_ = "grad_tol" if rounds < max_rounds else "max_rounds"
+    new.sweep_seconds_ = seconds
+    return new, {
+        "tol": tol,
+        "sweeps": rounds,
+        "rows_solved": solved_u + solved_i,
+        "rows_solved_users": solved_u,
+        "rows_solved_items": solved_i,
+        "stop_reason": new.stop_reason_,
+        "sweep_seconds": seconds,
+    }
+
+
+def retrain(model, removal, *, tol=None, max_sweeps=None):
+    new = _transplant(model, removal)
+    if tol is not None:
+        new.estimator.set_params(grad_tol=tol, tol=None)
+    if max_sweeps is not None:
+        new.estimator.set_params(iterations=max_sweeps)
+    new.estimator.set_params(random_state=model.seed_)
+    new.fit(removal.data)
+    n = removal.data.n_users + removal.data.n_items
+    return new, {
+        "tol": tol if tol is not None else model.estimator.grad_tol,
+        "sweeps": new.n_iter_,
+        "rows_solved": new.n_iter_ * n,
+        "stop_reason": new.stop_reason_,
+        "sweep_seconds": new.sweep_seconds_,
+    }
+
+
+_IMPL = {
+    "retrain": retrain,
+    "unlearn-als": unlearn_als,
+    "unlearn-als-selective": unlearn_als_selective,
+}
+
+
+def forget(
+    model: SparkALS,
+    request: DeletionRequest,
+    method: str = "unlearn-als",
+    *,
+    missing: Literal["error", "ignore"] = "error",
+    **options: Any,
+) -> SparkUnlearnResult:
+    """Make a :class:`SparkALS` forget ``request``; as :func:`recforget.forget` on one machine.
+
+    Returns the new model, the remaining data (a :class:`SparkInteractions`) and a receipt with
+    the same fields as the single-machine receipt (``method``, ``request_digest``, ``removed``,
+    data fingerprints, ``seconds``, ``sweeps``, ``objective``, ``certificate``, ``certified``,
+    ``model_hash``), plus ``engine``, ``n_blocks`` and ``sweep_seconds``. The certificate is
+    recomputed from scratch on the remaining data, outside the timed section.
+    """
+    from recforget import __version__
+
+    if method not in _IMPL:
+        raise ValueError(f"unknown Spark method {method!r}; choose from {METHODS}")
+    if not isinstance(request, DeletionRequest):
+        raise TypeError(f"request must be a DeletionRequest, got {type(request).__name__}")
+    data = model.seen_
+    start = time.perf_counter()
+    removal = data.remove(
+        pairs=request.pairs, users=request.users, items=request.items, missing=missing
+    )
+    if removal.is_noop:
+        new, info = model, {"noop": True, "sweeps": 0, "rows_solved": 0}
+    else:
+        new, info = _IMPL[method](model, removal, **options)
+        info["noop"] = False
+    seconds = time.perf_counter() - start
+    if not info["noop"]:
+        info.update(new.certify(tol=info.pop("tol", None)))
+    info.pop("tol", None)
+    receipt = {
+        "method": method,
+        "model": "als",
+        "engine": "spark",
+        "n_blocks": model._blocks_per_side(data),
+        "request_id": request.request_id,
+        "request_digest": request.digest(),
+        "request": {
+            "pairs": len(request.pairs),
+            "users": len(request.users),
+            "items": len(request.items),
+        },
+        "removed": {
+            "interactions": removal.n_removed,
+            "users": len(removal.dropped_users),
+            "items": len(removal.dropped_items),
+            "absent_pairs": removal.absent_pairs,
+            "already_forgotten": 0,
+            "unknown": {k: [str(x) for x in v] for k, v in removal.unknown.items()},
+        },
+        "data_fingerprint_before": data.fingerprint(),
+        "data_fingerprint_after": removal.data.fingerprint(),
+        "seconds": seconds,
+        "library_version": __version__,
+        **info,
+        "model_hash": new.model_hash(),
+    }
+    return SparkUnlearnResult(model=new, data=removal.data, receipt=receipt)
