@@ -23,7 +23,7 @@ import numpy as np
 
 from recforget._rng import check_random_state, resolve_seed
 from recforget._threads import one_blas_thread
-from recforget.models._als_objective import certificate
+from recforget.models._certificate import certificate
 from recforget.models.als import ALS
 from recforget.spark.blocks import ObjectiveSpec, PassOptions, blocked_gram, build_blocks, run_pass
 from recforget.spark.data import SparkInteractions

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from recforget.models._als_objective import row_floor
+from recforget.models._certificate import row_floor
 from recforget.spark.blocks import PassOptions, blocked_gram, run_pass
 from recforget.spark.data import SparkInteractions
 from recforget.spark.engine import SparkALS
