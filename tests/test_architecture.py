@@ -13,7 +13,7 @@ import recforget
 
 SRC = Path(recforget.__file__).parent
 # lower layers first; a module may import its own layer and the ones before it
-LAYERS = ["kernels", "data", "models", "unlearn", "evaluate", "cli"]
+LAYERS = ["kernels", "data", "models", "unlearn", "evaluate", "interop", "service", "spark", "cli"]
 
 
 def _module(path: Path) -> str:

@@ -10,6 +10,7 @@ import pytest
 import recforget
 from recforget import ALS, DeletionRequest, Interactions
 from recforget.kernels import als as K
+from recforget.spark.interop import als_from_spark, als_to_spark
 
 pytestmark = pytest.mark.spark
 
@@ -206,7 +207,7 @@ def test_one_sweep_continues_an_mllib_model_exactly(spark, planted, tmp_path, im
     after, df = _mllib(spark, data, m + 1, implicit, tmp_path / "m1")
     want_u, want_i = read_als_model(tmp_path / "m1").aligned(data)
 
-    local = ALS.from_spark(tmp_path / "m", data, reg_param=0.1, implicit_prefs=implicit, alpha=2.0)
+    local = als_from_spark(tmp_path / "m", data, reg_param=0.1, implicit_prefs=implicit, alpha=2.0)
     spark_sweep(local)
     np.testing.assert_allclose(local.user_factors_, want_u, atol=1e-4)
     np.testing.assert_allclose(local.item_factors_, want_i, atol=1e-4)
@@ -220,8 +221,8 @@ def test_one_sweep_continues_an_mllib_model_exactly(spark, planted, tmp_path, im
     np.testing.assert_allclose(dist.item_factors_, want_i, atol=1e-4)
 
     # round trip: MLlib -> recforget -> ALSModel.load predicts the same
-    back = ALS.from_spark(tmp_path / "m1", data, reg_param=0.1, implicit_prefs=implicit, alpha=2.0)
-    back.to_spark(tmp_path / "rt")
+    back = als_from_spark(tmp_path / "m1", data, reg_param=0.1, implicit_prefs=implicit, alpha=2.0)
+    als_to_spark(back, tmp_path / "rt")
     loaded = ALSModel.load(str(tmp_path / "rt"))
     p0 = after.transform(df).orderBy("user", "item").toPandas()
     p1 = loaded.transform(df).orderBy("user", "item").toPandas()
@@ -249,8 +250,9 @@ def test_cli_forget_on_parquet_writes_an_alsmodel_mllib_loads(spark, planted, tm
     assert "sweep 2:" in res.output and ALSModel.load(str(tmp_path / "fitted")).rank == 3
     # a converged model to forget from (trained on one machine, saved in MLlib's format)
     data = Interactions.from_frame(frame)
-    converged = ALS.from_spark(tmp_path / "fitted", data, reg_param=0.1)
-    converged.set_params(iterations=500, grad_tol=1e-5).fit(data).to_spark(tmp_path / "model")
+    converged = als_from_spark(tmp_path / "fitted", data, reg_param=0.1)
+    converged.set_params(iterations=500, grad_tol=1e-5).fit(data)
+    als_to_spark(converged, tmp_path / "model")
     user = int(frame.user[0])
     (tmp_path / "req.json").write_text(json.dumps({"users": [user]}))
     req = str(tmp_path / "req.json")

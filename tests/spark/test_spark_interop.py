@@ -11,7 +11,13 @@ pytest.importorskip("pyarrow")
 
 from recforget import ALS, Interactions
 from recforget.data.errors import DataError
-from recforget.spark.interop import read_als_model, spark_sweep, write_als_model
+from recforget.spark.interop import (
+    als_from_spark,
+    als_to_spark,
+    read_als_model,
+    spark_sweep,
+    write_als_model,
+)
 
 
 def data(seed=0, n_users=20, n_items=12):
@@ -35,8 +41,8 @@ def test_round_trip_keeps_factors_and_scores(tmp_path, feedback):
         random_state=0,
         regularization_scaling="frequency",
     ).fit(d)
-    model.to_spark(tmp_path / "m")
-    back = ALS.from_spark(tmp_path / "m", d)
+    als_to_spark(model, tmp_path / "m")
+    back = als_from_spark(tmp_path / "m", d)
     np.testing.assert_array_equal(back.user_factors_, model.user_factors_)
     np.testing.assert_array_equal(back.item_factors_, model.item_factors_)
     assert back.feedback == feedback and back.regularization == 0.2 and back.alpha == 2.0
@@ -46,8 +52,8 @@ def test_round_trip_keeps_factors_and_scores(tmp_path, feedback):
     meta = json.loads((tmp_path / "m" / "metadata" / "part-00000").read_text())
     assert meta["class"] == "org.apache.spark.ml.recommendation.ALSModel" and meta["rank"] == 4
     with pytest.raises(FileExistsError):
-        model.to_spark(tmp_path / "m")
-    model.to_spark(tmp_path / "m", overwrite=True)
+        als_to_spark(model, tmp_path / "m")
+    als_to_spark(model, tmp_path / "m", overwrite=True)
 
 
 def test_rows_are_aligned_by_id_not_by_position(tmp_path):

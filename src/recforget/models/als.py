@@ -323,24 +323,6 @@ class ALS(Recommender):
         model.loss_history_ = []
         return model
 
-    @classmethod
-    def from_spark(cls, path: str | Path, data: Interactions, **params: Any) -> ALS:
-        """A fitted model from a Spark MLlib ``ALSModel`` directory and its training data.
-
-        MLlib's objective is reproduced exactly (``regParam`` times each row's rating count,
-        confidence ``1 + alpha |r|``); pass ``reg_param``, ``implicit_prefs`` and ``alpha``
-        as given to MLlib. See :func:`recforget.spark.interop.als_from_spark` (no JVM needed).
-        """
-        from recforget.spark.interop import als_from_spark
-
-        return als_from_spark(path, data, **params)
-
-    def to_spark(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the factors as an ``ALSModel`` directory that ``ALSModel.load`` reads."""
-        from recforget.spark.interop import als_to_spark
-
-        return als_to_spark(self, path, overwrite=overwrite)
-
     # ------------------------------------------------------------------ state
     def _set_state(self, F: Factors, data: Interactions) -> None:
         self.user_factors_ = F.X
