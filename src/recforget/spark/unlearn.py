@@ -27,6 +27,7 @@ from recforget.models._certificate import row_floor
 from recforget.spark.blocks import PassOptions, blocked_gram, run_pass
 from recforget.spark.data import SparkInteractions
 from recforget.spark.engine import SparkALS
+from recforget.unlearn.api import request_fields
 from recforget.unlearn.requests import DeletionRequest
 
 __all__ = ["METHODS", "SparkUnlearnResult", "forget"]
@@ -224,21 +225,7 @@ def forget(
         "model": "als",
         "engine": "spark",
         "n_blocks": model._blocks_per_side(data),
-        "request_id": request.request_id,
-        "request_digest": request.digest(),
-        "request": {
-            "pairs": len(request.pairs),
-            "users": len(request.users),
-            "items": len(request.items),
-        },
-        "removed": {
-            "interactions": removal.n_removed,
-            "users": len(removal.dropped_users),
-            "items": len(removal.dropped_items),
-            "absent_pairs": removal.absent_pairs,
-            "already_forgotten": 0,
-            "unknown": {k: [str(x) for x in v] for k, v in removal.unknown.items()},
-        },
+        **request_fields(request, removal, 0),
         "data_fingerprint_before": data.fingerprint(),
         "data_fingerprint_after": removal.data.fingerprint(),
         "seconds": seconds,

@@ -12,6 +12,32 @@ from recforget.unlearn.registry import lookup, model_kind
 from recforget.unlearn.requests import DeletionRequest, hash_id
 
 
+def request_fields(request: DeletionRequest, removal: Any, already_forgotten: int) -> dict:
+    """The receipt fields every forgetting entry point shares: what was asked, what was removed.
+
+    ``removal`` is a :class:`~recforget.data.interactions.Removal` or anything with its
+    counting attributes (``n_removed``, ``dropped_users``, ``dropped_items``,
+    ``absent_pairs``, ``unknown``); ``already_forgotten`` counts ids forgotten earlier.
+    """
+    return {
+        "request_id": request.request_id,
+        "request_digest": request.digest(),
+        "request": {
+            "pairs": len(request.pairs),
+            "users": len(request.users),
+            "items": len(request.items),
+        },
+        "removed": {
+            "interactions": removal.n_removed,
+            "users": len(removal.dropped_users),
+            "items": len(removal.dropped_items),
+            "absent_pairs": removal.absent_pairs,
+            "already_forgotten": already_forgotten,
+            "unknown": {k: [str(x) for x in v] for k, v in removal.unknown.items()},
+        },
+    }
+
+
 @dataclass(frozen=True)
 class UnlearnResult:
     """What :func:`forget` returns: the new model, the data it stands on, and a receipt."""
@@ -121,21 +147,7 @@ def forget(
     receipt = {
         "method": method,
         "model": kind,
-        "request_id": request.request_id,
-        "request_digest": request.digest(),
-        "request": {
-            "pairs": len(request.pairs),
-            "users": len(request.users),
-            "items": len(request.items),
-        },
-        "removed": {
-            "interactions": removal.n_removed,
-            "users": len(removal.dropped_users),
-            "items": len(removal.dropped_items),
-            "absent_pairs": removal.absent_pairs,
-            "already_forgotten": len(again_users) + len(again_items),
-            "unknown": {k: [str(x) for x in v] for k, v in removal.unknown.items()},
-        },
+        **request_fields(request, removal, len(again_users) + len(again_items)),
         "data_fingerprint_before": data.fingerprint(),
         "data_fingerprint_after": removal.data.fingerprint(),
         "seconds": seconds,
@@ -162,4 +174,4 @@ def forget(
     return UnlearnResult(model=new_model, data=removal.data, receipt=receipt)
 
 
-__all__ = ["UnlearnResult", "forget"]
+__all__ = ["UnlearnResult", "forget", "request_fields"]

@@ -44,6 +44,7 @@ from recforget._threads import one_blas_thread
 from recforget.data.interactions import Interactions
 from recforget.models.als import ALS
 from recforget.unlearn._stream_als import SIDES, IncrementalALS
+from recforget.unlearn.api import request_fields
 from recforget.unlearn.requests import DeletionRequest, hash_id
 
 METHOD = "unlearn-als-stream"
@@ -326,21 +327,7 @@ class Forgetter:
                 "method": METHOD,
                 "model": "als",
                 "sequence": n_before + n + 1,
-                "request_id": request.request_id,
-                "request_digest": request.digest(),
-                "request": {
-                    "pairs": len(request.pairs),
-                    "users": len(request.users),
-                    "items": len(request.items),
-                },
-                "removed": {
-                    "interactions": removal.n_removed,
-                    "users": len(removal.dropped_users),
-                    "items": len(removal.dropped_items),
-                    "absent_pairs": removal.absent_pairs,
-                    "already_forgotten": again,
-                    "unknown": {k: [str(x) for x in v] for k, v in removal.unknown.items()},
-                },
+                **request_fields(request, removal, again),
                 "data_fingerprint_before": before,
                 "data_fingerprint_after": after,
                 "seconds": seconds,
