@@ -60,6 +60,17 @@ class WebDriver:
     def go(self, url: str) -> None:
         self.cmd("POST", "/url", {"url": url})
 
+    def wait_url(self, ok, timeout: float = 30.0) -> str:
+        """The page's URL once ``ok(url)`` holds: a click returns before the navigation it
+        starts has finished, so the URL is polled rather than read once."""
+        deadline = time.time() + timeout
+        while True:
+            url = self.cmd("GET", "/url")
+            if ok(url):
+                return url
+            assert time.time() < deadline, f"still at {url} after {timeout:.0f} s"
+            time.sleep(0.1)
+
     def find(self, css: str) -> str | None:
         r = self.http.post(
             f"/session/{self.sid}/element", json={"using": "css selector", "value": css}
@@ -111,7 +122,7 @@ def test_console_shows_a_deletion_move_to_completed(tmp_path, tiny_model):
             field = wd.find("#token")
             wd.cmd("POST", f"/element/{field}/value", {"text": live.tokens["admin"]})
             wd.cmd("POST", f"/element/{wd.find('#signin')}/click", {})
-            assert wd.cmd("GET", "/url") == live.base + "/console"
+            wd.wait_url(lambda u: u == live.base + "/console")
             with live.client("crm") as api:
                 r = api.post(
                     "/v1/deletions",
@@ -134,7 +145,7 @@ def test_console_shows_a_deletion_move_to_completed(tmp_path, tiny_model):
             assert set(seen) <= {"DATA_DELETED", "BUILDING", "STAGED", "COMPLETED"}, seen
             assert wd.find("#latency-chart") is not None
             wd.cmd("POST", f"/element/{wd.find(f'#req-{rid} a')}/click", {})
-            assert wd.cmd("GET", "/url").endswith(f"/console/requests/{rid}")
+            wd.wait_url(lambda u: u.endswith(f"/console/requests/{rid}"))
             assert "Receipt verified" in wd.text("#receipt-status")
             assert "completed" in wd.text("#timeline")
             png = base64.b64decode(wd.cmd("GET", "/screenshot"))
