@@ -33,7 +33,8 @@ def request_fields(request: DeletionRequest, removal: Any, already_forgotten: in
             "items": len(removal.dropped_items),
             "absent_pairs": removal.absent_pairs,
             "already_forgotten": already_forgotten,
-            "unknown": {k: [str(x) for x in v] for k, v in removal.unknown.items()},
+            # counts only: a receipt never carries raw ids (the caller knows what it sent)
+            "unknown": {k: len(v) for k, v in removal.unknown.items()},
         },
     }
 
