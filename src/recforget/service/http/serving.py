@@ -51,9 +51,36 @@ class ServingModel:
     global_mean: float
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
+    # built once per version, off the request path: raw id text -> row, and row -> item id text
+    _user_rows: dict[str, int] = field(init=False, repr=False)
+    _item_rows: dict[str, int] = field(init=False, repr=False)
+    item_ids: list[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._user_rows = {str(x): k for k, x in enumerate(self.users.ids.tolist())}
+        self.item_ids = [str(x) for x in self.items.ids.tolist()]
+        self._item_rows = {x: k for k, x in enumerate(self.item_ids)}
 
     def user_index(self, user: str) -> int:
-        return int(self.users.index([user], missing="ignore")[0])
+        """Row of raw ``user`` (-1 if unknown); the vocabulary's coercion when not verbatim."""
+        row = self._user_rows.get(user)
+        if row is None:  # e.g. "0196" for the integer id 196: the vocabulary decides
+            row = int(self.users.index([user], missing="ignore")[0])
+        return row
+
+    def item_rows(self, items: list[str]) -> list[int]:
+        """Rows of raw ``items`` (unknown ones left out)."""
+        rows, rest = [], []
+        for x in items:
+            r = self._item_rows.get(x)
+            if r is None:
+                rest.append(x)
+            else:
+                rows.append(r)
+        if rest:
+            idx = self.items.index(rest, missing="ignore")
+            rows.extend(int(r) for r in idx[idx >= 0])
+        return rows
 
     def recommend(self, u: int, k: int, exclude: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (item indices, scores) for user row ``u``, without ``exclude`` (raw)."""
@@ -61,8 +88,7 @@ class ServingModel:
         if self.bu is not None:
             scores += self.global_mean + float(self.bu[u]) + self.bi
         if exclude:
-            idx = self.items.index(exclude, missing="ignore")
-            scores[idx[idx >= 0]] = -np.inf
+            scores[self.item_rows(exclude)] = -np.inf
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((top, -scores[top]))]
