@@ -40,7 +40,15 @@ def read_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # the recommendation route reads on the event loop: never wait long for a connection
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=5,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 def _raw(conn, sql: str, params: tuple | list) -> list[tuple]:
