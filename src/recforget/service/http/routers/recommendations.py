@@ -4,9 +4,9 @@ The hot read path. The route is ``async`` and does its work on the event loop it
 token check (a cached verification: one indexed read of the revocation counter), the two
 indexed reads (the user's stored items; the suppression of the user and the candidates), a
 dot product and a partial sort over the catalogue, well under a millisecond in all. A hop to
-the thread pool would cost more than that, and under load it is the hop (a second thread
-that must win the GIL from the loop, and a CPU) that makes the tail. The JSON is built
-directly; the schema documents its shape.
+the thread pool costs about as much again (a second thread to wake, which must then win the
+GIL from the loop), and more under load. The JSON is built directly; the schema documents
+its shape.
 """
 
 from __future__ import annotations
