@@ -6,8 +6,13 @@ certified to ``--tol``) and its 1M interactions in the store (SQLite by default,
 For ``--seconds``, N submitter threads send small deletion requests (a whole user, or 1 to 3
 pairs of another user; every subject distinct, so each must complete) with unique
 Idempotency-Keys, every fifth one sent twice (the replay must return the same request), at
-``--think`` seconds between a submitter's requests; M reader threads fetch top-10
-recommendations of users no request touches, at ``--read-rate`` per reader. Then the run
+``--think`` seconds between a submitter's requests; M readers fetch top-10 recommendations of
+users no request touches, at ``--read-rate`` per reader. The readers run in a process of
+their own (one asyncio loop, one keep-alive connection per reader, a small HTTP/1.1 client:
+sending, parsing and the clock cost tens of microseconds a request), so the latency they
+measure is the server's, not the wait for the load generator's own GIL behind its submitter
+threads; each connects and sends one uncounted request before the clock starts.
+``--serve-workers`` starts that many server processes. Then the run
 waits (at most ``--drain`` s) for every acknowledged request to complete and checks the
 ledger: lost (acknowledged, not COMPLETED), duplicated (a key with more than one request, a
 replay answered with another id, more receipts than requests), latencies and batch sizes.
@@ -22,7 +27,9 @@ One BLAS/numba thread per process (the machine is shared; the JSON records its c
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -118,6 +125,79 @@ def plan_requests(model, n: int, seed: int) -> tuple[list[dict], list[str]]:
     return bodies, readers_pool
 
 
+async def _get(reader, writer, request: bytes) -> tuple[int, bytes]:
+    """One keep-alive HTTP/1.1 exchange: (status, body); the response must carry a length."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = dict(
+        (k.strip().lower(), v.strip()) for k, v in (x.split(":", 1) for x in lines[1:] if x)
+    )
+    body = await reader.readexactly(int(headers["content-length"]))
+    if headers.get("connection", "").lower() == "close":
+        raise ConnectionResetError("server closed the connection")
+    return status, body
+
+
+async def _read_loop(k, port, token, users, rate, t_start, t_end, seed, lat, status):
+    """Reader ``k``: GET top-10 of a random user every ``1/rate`` s from ``t_start``."""
+    rng = random.Random(seed)
+    gap = 1.0 / rate
+    # before the clock starts: connect, and one request (not counted) to warm the path
+    conn = await asyncio.open_connection(HOST, port)
+    warm = f"GET /v1/recommendations/{users[0]}?k=10 HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+    await _get(*conn, (warm + f"Authorization: Bearer {token}\r\n\r\n").encode())
+    nxt = t_start + gap * rng.random()  # readers out of phase
+    while True:
+        delay = nxt - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if time.time() >= t_end:
+            break
+        path = f"/v1/recommendations/{rng.choice(users)}?k=10"
+        req = (
+            f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {token}\r\n\r\n"
+        ).encode()
+        t = time.perf_counter()
+        try:
+            if conn is None:
+                conn = await asyncio.open_connection(HOST, port)
+            code, body = await _get(*conn, req)
+            if code == 200 and len(json.loads(body)["items"]) != 10:
+                code = -2  # an answer without its ten items does not count as one
+        except (OSError, asyncio.IncompleteReadError, ValueError, KeyError):
+            code = -1
+            if conn is not None:
+                conn[1].close()
+            conn = None
+        dt = time.perf_counter() - t
+        status[code] = status.get(code, 0) + 1
+        if code == 200:
+            lat.append((time.time() - dt, dt * 1000))
+        nxt += gap
+    if conn is not None:
+        conn[1].close()
+
+
+def read_load(port, tokens_, users, rate, t_start, t_end, seed, out) -> None:
+    """The readers' process: all readers on one event loop; results as JSON to ``out``."""
+    lat: list[float] = []
+    status: dict[int, int] = {}
+
+    async def run():
+        await asyncio.gather(
+            *(
+                _read_loop(k, port, tok, users, rate, t_start, t_end, -1 - k - seed, lat, status)
+                for k, tok in enumerate(tokens_)
+            )
+        )
+
+    asyncio.run(run())
+    Path(out).write_text(json.dumps({"samples": sorted(lat), "status": status}))
+
+
 def start(cmd, log: Path, env=None) -> subprocess.Popen:
     fh = open(log, "wb")
     return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
@@ -139,6 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--window", type=float, default=0.2, help="worker batch window (s)")
     p.add_argument("--think", type=float, default=1.0, help="s between a submitter's requests")
     p.add_argument("--read-rate", type=float, default=20.0, help="requests/s per reader")
+    p.add_argument("--serve-workers", type=int, default=1, help="server processes")
     p.add_argument("--max-requests", type=int, default=2000)
     p.add_argument("--drain", type=float, default=120.0)
     p.add_argument("--seed", type=int, default=0)
@@ -171,7 +252,7 @@ def main(argv: list[str] | None = None) -> dict:
     base = f"http://{HOST}:{port}"
     server = start(
         [*CLI, "service", "serve", "--home", str(home), "--host", HOST, "--port", str(port),
-         "--reload-poll", "0.2", "--log-level", "warning"],
+         "--reload-poll", "0.2", "--log-level", "warning", "--workers", str(args.serve_workers)],
         work / "serve.log", env,
     )  # fmt: skip
     worker = start(
@@ -210,8 +291,6 @@ def main(argv: list[str] | None = None) -> dict:
         replay_mismatch: list[str] = []
         errors: list[str] = []
         submitted = [0]
-        rec_lat: list[float] = []
-        rec_status: dict[int, int] = {}
         queue = list(reversed(bodies))
 
         def submitter(k: int) -> None:
@@ -247,31 +326,25 @@ def main(argv: list[str] | None = None) -> dict:
                 stop.wait(args.think * rng.uniform(0.5, 1.5))
             c.close()
 
-        def reader(k: int) -> None:
-            rng = random.Random(-1 - k)
-            tok = client_tokens[args.submitters + k]
-            c = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {tok}"}, timeout=30)
-            gap = 1.0 / args.read_rate
-            nxt = time.perf_counter()
-            while not stop.is_set():
-                u = rng.choice(reader_users)
-                t = time.perf_counter()
-                try:
-                    r = c.get(f"/v1/recommendations/{u}", params={"k": 10})
-                    code = r.status_code
-                except httpx.TransportError:
-                    code = -1
-                dt = time.perf_counter() - t
-                with lock:
-                    rec_status[code] = rec_status.get(code, 0) + 1
-                    if code == 200:
-                        rec_lat.append(dt * 1000)
-                nxt += gap
-                stop.wait(max(0.0, nxt - time.perf_counter()))
-            c.close()
-
+        reads_out = work / "readers.json"
+        reads_out.unlink(missing_ok=True)
+        t_start = time.time() + 3.0  # the reader process is up (spawned) by then
+        readers = multiprocessing.get_context("spawn").Process(
+            target=read_load,
+            args=(
+                port,
+                client_tokens[args.submitters :],
+                reader_users,
+                args.read_rate,
+                t_start,
+                t_start + args.seconds,
+                args.seed,
+                str(reads_out),
+            ),
+        )
+        readers.start()
         threads = [threading.Thread(target=submitter, args=(k,)) for k in range(args.submitters)]
-        threads += [threading.Thread(target=reader, args=(k,)) for k in range(args.readers)]
+        time.sleep(max(0.0, t_start - time.time()))
         t_load = time.time()
         for t in threads:
             t.start()
@@ -279,7 +352,11 @@ def main(argv: list[str] | None = None) -> dict:
         stop.set()
         for t in threads:
             t.join(60)
+        readers.join(60)
         load_seconds = time.time() - t_load
+        got = json.loads(reads_out.read_text())
+        rec_lat = [ms for _, ms in got["samples"]]  # (start time, ms), kept in the workdir
+        rec_status = {int(c): n for c, n in got["status"].items()}
 
         # drain: every acknowledged request must complete
         ids = set(acked.values())
@@ -366,6 +443,8 @@ def main(argv: list[str] | None = None) -> dict:
                 "think": args.think,
                 "read_rate": args.read_rate,
                 "method": "unlearn-als-selective",
+                "serve_workers": args.serve_workers,
+                "readers": "own process, asyncio, one keep-alive connection each",
             },
             "machine": {
                 "cpus": os.cpu_count(),

@@ -48,9 +48,18 @@ def _needs_http():
     show_default=True,
     help="/readyz fails when the worker's last heartbeat is older than this (s).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Server processes on the one port (each holds its own verified model).",
+)
 @click.option("--log-level", default="info", show_default=True)
 @service_errors
-def serve(home, host, port, max_body, reload_poll, verify_data, heartbeat_stale, log_level):
+def serve(
+    home, host, port, max_body, reload_poll, verify_data, heartbeat_stale, workers, log_level
+):
     """Serve the HTTP API and the operator console (uvicorn; never writes models)."""
     import logging
 
@@ -58,20 +67,32 @@ def serve(home, host, port, max_body, reload_poll, verify_data, heartbeat_stale,
     import uvicorn
 
     from recforget.service.http import Settings, create_app
+    from recforget.service.http.app import settings_to_environment
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     _open(home).close()  # a clear error now if HOME is not a service
-    app = create_app(
-        Settings(
-            home=home,
-            max_body_bytes=max_body,
-            reload_poll=reload_poll,
-            verify_data=verify_data,
-            heartbeat_stale=heartbeat_stale,
-        )
+    settings = Settings(
+        home=home,
+        max_body_bytes=max_body,
+        reload_poll=reload_poll,
+        verify_data=verify_data,
+        heartbeat_stale=heartbeat_stale,
     )
     # uvicorn's access log prints raw paths (ids); the app writes its own, with templates
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level)
+    if workers == 1:
+        app = create_app(settings)
+        uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level)
+        return
+    settings_to_environment(settings)  # each worker process builds its app from it
+    uvicorn.run(
+        "recforget.service.http.app:app_from_environment",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level=log_level,
+    )
 
 
 @click.group()

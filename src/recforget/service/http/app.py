@@ -8,8 +8,12 @@ serving pointer. Every route only translates HTTP to the service's methods and b
 
 from __future__ import annotations
 
+import gc
+import json
 import logging
+import os
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -47,6 +51,12 @@ def create_app(settings: Settings) -> FastAPI:
             svc, reader, poll=settings.reload_poll, verify_data=settings.verify_data
         )
         await run_in_threadpool(holder.refresh)
+        if settings.gc_freeze:
+            # what startup built lives as long as the process: keep the cyclic collector off
+            # it, so a full collection under load scans only what came after (milliseconds,
+            # not hundreds of them with the libraries' objects)
+            gc.collect()
+            gc.freeze()
         if settings.watch:
             holder.start()
         app.state.service, app.state.read_engine, app.state.models = svc, reader, holder
@@ -67,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.token_cache = tokens.TokenCache()
     errors.install(app)
 
     from recforget.service.http.routers import (
@@ -86,4 +97,27 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-__all__ = ["create_app"]
+SETTINGS_ENV = "RECFORGET_HTTP_SETTINGS"
+
+
+def settings_to_environment(settings: Settings) -> None:
+    """Put ``settings`` where :func:`app_from_environment` finds them (server workers)."""
+    os.environ[SETTINGS_ENV] = json.dumps({**asdict(settings), "home": str(settings.home)})
+
+
+def app_from_environment() -> FastAPI:
+    """The app for one of several server processes (``recforget service serve --workers``).
+
+    uvicorn starts each worker process from an import string, so the settings travel in the
+    environment (:func:`settings_to_environment`). Each process holds its own verified model,
+    follows the serving pointer and caches token checks on its own.
+    """
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        raise RuntimeError(
+            f"{SETTINGS_ENV} is not set: start the server with `recforget service serve`"
+        )
+    return create_app(Settings(**json.loads(raw)))
+
+
+__all__ = ["app_from_environment", "create_app", "settings_to_environment"]

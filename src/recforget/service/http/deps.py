@@ -1,4 +1,9 @@
-"""FastAPI dependencies: the service, the read engine, the model holder, the token's scopes."""
+"""FastAPI dependencies: the service, the read engine, the model holder, the token's scopes.
+
+The ones that only hand out what the app holds are ``async`` (FastAPI runs a plain ``def``
+dependency in its thread pool: a thread hop per dependency per request); the token check,
+which reads the database, is a plain ``def``.
+"""
 
 from __future__ import annotations
 
@@ -14,26 +19,24 @@ COOKIE = "recforget_console"
 _bearer = HTTPBearer(auto_error=False, description="An API token: rf_<id>_<secret>")
 
 
-def service(request: Request):
+async def service(request: Request):
     return request.app.state.service
 
 
-def reader(request: Request):
+async def reader(request: Request):
     return request.app.state.read_engine
 
 
-def models(request: Request):
+async def models(request: Request):
     return request.app.state.models
 
 
-def settings(request: Request):
+async def settings(request: Request):
     return request.app.state.settings
 
 
-def principal(
-    request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer)
-) -> tokens.Principal:
-    """The token's principal; 401 without a token or with a bad one."""
+async def bearer(creds: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    """The bearer token as sent (not yet verified); 401 without one."""
     token = creds.credentials if creds is not None else None  # never a cookie: no CSRF
     if not token:
         raise ApiError(
@@ -43,8 +46,13 @@ def principal(
             fields=[("header Authorization", "required")],
             headers={"WWW-Authenticate": "Bearer"},
         )
-    with request.app.state.read_engine.connect() as conn:
-        who = tokens.verify(conn, token)
+    return token
+
+
+def authenticate(state, token: str) -> tokens.Principal:
+    """The token's principal (cached verification, see :class:`tokens.TokenCache`); 401."""
+    with state.read_engine.connect() as conn:
+        who = state.token_cache.verify(conn, token)
     if who is None:
         raise ApiError(
             401,
@@ -55,20 +63,30 @@ def principal(
     return who
 
 
+def authorize(who: tokens.Principal, scope: str) -> tokens.Principal:
+    """``who`` if its token has ``scope`` (admin has every scope); 403 otherwise."""
+    if not who.allows(scope):
+        raise ApiError(
+            403,
+            f"this token lacks the '{scope}' scope (it has: {', '.join(sorted(who.scopes))})",
+            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope" scope="{scope}"'},
+        )
+    return who
+
+
+def principal(request: Request, token: str = Depends(bearer)) -> tokens.Principal:
+    """The token's principal; 401 without a token or with a bad one."""
+    return authenticate(request.app.state, token)
+
+
 def require(scope: str) -> Callable[..., tokens.Principal]:
     """A dependency: the principal, if its token has ``scope`` (admin has every scope)."""
 
-    def check(who: tokens.Principal = Depends(principal)) -> tokens.Principal:
-        if not who.allows(scope):
-            raise ApiError(
-                403,
-                f"this token lacks the '{scope}' scope (it has: {', '.join(sorted(who.scopes))})",
-                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope" scope="{scope}"'},
-            )
-        return who
+    async def check(who: tokens.Principal = Depends(principal)) -> tokens.Principal:
+        return authorize(who, scope)
 
     check.__name__ = f"require_{scope}"
     return check
 
 
-__all__ = ["principal", "require", "service"]
+__all__ = ["authenticate", "authorize", "bearer", "principal", "require", "service"]

@@ -51,9 +51,43 @@ class ServingModel:
     global_mean: float
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
+    # built once per version, off the request path: raw id text -> row, and row -> item id
+    # text; a version with the same vocabularies as the one before shares that one's
+    lookups: tuple[dict[str, int], dict[str, int], list[str]] | None = field(
+        default=None, repr=False
+    )
+    raw_ids: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.lookups is None:
+            item_ids = [str(x) for x in self.items.ids.tolist()]
+            self.lookups = (
+                {str(x): k for k, x in enumerate(self.users.ids.tolist())},
+                {x: k for k, x in enumerate(item_ids)},
+                item_ids,
+            )
+        self._user_rows, self._item_rows, self.item_ids = self.lookups
 
     def user_index(self, user: str) -> int:
-        return int(self.users.index([user], missing="ignore")[0])
+        """Row of raw ``user`` (-1 if unknown); the vocabulary's coercion when not verbatim."""
+        row = self._user_rows.get(user)
+        if row is None:  # e.g. "0196" for the integer id 196: the vocabulary decides
+            row = int(self.users.index([user], missing="ignore")[0])
+        return row
+
+    def item_rows(self, items: list[str]) -> list[int]:
+        """Rows of raw ``items`` (unknown ones left out)."""
+        rows, rest = [], []
+        for x in items:
+            r = self._item_rows.get(x)
+            if r is None:
+                rest.append(x)
+            else:
+                rows.append(r)
+        if rest:
+            idx = self.items.index(rest, missing="ignore")
+            rows.extend(int(r) for r in idx[idx >= 0])
+        return rows
 
     def recommend(self, u: int, k: int, exclude: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (item indices, scores) for user row ``u``, without ``exclude`` (raw)."""
@@ -61,8 +95,7 @@ class ServingModel:
         if self.bu is not None:
             scores += self.global_mean + float(self.bu[u]) + self.bi
         if exclude:
-            idx = self.items.index(exclude, missing="ignore")
-            scores[idx[idx >= 0]] = -np.inf
+            scores[self.item_rows(exclude)] = -np.inf
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.lexsort((top, -scores[top]))]
@@ -78,8 +111,24 @@ def _model_hash(*arrays: np.ndarray | None) -> str:
     return h.hexdigest()
 
 
-def load_verified(service, row: Any, generation: int, *, verify_data: bool) -> ServingModel:
-    """Read version ``row`` and check it in full; raises :class:`ModelLoadError`."""
+def _same_ids(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def load_verified(
+    service,
+    row: Any,
+    generation: int,
+    *,
+    verify_data: bool,
+    previous: ServingModel | None = None,
+) -> ServingModel:
+    """Read version ``row`` and check it in full; raises :class:`ModelLoadError`.
+
+    ``previous`` (the model now serving): when the new version's id arrays equal the ones
+    it was built from, its vocabularies and lookups are shared instead of rebuilt (most
+    versions only move factors), which keeps a load short.
+    """
     t0 = time.perf_counter()
     try:
         meta, arrays = versions.read_version(service.versions_dir / row.path, json.loads(row.files))
@@ -88,7 +137,12 @@ def load_verified(service, row: Any, generation: int, *, verify_data: bool) -> S
     if versions.files_digest(json.loads(row.files)) != row.digest:
         raise ModelLoadError(f"version {row.id}: recorded file digest does not match its files")
     try:
-        users, items = versions.vocabularies(arrays)
+        ids = (arrays["user_ids"], arrays["item_ids"])
+        prev_ids = previous.raw_ids if previous is not None else None
+        if prev_ids is not None and all(map(_same_ids, ids, prev_ids)):
+            users, items, lookups = previous.users, previous.items, previous.lookups
+        else:
+            (users, items), lookups = versions.vocabularies(arrays), None
         X, Y = arrays["user_factors"], arrays["item_factors"]
     except (KeyError, ValueError) as exc:
         raise ModelLoadError(f"version {row.id}: unreadable arrays ({exc})") from exc
@@ -122,6 +176,8 @@ def load_verified(service, row: Any, generation: int, *, verify_data: bool) -> S
         bi=bi,
         global_mean=float(meta.get("global_mean", 0.0)),
         load_seconds=time.perf_counter() - t0,
+        lookups=lookups,
+        raw_ids=ids,
     )
 
 
@@ -162,7 +218,9 @@ class ModelHolder:
                     return False
                 row = reads.version_row(conn, vid)
             try:
-                new = load_verified(self.service, row, gen, verify_data=self.verify_data)
+                new = load_verified(
+                    self.service, row, gen, verify_data=self.verify_data, previous=cur
+                )
             except ModelLoadError as exc:
                 self.failures += 1
                 self.last_error = str(exc)

@@ -19,6 +19,8 @@ class Settings:
     heartbeat_stale : seconds without a worker heartbeat after which /readyz says not ready
     max_k : largest ``k`` for recommendations
     watch : follow the serving pointer in a thread (off: call ``app.state.models.refresh()``)
+    gc_freeze : after startup, move every object built so far out of the cyclic garbage
+        collector's reach (:func:`gc.freeze`), so its full collections stay short under load
     """
 
     home: str | Path
@@ -29,6 +31,7 @@ class Settings:
     heartbeat_stale: float = 30.0
     max_k: int = 1000
     watch: bool = True
+    gc_freeze: bool = True
 
 
 __all__ = ["Settings"]

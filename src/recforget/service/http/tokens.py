@@ -11,6 +11,13 @@ ledger's ``client``: idempotency keys are per client) and its scopes:
 
 The table lives in the service database beside the core's, under its own schema version
 (the ``settings`` row ``http_schema_version``), so the core's migrations stay untouched.
+
+Verified tokens are cached by the serving process (:class:`TokenCache`, keyed by the
+token's sha256, never the token): a request then costs one indexed read of the revocation
+counter (``counters`` row ``http_tokens``, advanced by every :func:`revoke` in the same
+transaction) instead of the token row. A cached entry counts only while that counter still
+reads what it read before the entry was verified, and only until the token's expiry, so a
+revocation takes effect on the next request, in every server process.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from sqlalchemy.engine import Connection, Engine
 from recforget.service import db
 
 SCOPES = ("submit", "read", "admin")
-HTTP_SCHEMA_VERSION = 1
+HTTP_SCHEMA_VERSION = 2
+REVOCATIONS = "http_tokens"  # counters row: advanced by each revocation
 _SETTING = "http_schema_version"
 _TOKEN = re.compile(r"^rf_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 
@@ -68,7 +76,11 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
-_MIGRATIONS = {1: _v1}
+def _v2(conn: Connection) -> None:
+    conn.execute(sa.insert(db.counters).values(name=REVOCATIONS, value=0))
+
+
+_MIGRATIONS = {1: _v1, 2: _v2}
 
 
 def schema_version(conn: Connection) -> int:
@@ -145,6 +157,8 @@ def revoke(engine: Engine, token_id: str) -> None:
             .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
             .values(revoked_at=time.time())
         ).rowcount
+        if done == 1:
+            db.advance(conn, REVOCATIONS)  # serving processes drop their cached verifications
     if done != 1:
         raise TokenError(f"no active API token {token_id}")
 
@@ -158,6 +172,52 @@ def listing(engine: Engine) -> list[dict]:
 
 def verify(conn: Connection, token: str) -> Principal | None:
     """The principal of a valid, unrevoked, unexpired token; None otherwise."""
+    found = _lookup(conn, token)
+    return None if found is None else found[0]
+
+
+class TokenCache:
+    """Verified tokens of one serving process, checked against the revocation counter.
+
+    :meth:`verify` reads the counter (one indexed row) and answers from the cache when the
+    entry was verified under the same counter value and the token has not expired; otherwise
+    it verifies against the token row and caches a valid result under the counter value read
+    *before* that check (so a revocation committed meanwhile still invalidates it). Invalid
+    tokens are not cached. At most ``size`` entries (cleared when full).
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._entries: dict[str, tuple[Principal, float | None, int | None]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def verify(self, conn: Connection, token: str) -> Principal | None:
+        from recforget.service.http.reads import counter
+
+        rev = counter(conn, REVOCATIONS)
+        if rev is None:  # no revocation counter (schema not migrated): no caching
+            return verify(conn, token)
+        key = hashlib.sha256(token.encode()).hexdigest()
+        entry = self._entries.get(key)
+        if entry is not None:
+            who, expires_at, seen = entry
+            if seen == rev and (expires_at is None or expires_at >= time.time()):
+                self.hits += 1
+                return who
+            self._entries.pop(key, None)
+        self.misses += 1
+        found = _lookup(conn, token)
+        if found is None:
+            return None
+        who, expires_at = found
+        if len(self._entries) >= self.size:
+            self._entries.clear()
+        self._entries[key] = (who, expires_at, rev)
+        return who
+
+
+def _lookup(conn: Connection, token: str) -> tuple[Principal, float | None] | None:
     m = _TOKEN.match(token)
     if m is None:
         return None
@@ -166,7 +226,17 @@ def verify(conn: Connection, token: str) -> Principal | None:
         return None
     if row.revoked_at is not None or (row.expires_at is not None and row.expires_at < time.time()):
         return None
-    return Principal(row.id, row.client, frozenset(row.scopes.split(",")))
+    return Principal(row.id, row.client, frozenset(row.scopes.split(","))), row.expires_at
 
 
-__all__ = ["SCOPES", "Principal", "TokenError", "create", "listing", "migrate", "revoke", "verify"]
+__all__ = [
+    "SCOPES",
+    "Principal",
+    "TokenCache",
+    "TokenError",
+    "create",
+    "listing",
+    "migrate",
+    "revoke",
+    "verify",
+]
