@@ -6,13 +6,15 @@ The same methods as :mod:`recforget.unlearn.als`, on :class:`~recforget.spark.Sp
   sweeps on the remaining data until the stationarity certificate holds;
 * ``"unlearn-als-selective"``: each round is one pass per side in which every block computes
   its rows' gradients and re-solves only those above the tolerance (plus, in the first round,
-  every kept row that lost data); only re-solved rows travel back; it stops when a round
-  re-solves nothing, i.e. when every row is within the tolerance;
+  every kept row that lost data); only re-solved rows travel back; it stops after the first
+  pass that re-solves nothing once both sides' latest gradients are within the tolerance;
 * ``"retrain"``: fit from the model's seed on the remaining data (the oracle).
 
-The remaining data's blocks are built from the remaining data alone, so every statistic of the
-objective (frequency-scaled ridge weights, BM25 statistics) is recomputed without the deleted
-data. The receipt has the single-machine receipt's fields, with ``engine: "spark"``.
+The remaining data's blocks are derived from the model's cached blocks by removing the deleted
+entries (:mod:`recforget.spark.update`), or built from the remaining data when none are cached;
+either way every statistic of the objective (frequency-scaled ridge weights, BM25 statistics)
+is recomputed without the deleted data, and the blocks equal a rebuild byte for byte. The
+receipt has the single-machine receipt's fields, with ``engine: "spark"``.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def unlearn_als_selective(
     *,
     tol=None,
     max_rounds=10 * DEFAULT_MAX_SWEEPS,
-    solver="cg",
+    solver="cholesky",
     touched_first=True,
 ):
     """Rounds of gradient-then-solve passes over the blocks, re-solving rows over ``tol``.
@@ -121,6 +123,11 @@ def unlearn_als_selective(
     re-solves nothing when both sides' latest gradients are within ``tol``: the certificate
     of the final state, from the passes themselves. The receipt's certificate is recomputed
     from scratch by :func:`forget`.
+
+    ``solver`` defaults to exact (Cholesky) row solves, unlike the single-machine method's
+    conjugate gradient: a round costs two Spark jobs whatever it solves, and the few rows a
+    round re-solves are cheap to solve exactly, so exact solves that leave no row just over
+    the tolerance save rounds (on ML-1M, a 1% deletion at 1e-2 takes 2 rounds instead of 6).
     """
     tol = _tol(model, tol)
     new, scales, timing = _prepare(model, removal, scales=True)
