@@ -267,3 +267,10 @@ def test_cli_forget_on_parquet_writes_an_alsmodel_mllib_loads(spark, planted, tm
     loaded = ALSModel.load(str(tmp_path / "new"))
     ids = {r["id"] for r in loaded.userFactors.collect()}
     assert user not in ids and len(ids) == frame.user.nunique() - 1
+    # the selective method reports per pass, and certifies too
+    out = ["--out", str(tmp_path / "sel"), "--method", "unlearn-als-selective"]
+    res = runner.invoke(main, [*forget[:-2], *out, "--tol", "3e-3", *common])
+    assert res.exit_code == 0, res.output
+    assert "sweep 1 (users):" in res.output and "sweep 1 (items):" in res.output
+    receipt = json.loads((tmp_path / "sel" / "receipt.json").read_text())
+    assert receipt["certified"] and receipt["method"] == "unlearn-als-selective"

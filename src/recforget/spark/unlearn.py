@@ -182,7 +182,14 @@ def unlearn_als_selective(
         post[s] = (r.g_post, r.b_post)
         scales[s] = r.b_post
         seconds.append(time.perf_counter() - t0)
-        new._report({"pass": passes, "side": s, "seconds": seconds[-1], "rows_solved": n})
+        new._report(
+            {
+                "sweep": (passes + 1) // 2,
+                "side": s,
+                "seconds": seconds[-1],
+                "rows_solved": n,
+            }
+        )
         if s == "items":
             rounds += moved_this_round
             moved_this_round = False
