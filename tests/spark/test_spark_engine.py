@@ -117,10 +117,12 @@ def test_unlearning_equals_single_machine_and_both_are_certified(spark, planted,
     model = ALS(3, iterations=1000, grad_tol=1e-5, random_state=0, dtype="float64", **config)
     model.fit(planted)
     request = _request(planted)
-    # the Spark engine runs plain ALS sweeps: compare with the single-machine plain driver
-    local = recforget.forget(model, request, method, tol=tol, accelerate=None)
+    # the Spark engine runs plain ALS sweeps: compare with the single-machine plain driver,
+    # with the same row solver (the Spark selective method solves rows exactly by default)
+    opts = {"solver": "cholesky"} if method == "unlearn-als-selective" else {}
+    local = recforget.forget(model, request, method, tol=tol, accelerate=None, **opts)
     dist_model = SparkALS.from_local(model, spark, n_blocks=3)
-    dist = spark_forget(dist_model, request, method, tol=tol)
+    dist = spark_forget(dist_model, request, method, tol=tol, **opts)
     r = dist.receipt
     assert r["engine"] == "spark" and r["method"] == method
     assert r["removed"] == local.receipt["removed"]
@@ -265,3 +267,10 @@ def test_cli_forget_on_parquet_writes_an_alsmodel_mllib_loads(spark, planted, tm
     loaded = ALSModel.load(str(tmp_path / "new"))
     ids = {r["id"] for r in loaded.userFactors.collect()}
     assert user not in ids and len(ids) == frame.user.nunique() - 1
+    # the selective method reports per pass, and certifies too
+    out = ["--out", str(tmp_path / "sel"), "--method", "unlearn-als-selective"]
+    res = runner.invoke(main, [*forget[:-2], *out, "--tol", "3e-3", *common])
+    assert res.exit_code == 0, res.output
+    assert "sweep 1 (users):" in res.output and "sweep 1 (items):" in res.output
+    receipt = json.loads((tmp_path / "sel" / "receipt.json").read_text())
+    assert receipt["certified"] and receipt["method"] == "unlearn-als-selective"

@@ -53,7 +53,8 @@ def _progress(info: dict) -> None:
         extra = f", residual {info['max_relative']:.3g}"
     if info.get("rows_solved") is not None:
         extra += f", {info['rows_solved']} rows re-solved"
-    click.echo(f"sweep {info['sweep']}: {info['seconds']:.2f}s{extra}", err=True)
+    side = f" ({info['side']})" if info.get("side") else ""
+    click.echo(f"sweep {info['sweep']}{side}: {info['seconds']:.2f}s{extra}", err=True)
 
 
 def _read(spark, path, user_col, item_col, rating_col):

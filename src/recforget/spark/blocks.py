@@ -305,7 +305,13 @@ def solve_block(
         else:
             K.solve_rows_cg(*args, Xl, Y, G, blk["reg"], sel, opts.cg_steps)
     out["seconds"] = time.perf_counter() - t0  # the row solves alone
-    if opts.post:
+    if opts.post and "g_pre" in out and len(sel) < n:
+        # rows not re-solved keep their gradients: recompute only the re-solved ones
+        g, b = out["g_pre"].copy(), out["b_pre"].copy()
+        if len(sel):
+            g[sel], b[sel] = K.row_residuals(*args, Xl, Y, G, blk["reg"], sel)
+        out["g_post"], out["b_post"] = g, b
+    elif opts.post:
         out["g_post"], out["b_post"] = K.row_residuals(*args, Xl, Y, G, blk["reg"], allr)
     X64 = Xl.astype(np.float64)
     out["gram"] = X64.T @ X64

@@ -149,7 +149,9 @@ class SparkInteractions:
         frame = spark.createDataFrame(pdf)
         if partitions:
             frame = frame.repartition(partitions)
-        return cls(frame, data.users, data.items)
+        new = cls(frame, data.users, data.items)
+        new._cache["nnz"] = int(data.nnz)
+        return new
 
     def persist(self) -> SparkInteractions:
         from pyspark import StorageLevel
@@ -271,24 +273,24 @@ class SparkInteractions:
                 {"u": pair_idx[:, 0].astype(np.int32), "i": pair_idx[:, 1].astype(np.int32)}
             )
             pf = spark.createDataFrame(pdf).withColumn("_pair", F.lit(True))
-            frame = frame.join(F.broadcast(pf), ["u", "i"], "left").withColumn(
-                "_drop", F.col("_drop") | F.coalesce(F.col("_pair"), F.lit(False))
+            frame = (
+                frame.join(F.broadcast(pf), ["u", "i"], "left")
+                .withColumn("_pair", F.coalesce(F.col("_pair"), F.lit(False)))
+                .withColumn("_drop", F.col("_drop") | F.col("_pair"))
             )
-            found = (
-                self.frame.join(F.broadcast(spark.createDataFrame(pdf)), ["u", "i"])
-                .select("u", "i")
-                .toArrow()
-            )
-            present = set(
-                zip(found.column("u").to_pylist(), found.column("i").to_pylist(), strict=True)
-            )
+        else:
+            frame = frame.withColumn("_pair", F.lit(False))
+        # one scan finds every removed entry, and which of them the pairs asked for
+        removed = frame.where("_drop").select("u", "i", "_pair").toArrow()
+        removed_u = removed.column("u").to_numpy().astype(np.int64)
+        removed_i = removed.column("i").to_numpy().astype(np.int64)
+        if len(pair_idx):
+            hit = removed.column("_pair").to_numpy(zero_copy_only=False).astype(bool)
+            present = set(zip(removed_u[hit].tolist(), removed_i[hit].tolist(), strict=True))
             asked = zip(pu_idx[known].tolist(), pi_idx[known].tolist(), strict=True)
             absent = sum(1 for p in asked if p not in present)
         else:
             absent = 0
-        removed = frame.where("_drop").select("u", "i").toArrow()
-        removed_u = removed.column("u").to_numpy().astype(np.int64)
-        removed_i = removed.column("i").to_numpy().astype(np.int64)
         kept = frame.where(~F.col("_drop")).select("user", "item", "u", "i", "value")
 
         user_gone = np.zeros(self.n_users, dtype=bool)

@@ -110,15 +110,52 @@ class SparkALS:
 
     def blocks(self, data: SparkInteractions) -> dict[str, Any]:
         """The persisted rating blocks of both sides of ``data`` (built once per data set)."""
-        nb = self._blocks_per_side(data)
-        key = ("blocks", nb, self.spec())
+        key = self._blocks_key(data)
         if key not in data._cache:
-            stats = data.row_stats()
+            nb = self._blocks_per_side(data)
             data._cache[key] = {
-                side: build_blocks(data, side, nb, self.spec(), stats=stats)
-                for side in ("users", "items")
+                side: build_blocks(data, side, nb, self.spec()) for side in ("users", "items")
             }
         return data._cache[key]
+
+    def _blocks_key(self, data: SparkInteractions) -> tuple:
+        return ("blocks", self._blocks_per_side(data), self.spec())
+
+    def carry_blocks(self, old: SparkInteractions, removal, *, scales: bool = False):
+        """Derive the remaining data's blocks from ``old``'s cached ones (no rebuild).
+
+        ``removal`` is ``old.remove(...)``; the model's factors must stand on
+        ``removal.data``. Does nothing and returns ``None`` when ``old`` has no blocks for
+        this objective (they are then built from the remaining data when first needed).
+        With ``scales``, returns each side's row scales ``||b_r||`` at the model's factors
+        (computed in the same jobs), else ``{}``.
+        """
+        key = self._blocks_key(old)
+        if key not in old._cache:
+            return None
+        from recforget.spark.update import update_blocks
+
+        data = removal.data
+        spec = self.spec()
+        stats = None
+        if spec.feedback == "implicit" and spec.weighting == "bm25":
+            stats = data.row_stats()
+        nb = self._blocks_per_side(old)
+        S = {"users": self.user_factors_, "items": self.item_factors_}
+        out, sc = {}, {}
+        for side, other in (("users", "items"), ("items", "users")):
+            fac = None
+            if scales:
+                with one_blas_thread():
+                    G = self.shared(blocked_gram(S[other], nb))
+                fac = (S[side], S[other], G)
+            out[side], s = update_blocks(
+                old._cache[key][side], side, nb, spec, removal, stats=stats, factors=fac
+            )
+            if scales:
+                sc[side] = s
+        data._cache[key] = out
+        return sc
 
     # ------------------------------------------------------------------ training
     def fit(self, data: SparkInteractions) -> SparkALS:

@@ -6,13 +6,15 @@ The same methods as :mod:`recforget.unlearn.als`, on :class:`~recforget.spark.Sp
   sweeps on the remaining data until the stationarity certificate holds;
 * ``"unlearn-als-selective"``: each round is one pass per side in which every block computes
   its rows' gradients and re-solves only those above the tolerance (plus, in the first round,
-  every kept row that lost data); only re-solved rows travel back; it stops when a round
-  re-solves nothing, i.e. when every row is within the tolerance;
+  every kept row that lost data); only re-solved rows travel back; it stops after the first
+  pass that re-solves nothing once both sides' latest gradients are within the tolerance;
 * ``"retrain"``: fit from the model's seed on the remaining data (the oracle).
 
-The remaining data's blocks are built from the remaining data alone, so every statistic of the
-objective (frequency-scaled ridge weights, BM25 statistics) is recomputed without the deleted
-data. The receipt has the single-machine receipt's fields, with ``engine: "spark"``.
+The remaining data's blocks are derived from the model's cached blocks by removing the deleted
+entries (:mod:`recforget.spark.update`), or built from the remaining data when none are cached;
+either way every statistic of the objective (frequency-scaled ridge weights, BM25 statistics)
+is recomputed without the deleted data, and the blocks equal a rebuild byte for byte. The
+receipt has the single-machine receipt's fields, with ``engine: "spark"``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from recforget.models._certificate import row_floor
+from recforget.models._certificate import certificate, row_floor
 from recforget.spark.blocks import PassOptions, blocked_gram, run_pass
 from recforget.spark.data import SparkInteractions
 from recforget.spark.engine import SparkALS
@@ -73,9 +75,24 @@ def _tol(model: SparkALS, tol: float | None) -> float:
     return float(tol)
 
 
+def _prepare(model: SparkALS, removal, *, scales: bool = False):
+    """The transplanted model, its blocks on the remaining data (updated, not rebuilt, when
+    the old data's blocks are cached) and, with ``scales``, the rows' ``||b_r||`` there."""
+    new = _transplant(model, removal)
+    t0 = time.perf_counter()
+    sc = new.carry_blocks(model.seen_, removal, scales=scales)
+    if sc is None:
+        new.blocks(removal.data)
+    timing = {
+        "blocks": "updated" if sc is not None else "built",
+        "blocks_seconds": time.perf_counter() - t0,
+    }
+    return new, (sc or None), timing
+
+
 def unlearn_als(model, removal, *, tol=None, max_sweeps=DEFAULT_MAX_SWEEPS, solver="cg"):
     tol = _tol(model, tol)
-    new = _transplant(model, removal)
+    new, _, timing = _prepare(model, removal)
     new.sweeps(removal.data, max_sweeps, grad_tol=tol, solver=solver, tag="unlearn-als")
     n = removal.data.n_users + removal.data.n_items
     return new, {
@@ -84,6 +101,7 @@ def unlearn_als(model, removal, *, tol=None, max_sweeps=DEFAULT_MAX_SWEEPS, solv
         "rows_solved": new.n_iter_ * n,
         "stop_reason": new.stop_reason_,
         "sweep_seconds": new.sweep_seconds_,
+        "timing": timing,
     }
 
 
@@ -93,12 +111,26 @@ def unlearn_als_selective(
     *,
     tol=None,
     max_rounds=10 * DEFAULT_MAX_SWEEPS,
-    solver="cg",
+    solver="cholesky",
     touched_first=True,
 ):
-    """Rounds of gradient-then-solve passes over the blocks, re-solving rows over ``tol``."""
+    """Rounds of gradient-then-solve passes over the blocks, re-solving rows over ``tol``.
+
+    A round is a users pass then an items pass. Each pass computes its rows' gradients,
+    re-solves those over ``tol`` (in the first round also every kept row that lost data), and
+    returns its rows' gradients after solving. The other side's gradients from its last pass
+    stay exact while this pass moves no row, so the method stops after the first pass that
+    re-solves nothing when both sides' latest gradients are within ``tol``: the certificate
+    of the final state, from the passes themselves. The receipt's certificate is recomputed
+    from scratch by :func:`forget`.
+
+    ``solver`` defaults to exact (Cholesky) row solves, unlike the single-machine method's
+    conjugate gradient: a round costs two Spark jobs whatever it solves, and the few rows a
+    round re-solves are cheap to solve exactly, so exact solves that leave no row just over
+    the tolerance save rounds (on ML-1M, a 1% deletion at 1e-2 takes 2 rounds instead of 6).
+    """
     tol = _tol(model, tol)
-    new = _transplant(model, removal)
+    new, scales, timing = _prepare(model, removal, scales=True)
     data = removal.data
     nb = new._blocks_per_side(data)
     blocks = new.blocks(data)
@@ -110,57 +142,87 @@ def unlearn_als_selective(
     if touched_first:
         touched["users"][removal.user_map[removal.affected_users]] = True
         touched["items"][removal.item_map[removal.affected_items]] = True
-    # the floor of the row scales, from the starting state's gradients at zero
-    b0 = {}
-    for s, o in (("users", "items"), ("items", "users")):
-        r = run_pass(
-            blocks[s], nb, S[s], S[o], new.shared(G[o]), PassOptions(solve="none", pre=True, **base)
-        )
-        b0[s] = r.b_pre
-    floor = row_floor(np.concatenate([b0["users"], b0["items"]]))
-    rounds = solved_u = solved_i = 0
-    first = True
-    seconds = []
-    while rounds < max_rounds:
-        t0 = time.perf_counter()
-        n_solved = 0
-        b_now = {}
+    t0 = time.perf_counter()
+    if scales is None:  # blocks built, not updated: one pass per side for the row scales
+        scales = {}
         for s, o in (("users", "items"), ("items", "users")):
-            opts = PassOptions(solve="selective", tol=tol, floor=floor, **base)
             r = run_pass(
-                blocks[s], nb, S[s], S[o], new.shared(G[o]), opts, touched[s] if first else None
+                blocks[s],
+                nb,
+                S[s],
+                S[o],
+                new.shared(G[o]),
+                PassOptions(solve="none", pre=True, **base),
             )
-            S[s], G[s] = r.X, r.gram
-            b_now[s] = r.b_pre
-            n_solved += len(r.solved)
-            if s == "users":
-                solved_u += len(r.solved)
-            else:
-                solved_i += len(r.solved)
-        first = False
-        floor = row_floor(np.concatenate([b_now["users"], b_now["items"]]))
+            scales[s] = r.b_pre
+        timing["scales_seconds"] = time.perf_counter() - t0
+    post: dict[str, tuple | None] = {"users": None, "items": None}
+    solved = {"users": 0, "items": 0}
+    rounds = passes = 0
+    moved_this_round = False
+    cert = None
+    seconds: list[float] = []
+    reason = "max_rounds"
+    while passes < 2 * max_rounds:
+        s, o = ("users", "items") if passes % 2 == 0 else ("items", "users")
+        # the floor of the row scales: this side's are exact (they depend on the other side's
+        # factors only, which have not moved since), the other side's are from its last pass
+        floor = row_floor(np.concatenate([scales["users"], scales["items"]]))
+        t0 = time.perf_counter()
+        opts = PassOptions(solve="selective", post=True, tol=tol, floor=floor, **base)
+        mark = touched[s] if passes < 2 else None
+        r = run_pass(blocks[s], nb, S[s], S[o], new.shared(G[o]), opts, mark)
+        passes += 1
+        S[s], G[s] = r.X, r.gram
+        n = len(r.solved)
+        solved[s] += n
+        moved_this_round = moved_this_round or n > 0
+        if n:
+            post[o] = None  # this side moved: the other side's gradients are stale
+        post[s] = (r.g_post, r.b_post)
+        scales[s] = r.b_post
         seconds.append(time.perf_counter() - t0)
-        if n_solved == 0:
-            break
-        rounds += 1
-        new._report({"sweep": rounds, "seconds": seconds[-1], "rows_solved": n_solved})
+        new._report(
+            {
+                "sweep": (passes + 1) // 2,
+                "side": s,
+                "seconds": seconds[-1],
+                "rows_solved": n,
+            }
+        )
+        if s == "items":
+            rounds += moved_this_round
+            moved_this_round = False
+        if post[o] is not None:  # both sides' gradients are those of the current state
+            cert = certificate(
+                np.concatenate([post["users"][0], post["items"][0]]),
+                np.concatenate([post["users"][1], post["items"][1]]),
+            )
+            if cert["max_relative"] <= tol:
+                reason = "grad_tol"
+                break
     new._set_state(S["users"], S["items"], data)
     new.n_iter_ = rounds
-    new.stop_reason_ = "grad_tol" if rounds < max_rounds else "max_rounds"
+    new.stop_reason_ = reason
     new.sweep_seconds_ = seconds
+    if cert is not None:
+        new.certificate_ = cert
+    timing["pass_seconds"] = seconds
     return new, {
         "tol": tol,
         "sweeps": rounds,
-        "rows_solved": solved_u + solved_i,
-        "rows_solved_users": solved_u,
-        "rows_solved_items": solved_i,
+        "passes": passes,
+        "rows_solved": solved["users"] + solved["items"],
+        "rows_solved_users": solved["users"],
+        "rows_solved_items": solved["items"],
         "stop_reason": new.stop_reason_,
         "sweep_seconds": seconds,
+        "timing": timing,
     }
 
 
 def retrain(model, removal, *, tol=None, max_sweeps=None):
-    new = _transplant(model, removal)
+    new, _, timing = _prepare(model, removal)
     if tol is not None:
         new.estimator.set_params(grad_tol=tol, tol=None)
     if max_sweeps is not None:
@@ -174,6 +236,7 @@ def retrain(model, removal, *, tol=None, max_sweeps=None):
         "rows_solved": new.n_iter_ * n,
         "stop_reason": new.stop_reason_,
         "sweep_seconds": new.sweep_seconds_,
+        "timing": timing,
     }
 
 
@@ -211,15 +274,20 @@ def forget(
     removal = data.remove(
         pairs=request.pairs, users=request.users, items=request.items, missing=missing
     )
+    remove_seconds = time.perf_counter() - start
     if removal.is_noop:
         new, info = model, {"noop": True, "sweeps": 0, "rows_solved": 0}
     else:
         new, info = _IMPL[method](model, removal, **options)
         info["noop"] = False
     seconds = time.perf_counter() - start
+    timing = {"remove_seconds": remove_seconds, **info.pop("timing", {})}
     if not info["noop"]:
+        t0 = time.perf_counter()
         info.update(new.certify(tol=info.pop("tol", None)))
+        timing["certify_seconds"] = time.perf_counter() - t0
     info.pop("tol", None)
+    info["timing"] = timing
     receipt = {
         "method": method,
         "model": "als",
