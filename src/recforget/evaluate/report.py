@@ -9,6 +9,12 @@ JSON schema
       "params": {model parameter: value},
       "data": {"n_users", "n_items", "train", "test"},          # counts
       "request": {"pairs", "users", "items"[, "item_groups"]},  # "genres" | "random"
+      "evaluation": {                    # who every row's "metrics" were judged on
+        "requested": int | null,         # --eval-users (null: all)
+        "users", "of": int,              # users evaluated, of the test users
+        "sampled": bool, "seed": int,    # the sample's seed (seed + 5)
+        "fingerprint": str               # sampled only: sha256 over the sampled ids
+      },
       "original": ROW,                                          # the untouched model
       "runs": [ROW, ...],                                       # one per method
       "extras": null | {
