@@ -10,6 +10,7 @@ import torch
 from recforget import ALS
 from recforget.data import generators
 from recforget.data.split import random_holdout
+from recforget.evaluate import report
 from recforget.evaluate.accuracy import evaluate_ranking
 from recforget.evaluate.bench import run_bench
 from recforget.evaluate.rows import (
@@ -111,6 +112,10 @@ def test_bench_judges_every_row_on_the_same_sample():
     assert all(r["metrics"]["n_users"] == 40 for r in rows)
     sisa = next(r for r in sampled["runs"] if r["method"] == "sisa")
     assert sisa["metrics_before"]["n_users"] == 40
+    (part,) = report.partition_rows(sampled)
+    assert part["method"] == "sisa" and part["shards"] == 3
+    assert part["ndcg@10_before"] == sisa["metrics_before"]["ndcg@10"]
+    assert "Partition baselines" in report.render_markdown(sampled)
     # a sample as large as the test users is the full evaluation, row for row
     full = run_bench(data, **kwargs)
     whole = run_bench(data, eval_users=10_000, **kwargs)

@@ -263,6 +263,11 @@ def print_result(result: dict) -> None:
     for title, rows, columns in (
         ("consistency with retrain", report.consistency_rows(result), report.CONSISTENCY_COLUMNS),
         ("membership inference (AUC)", report.attack_rows(result), report.ATTACK_COLUMNS),
+        (
+            "partition baselines (ensemble fit, forget, NDCG@10 before and after)",
+            report.partition_rows(result),
+            report.PARTITION_COLUMNS,
+        ),
         ("stream checkpoints", report.stream_rows(result), report.STREAM_COLUMNS),
     ):
         if rows:
