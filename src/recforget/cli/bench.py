@@ -104,6 +104,13 @@ def bench_options(func):
             help="Partition baselines: user | item | interaction | balanced-user | "
             "balanced-item | balanced-interaction (default: sisa user, receraser balanced-user).",
         ),
+        click.option(
+            "--eval-users",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Judge every row's accuracy on the same seeded sample of this many test "
+            "users (default: all of them).",
+        ),
         click.option("--seed", default=0, show_default=True),
         click.option(
             "--seeds",
@@ -157,6 +164,7 @@ def run_from_options(
     threads=1,
     shards=10,
     partition=None,
+    eval_users=None,
 ):
     from recforget.evaluate.bench import run_bench
 
@@ -212,6 +220,7 @@ def run_from_options(
         model_params=params,
         method_options=options,
         extras=extras,
+        eval_users=eval_users,
         log=None if quiet else stderr,
     )
 
@@ -239,6 +248,12 @@ def print_result(result: dict) -> None:
     )
     echo_table(table_rows(result), TABLE_COLUMNS)
     notes = [f"kernels compiled in {result['compile_seconds']:.2f}s before any timing"]
+    ev = result.get("evaluation") or {}
+    if ev.get("sampled"):
+        notes.append(
+            f"accuracy of every row on the same {ev['users']} of {ev['of']} test users "
+            f"(seed {ev['seed']})"
+        )
     if result["original"].get("prepare_seconds") is not None:
         notes.append(
             f"AltEraser's curvature prepared once in {result['original']['prepare_seconds']:.2f}s "
@@ -248,6 +263,11 @@ def print_result(result: dict) -> None:
     for title, rows, columns in (
         ("consistency with retrain", report.consistency_rows(result), report.CONSISTENCY_COLUMNS),
         ("membership inference (AUC)", report.attack_rows(result), report.ATTACK_COLUMNS),
+        (
+            "partition baselines (ensemble fit, forget, NDCG@10 before and after)",
+            report.partition_rows(result),
+            report.PARTITION_COLUMNS,
+        ),
         ("stream checkpoints", report.stream_rows(result), report.STREAM_COLUMNS),
     ):
         if rows:

@@ -29,10 +29,14 @@ from recforget.evaluate.extras import (
     reserve_users,
 )
 from recforget.evaluate.rows import (
+    EVAL_SEED_OFFSET,
     align,
+    evaluation_info,
     finish_runs,
     method_row,
     original_row,
+    sample_eval_users,
+    sampled_evaluate,
 )
 from recforget.evaluate.scenarios import (
     WHOLE_USER_KINDS,
@@ -97,12 +101,20 @@ def run_bench(
     evaluate: Callable | None = None,
     ks: Sequence[int] = (10,),
     extras: bool = True,
+    eval_users: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run one benchmark and return its JSON-ready result.
 
     Parameters
     ----------
+    eval_users : int, optional
+        Judge every row's held-out accuracy (``metrics``, and a partition baseline's
+        ``metrics_before``) on the same seeded sample of this many test users (drawn with
+        ``seed + EVAL_SEED_OFFSET`` from the users with test items once the request is
+        applied; :func:`~recforget.evaluate.rows.sample_eval_users`) instead of all of them.
+        Reported as ``evaluation``. ``None`` (default) or a number at least the test users:
+        all users.
     extras : bool
         Add ``consistency`` (with the retrain run; ``None`` without one) and ``attack``
         (membership inference) to the original row and every run. For whole-user scenarios
@@ -117,8 +129,8 @@ def run_bench(
         ``{"dataset", "model", "scenario", "seed", "params", "data", "request", "original": {...},
         "runs": [{"method", "seconds", "speedup", "residual", "certified", "sweeps",
         "rows_solved", "objective", "deleted_mean_score", "gap_closed", "metrics",
-        "consistency", "attack"}, ...], "extras", "compile_seconds"}`` (and ``"stream"`` for
-        stream scenarios; see
+        "consistency", "attack"}, ...], "evaluation", "extras", "compile_seconds"}``
+        (and ``"stream"`` for stream scenarios; see
         :mod:`recforget.evaluate.report` for every key). ``speedup`` is retrain seconds over
         the method's seconds (``None`` without a retrain run); ``residual`` is the max relative
         row gradient of the retraining objective.
@@ -152,6 +164,12 @@ def run_bench(
     requests, grouping = _requests(name, train, sc, seed)
     request = requests[0] if len(requests) == 1 else _union(requests)
     test_after = align(test, request)
+    eval_seed = seed + EVAL_SEED_OFFSET
+    sample = sample_eval_users(test_after, eval_users, eval_seed)
+    evaluation = evaluation_info(test_after, sample, eval_seed, eval_users)
+    evaluate = sampled_evaluate(evaluate, sample)
+    if sample is not None:
+        say(f"accuracy judged on {len(sample)} of {evaluation['of']} test users (seed {eval_seed})")
 
     # the untouched model, judged on the same test set and on the retraining objective
     orig_row = original_row(original, request, train, test_after, evaluate, ks)
@@ -206,6 +224,7 @@ def run_bench(
             "items": len(request.items),
             **({"item_groups": grouping} if grouping else {}),
         },
+        "evaluation": evaluation,
         "original": orig_row,
         "runs": runs,
         "extras": extras_info,

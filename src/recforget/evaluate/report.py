@@ -9,6 +9,12 @@ JSON schema
       "params": {model parameter: value},
       "data": {"n_users", "n_items", "train", "test"},          # counts
       "request": {"pairs", "users", "items"[, "item_groups"]},  # "genres" | "random"
+      "evaluation": {                    # who every row's "metrics" were judged on
+        "requested": int | null,         # --eval-users (null: all)
+        "users", "of": int,              # users evaluated, of the test users
+        "sampled": bool, "seed": int,    # the sample's seed (seed + 5)
+        "fingerprint": str               # sampled only: sha256 over the sampled ids
+      },
       "original": ROW,                                          # the untouched model
       "runs": [ROW, ...],                                       # one per method
       "extras": null | {
@@ -92,6 +98,16 @@ CONSISTENCY_COLUMNS = [
     "deleted_top10",
 ]
 ATTACK_COLUMNS = ["method", "interaction_auc", "members", "user_auc", "users_in", "users_out"]
+PARTITION_COLUMNS = [
+    "method",
+    "shards",
+    "partition",
+    "retrained",
+    "fit_seconds",
+    "seconds",
+    "ndcg@10_before",
+    "ndcg@10",
+]
 STREAM_COLUMNS = ["step", "pairs", "method", "seconds", "cumulative", "gap_closed", "ndcg@10"]
 PRESET_COLUMNS = [
     "scenario",
@@ -171,6 +187,27 @@ def attack_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "user_auc": get_path(a, "user.auc"),
                 "users_in": get_path(a, "user.n_members"),
                 "users_out": get_path(a, "user.n_non_members"),
+            }
+        )
+    return out
+
+
+def partition_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per partition baseline: its shards, fit, forget and accuracy before/after."""
+    out = []
+    for run in result.get("runs", []):
+        if "shards" not in run:
+            continue
+        out.append(
+            {
+                "method": run["method"],
+                "shards": run["shards"],
+                "partition": run["partition"],
+                "retrained": len(run["shards_retrained"]),
+                "fit_seconds": run["fit_seconds"],
+                "seconds": run["seconds"],
+                "ndcg@10_before": (run.get("metrics_before") or {}).get("ndcg@10"),
+                "ndcg@10": run["metrics"].get("ndcg@10"),
             }
         )
     return out
@@ -360,6 +397,13 @@ def _body(result: dict[str, Any], level: str) -> str:
             f"{sub} Membership inference",
             "Attack AUC (0.5 = chance); compare each method with the retrained model.",
             markdown_table(attack_rows(result), ATTACK_COLUMNS),
+        ]
+    if partition_rows(result):
+        parts += [
+            f"{sub} Partition baselines",
+            "Each ensemble's fit, its forgetting (shards retrained) and NDCG@10 before and "
+            "after the deletion.",
+            markdown_table(partition_rows(result), PARTITION_COLUMNS),
         ]
     if stream_rows(result):
         parts += [f"{sub} Stream checkpoints", markdown_table(stream_rows(result), STREAM_COLUMNS)]

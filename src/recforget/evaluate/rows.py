@@ -9,10 +9,14 @@ and the scripts in ``benchmarks/`` all build their rows here.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from recforget._rng import check_random_state
 from recforget.data.interactions import Interactions
 from recforget.models.base import Recommender
 from recforget.unlearn import DeletionRequest
@@ -23,6 +27,57 @@ def align(test: Interactions, request: DeletionRequest) -> Interactions:
     if not request.users and not request.items:
         return test
     return test.remove(users=request.users, items=request.items, missing="ignore").data
+
+
+EVAL_SEED_OFFSET = 5
+"""The evaluation sample is drawn with ``seed + EVAL_SEED_OFFSET`` (request ``+1``, reserved
+users ``+2``, extras ``+3``, user-level attack ``+4``)."""
+
+
+def sample_eval_users(
+    test: Interactions, n: int | None, random_state: int | np.random.Generator | None
+) -> np.ndarray | None:
+    """Raw ids of a seeded sample of ``n`` users with test items, in index order.
+
+    ``None`` when ``n`` is ``None`` or at least the number of such users: every user is then
+    evaluated, so a sample as large as the test set is the full evaluation. The same seed and
+    test set always give the same sample.
+    """
+    active = np.flatnonzero(test.user_counts() > 0)
+    if n is None or n >= len(active):
+        return None
+    if n < 1:
+        raise ValueError(f"the evaluation sample needs at least one user, got {n}")
+    rng = check_random_state(random_state)
+    return test.users.ids[np.sort(rng.choice(active, int(n), replace=False))]
+
+
+def sampled_evaluate(evaluate: Callable, users: np.ndarray | None) -> Callable:
+    """``evaluate`` restricted to ``users`` (raw ids; ``None``: unchanged) for every row."""
+    if users is None:
+        return evaluate
+    return functools.partial(evaluate, users=users)
+
+
+def evaluation_info(
+    test: Interactions, users: np.ndarray | None, seed: int, requested: int | None
+) -> dict[str, Any]:
+    """The ``evaluation`` entry of a bench result: who every row was evaluated on.
+
+    ``users`` evaluated of ``of`` test users, ``seed``, and ``fingerprint``, a sha256 over the
+    sampled ids (not the ids themselves), so two runs can be checked to share their sample.
+    """
+    n_all = int((test.user_counts() > 0).sum())
+    info: dict[str, Any] = {
+        "requested": requested,
+        "users": n_all if users is None else len(users),
+        "of": n_all,
+        "sampled": users is not None,
+        "seed": seed,
+    }
+    if users is not None:
+        info["fingerprint"] = hashlib.sha256("\n".join(map(str, users)).encode()).hexdigest()
+    return info
 
 
 def deleted_pair_scores(model, request: DeletionRequest) -> float | None:
@@ -134,11 +189,15 @@ def floats(d: dict) -> dict:
 
 
 __all__ = [
+    "EVAL_SEED_OFFSET",
     "add_speedups",
     "align",
     "deleted_pair_scores",
+    "evaluation_info",
     "finish_runs",
     "gap_closed",
     "method_row",
     "original_row",
+    "sample_eval_users",
+    "sampled_evaluate",
 ]

@@ -400,12 +400,16 @@ class NCF(Recommender):
         n_items = module.n_items
         out = torch.empty((len(users), n_items), dtype=torch.float32, device=dev)
         with self._threads():
-            V = module.all_item_vectors()
+            # each side's share of the head's first layer once per row (as in
+            # NCFModule.pair_scorer), then the rest of the head per (user, item) cell
+            ru, ri, combine = module.head.row_features(
+                module.user_vectors(users), module.all_item_vectors()
+            )
             step = max(1, _SCORE_CELLS // max(n_items, 1))
             for s in range(0, len(users), step):
-                U = module.user_vectors(users[s : s + step])
-                b = len(U)
-                z = module.logits(U.repeat_interleave(n_items, dim=0), V.repeat(b, 1))
+                a = ru[s : s + step]
+                b = len(a)
+                z = combine(a.repeat_interleave(n_items, dim=0), ri.repeat(b, 1))
                 out[s : s + b] = z.view(b, n_items)
         return out
 

@@ -197,11 +197,16 @@ class ShardedEnsemble(Recommender):
         return has / has.sum(axis=1, keepdims=True)
 
     def _score_rows(self, user_idx: np.ndarray) -> np.ndarray:
+        user_idx = np.asarray(user_idx, dtype=np.int64)
         w = self.shard_weights(user_idx)
         out = np.zeros((len(user_idx), self.seen_.n_items))
         for s, m in enumerate(self.shards_):
-            if np.any(w[:, s] > 0):
+            # a shard scores only the users it weighs (SISA with a user partition: one each)
+            rows = np.flatnonzero(w[:, s] > 0)
+            if len(rows) == len(user_idx):
                 out += w[:, s, None] * m._score_rows(user_idx)
+            elif len(rows):
+                out[rows] += w[rows, s, None] * m._score_rows(user_idx[rows])
         return out
 
     def _score_pairs(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
