@@ -12,7 +12,7 @@ each; seeded); each request's latency is the caller's wall clock from the call t
 receipt of a certified model (certificate, digests and the periodic from-scratch verification
 included: by default spread over the requests, ``--verify-mode sliced``). The forgetter also
 re-solves the deleted rows' neighbours whose residual exceeds ``--neighbour-target`` times the
-tolerance (default 0.5; ``none`` to disable), as a retrain moves them too. At the end the
+tolerance (default 0.3; ``none`` to disable), as a retrain moves them too. At the end the
 remaining data is retrained from scratch (same parameters and seed) and compared with the
 streamed model (``--one-shot``: also with one-shot ``unlearn-als-selective`` on all the
 deletions at once):
@@ -433,8 +433,8 @@ def main() -> None:
     parser.add_argument(
         "--neighbour-target",
         type=lambda x: None if x == "none" else float(x),
-        default=0.5,
-        help="Forgetter's neighbour_target ('none': only rows over the tolerance; default 0.5)",
+        default=0.3,
+        help="Forgetter's neighbour_target ('none': only rows over the tolerance; default 0.3)",
     )
     parser.add_argument("--no-touched-first", action="store_true")
     parser.add_argument("--eval-users", type=int, default=2000)
