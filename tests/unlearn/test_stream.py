@@ -114,23 +114,27 @@ def _random_request(rng, ref: Interactions) -> DeletionRequest:
 
 
 CASES = [
-    ("implicit", "linear", "none", "cg"),
-    ("implicit", "linear", "none", "cholesky"),
-    ("implicit", "log", "frequency", "cg"),
-    ("explicit", "linear", "none", "cholesky"),
-    ("explicit", "linear", "frequency", "cg"),
+    ("implicit", "linear", "none", "cg", {}),
+    ("implicit", "linear", "none", "cholesky", {"verify_mode": "full"}),
+    ("implicit", "log", "frequency", "cg", {"neighbour_target": 0.3, "setup_target": 0.5}),
+    ("explicit", "linear", "none", "cholesky", {"neighbour_target": 0.0}),
+    ("explicit", "linear", "frequency", "cg", {"verify_mode": "full", "setup_target": 0.5}),
+    ("implicit", "linear", "none", "cg", {"neighbour_target": 0.0, "verify_every": 3}),
 ]
 
 
-@pytest.mark.parametrize(("feedback", "weighting", "scaling", "solver"), CASES)
-def test_incremental_certificate_is_true_after_every_request(feedback, weighting, scaling, solver):
+@pytest.mark.parametrize(("feedback", "weighting", "scaling", "solver", "options"), CASES)
+def test_incremental_certificate_is_true_after_every_request(
+    feedback, weighting, scaling, solver, options
+):
     rng = np.random.default_rng(hash((feedback, weighting, scaling, solver)) % 2**32)
     data = _data(feedback, seed=1)
     model = _model(feedback, weighting, scaling, data)
     tol = 1e-3
-    f = Forgetter(model, tol=tol, solver=solver, verify_every=7)
+    f = Forgetter(model, tol=tol, solver=solver, **{"verify_every": 7, **options})
     params = model.get_params()
     ref = data
+    verified = 0
     for step in range(30):
         if step % 9 == 8:  # a batch of two queued requests
             reqs = [_random_request(rng, ref)]
@@ -160,7 +164,9 @@ def test_incremental_certificate_is_true_after_every_request(feedback, weighting
         _check_state_against_dense(f, params, ref)
         if "verification" in receipt:
             assert receipt["verification"]["drift"] < 1e-8
+            verified += 1
     assert f.sequence == 30 + 3  # three batches of two
+    assert verified >= 33 // f.verify_every - 1  # a batch may complete a pass early
 
 
 def _check_state_against_dense(f: Forgetter, params, ref: Interactions) -> None:
@@ -196,6 +202,7 @@ def test_receipt_has_the_one_shot_fields_plus_stream_fields():
     for key in ("sequence", "wall_seconds", "seconds", "batch", "digests"):
         assert key in receipt
     assert receipt["wall_seconds"] >= receipt["seconds"] > 0
+    assert 0 <= receipt["verify_seconds"] <= receipt["wall_seconds"]
     assert receipt["request_id"] == "r-1"
     assert "u1" not in str(receipt)  # no raw ids
     # same remaining data and a certified model, as the one-shot method
@@ -271,3 +278,63 @@ def test_uncertified_model_is_repaired_at_setup():
     assert not f.setup["initial"]["certified"]
     assert f.setup["repair"]["certified"]
     assert f.model.certify(tol=1e-3)["certified"]
+
+
+def test_sliced_verification_covers_every_row_and_catches_a_broken_bound():
+    data = _data("implicit", seed=8)
+    model = _model("implicit", "linear", "none", data)
+    f = Forgetter(model, tol=1e-3, verify_every=4)
+    st = f._state
+    passes = []
+    for n, u in enumerate(["u0", "u1", "u2", "u3"]):
+        receipt = f.forget(DeletionRequest(users=[u]))
+        assert ("verification" in receipt) == (n == 3)  # the 4th request completes the pass
+        passes.append(receipt.get("verification"))
+    done = passes[-1]
+    assert done["mode"] == "sliced" and done["slices"] == 4
+    live_now = int(st.users.alive.sum() + st.items.alive.sum())  # rows live when reached
+    assert live_now <= done["rows"] <= len(st.users.X) + len(st.items.X)
+    assert done["drift"] < 1e-8 and done["certified"]
+    # a maintained gradient that misses its bound is reported by the pass that reaches it
+    r = int(np.flatnonzero(st.users.alive)[-1])  # in the last slice
+    st.users.g[r] += 0.5 * st.tol * max(st.users.bn[r], 1.0)
+    for _ in range(3):
+        assert st.verify_slice(4) is None
+    out = st.verify_slice(4)
+    assert out is not None and out["drift"] > 0.1 * st.tol
+    again = [st.verify_slice(4) for _ in range(4)]  # and the row is fresh again afterwards
+    assert again[-1]["drift"] < 1e-8
+
+
+def test_neighbour_target_resolves_the_touched_rows_neighbours():
+    data = _data("implicit", seed=9)
+    model = _model("implicit", "linear", "none", data)
+    # a loose tolerance against a tight fit: rows have room, the plain stream moves few
+    plain = Forgetter(model, tol=1e-2)
+    settle = Forgetter(model, tol=1e-2, neighbour_target=0.0)
+    solved = {}
+    for name, f in (("plain", plain), ("settle", settle)):
+        solved[name] = set()
+        solve = f._state.solve
+
+        def spy(which, rows, f=f, solve=solve, seen=solved[name]):
+            if which == "users":  # record the users re-solved, then solve
+                seen.update(f.view.users.ids[rows])
+            return solve(which, rows)
+
+        f._state.solve = spy
+        f.forget(DeletionRequest(users=["u5"]))
+    # every live user sharing an item with u5 is re-solved (neighbour_target 0)
+    frame = data.to_frame()
+    items = set(frame.item[frame.user == "u5"])
+    near = set(frame.user[frame.item.isin(items)]) - {"u5"}
+    assert near <= solved["settle"]
+    assert near - solved["plain"]  # which the plain stream does not do
+    for f in (plain, settle):
+        m = f.model
+        true_max = _dense_max_relative(model.get_params(), f.data, m.user_factors_, m.item_factors_)
+        assert true_max <= 1e-2 * (1 + 1e-9)
+    with pytest.raises(ValueError, match="neighbour_target"):
+        Forgetter(model, neighbour_target=1.5)
+    with pytest.raises(ValueError, match="verify_mode"):
+        Forgetter(model, verify_mode="sometimes")

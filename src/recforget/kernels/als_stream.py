@@ -59,6 +59,7 @@ def propagate_rows(
     step,
     norm_old,
     norm_new,
+    step_dot_old,
     Y,
     y_norm,
     grad,
@@ -66,48 +67,119 @@ def propagate_rows(
     err,
     rhs_err,
     budget,
+    cheap,
     dirty,
 ):  # pragma: no cover - compiled
     """Account for rows ``rows[t]`` of this side moving from ``X_old[t]`` to ``X_new[t]`` in
-    the other side's gradients (in place).
+    the other side's gradients (in place). ``X_old`` and ``X_new`` are float64.
 
     ``indptr, indices, w, v`` are this side's CSR and per-entry arrays (tombstones, with
-    ``w = v = 0``, are skipped). For an entry ``(r, j)`` of a moved row, row ``j``'s gradient
-    changes by ``2 (w ((x'.y) x' - (x.y) x) - v (x' - x))``; since
-    ``(x'.y) x' - (x.y) x = (x'.y)(x' - x) + ((x' - x).y) x``, its norm is at most
-    ``2 ||x' - x|| (w ||y_j|| (||x'|| + ||x||) + |v|)`` (``step``, ``norm_old``, ``norm_new``,
-    ``y_norm`` give the norms), and the value at zero changes by ``2 v (x' - x)``, at most
-    ``2 |v| ||x' - x||``. While ``err[j]`` stays within ``budget[j]``, the bounds are added to
-    ``err[j]`` and ``rhs_err[j]`` (``O(1)`` per entry); past it, the change is applied exactly
-    to ``grad[j]`` and ``rhs[j]`` (``O(k)``) and ``dirty[j]`` is set (their norms changed).
+    ``w = v = 0``, are skipped). With ``x``, ``x'`` the old and new row and ``d = x' - x``, an
+    entry ``(r, j)`` changes row ``j``'s gradient by ``2 (w ((x'.y) x' - (x.y) x) - v d)``
+    ``= 2 (a d + c x)`` with ``a = w (x'.y) - v`` and ``c = w (d.y)``, since
+    ``(x'.y) x' - (x.y) x = (x'.y) d + (d.y) x``; the value at zero changes by ``2 v d``
+    (norm ``2 |v| ||d||``). Three tiers, cheapest first, while ``err[j]`` stays within
+    ``budget[j]``:
+
+    1. ``O(1)``: the Cauchy-Schwarz bound ``2 ||d|| (w ||y_j|| (||x'|| + ||x||) + |v|)``
+       (``step``, ``norm_old``, ``norm_new``, ``y_norm`` give the norms) is added to
+       ``err[j]`` and ``2 |v| ||d||`` to ``rhs_err[j]``;
+    2. ``O(k)`` reads: the two dots ``x'.y`` and ``d.y`` give the change's exact norm,
+       ``2 sqrt(a^2 ||d||^2 + c^2 ||x||^2 + 2 a c (d.x))`` (``step_dot_old`` is ``d.x``),
+       which is added instead (often far below the first bound: for a well-fitted positive
+       ``w (x'.y)`` is close to ``v``);
+    3. past the budget, the change is applied exactly to ``grad[j]`` and ``rhs[j]`` and
+       ``dirty[j]`` is set (their norms changed).
+
+    A neighbour's entries are taken in the order of ``rows``; they are grouped by neighbour
+    first (a counting sort, ``O(entries + n_other)``), so its ``y`` is read and its gradient
+    written once per call, not once per entry. ``cheap`` is the share of the budget tier 1
+    may fill (0: tier 1 is skipped, its loose bounds would use up the room that tier 2 needs).
     """
     k = Y.shape[1]
+    n_other = Y.shape[0]
+    # group the moved rows' live entries by neighbour (counting sort, in order of t), so each
+    # neighbour's y is read once and its gradient written once, whatever its number of entries
+    start = np.zeros(n_other + 1, dtype=np.int64)
     for t in range(rows.shape[0]):
-        r = rows[t]
-        d = step[t]
-        if d == 0.0:
+        if step[t] == 0.0:
             continue
-        s_norm = norm_old[t] + norm_new[t]
+        r = rows[t]
         for e in range(indptr[r], indptr[r + 1]):
+            if w[e] != 0.0 or v[e] != 0.0:
+                start[indices[e] + 1] += 1
+    for j in range(n_other):
+        start[j + 1] += start[j]
+    fill = start[:-1].copy()
+    tt = np.empty(start[n_other], dtype=np.int64)
+    ee = np.empty(start[n_other], dtype=np.int64)
+    for t in range(rows.shape[0]):
+        if step[t] == 0.0:
+            continue
+        r = rows[t]
+        for e in range(indptr[r], indptr[r + 1]):
+            if w[e] != 0.0 or v[e] != 0.0:
+                j = indices[e]
+                tt[fill[j]] = t
+                ee[fill[j]] = e
+                fill[j] += 1
+    y = np.empty(k)
+    acc_g = np.empty(k)
+    acc_b = np.empty(k)
+    for j in range(n_other):
+        if start[j] == start[j + 1]:
+            continue
+        e_j = err[j]
+        eb_j = rhs_err[j]
+        limit = budget[j]
+        have_y = False
+        exact = False
+        for p in range(start[j], start[j + 1]):
+            t = tt[p]
+            e = ee[p]
+            d = step[t]
             we = np.float64(w[e])
             ve = np.float64(v[e])
-            if we == 0.0 and ve == 0.0:
+            inc = 2.0 * d * (we * y_norm[j] * (norm_old[t] + norm_new[t]) + abs(ve))
+            if e_j + inc <= cheap * limit:  # tier 1
+                e_j += inc
+                eb_j += 2.0 * d * abs(ve)
                 continue
-            j = indices[e]
-            inc = 2.0 * d * (we * y_norm[j] * s_norm + abs(ve))
-            if err[j] + inc <= budget[j]:
-                err[j] += inc
-                rhs_err[j] += 2.0 * d * abs(ve)
-                continue
+            if not have_y:
+                for f in range(k):
+                    y[f] = np.float64(Y[j, f])
+                have_y = True
             do = 0.0
             dn = 0.0
             for f in range(k):
-                yf = np.float64(Y[j, f])
-                do += np.float64(X_old[t, f]) * yf
-                dn += np.float64(X_new[t, f]) * yf
+                do += X_old[t, f] * y[f]
+                dn += X_new[t, f] * y[f]
+            a = we * dn - ve
+            c = we * (dn - do)
+            xo_n = norm_old[t]
+            sq = a * a * d * d + c * c * xo_n * xo_n + 2.0 * a * c * step_dot_old[t]
+            # the exact norm, with a margin far above the rounding of its cancellation
+            tri = abs(a) * d + abs(c) * xo_n
+            tight = 2.0 * np.sqrt(max(sq, 0.0) + 1e-12 * tri * tri)
+            if tight < inc:
+                inc = tight
+            if e_j + inc <= limit:  # tier 2
+                e_j += inc
+                eb_j += 2.0 * d * abs(ve)
+                continue
+            if not exact:  # tier 3
+                acc_g[:] = 0.0
+                acc_b[:] = 0.0
+                exact = True
             for f in range(k):
-                xo = np.float64(X_old[t, f])
-                xn = np.float64(X_new[t, f])
-                grad[j, f] += 2.0 * (we * (dn * xn - do * xo) - ve * (xn - xo))
-                rhs[j, f] += 2.0 * ve * (xn - xo)
+                xo = X_old[t, f]
+                xn = X_new[t, f]
+                acc_g[f] += 2.0 * (we * (dn * xn - do * xo) - ve * (xn - xo))
+                acc_b[f] += 2.0 * ve * (xn - xo)
+        err[j] = e_j
+        rhs_err[j] = eb_j
+        if exact:
+            for f in range(k):
+                grad[j, f] += acc_g[f]
+                rhs[j, f] += acc_b[f]
             dirty[j] = True

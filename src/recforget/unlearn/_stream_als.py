@@ -48,6 +48,7 @@ from recforget.models.als import ALS
 SIDES = ("users", "items")
 REFRESH_SHARE = 0.1  # fold D into all gradients when more rows than this need exact checks
 BOUND_SHARE = 0.5  # share of a row's room under the tolerance that neighbour bounds may use
+CHEAP_SHARE = 0.0  # share of that budget the O(1) Cauchy-Schwarz bounds may use
 
 
 @dataclass
@@ -85,10 +86,13 @@ class IncrementalALS:
         touched_first: bool = True,
         max_rounds: int = 2000,
         target: float = 1.0,
+        neighbour_target: float | None = None,
     ) -> None:
         model._check_fitted()
         if not 0 < target <= 1:
             raise ValueError(f"target must be in (0, 1], got {target!r}")
+        if neighbour_target is not None and not 0 <= neighbour_target <= 1:
+            raise ValueError(f"neighbour_target must be in [0, 1], got {neighbour_target!r}")
         if model.biases and model.feedback == "explicit":
             raise ValueError(
                 "streaming forgetting needs a model without biases: the global mean makes every "
@@ -111,6 +115,7 @@ class IncrementalALS:
         self.touched_first = touched_first
         self.max_rounds = int(max_rounds)
         self.target = float(target)
+        self.neighbour_target = neighbour_target
         self.implicit = model.feedback == "implicit"
         self.frequency = model.regularization_scaling == "frequency"
         self.lam = float(model.regularization)
@@ -229,6 +234,32 @@ class IncrementalALS:
         over = cand[bound[cand] > limit[cand]]
         return over, bound, scale
 
+    def neighbours(self, which: str, rows: np.ndarray) -> np.ndarray:
+        """Live rows of the other side adjacent to ``rows`` of ``which`` through live entries."""
+        s, o = self.side(which)
+        if not len(rows):
+            return np.empty(0, np.int64)
+        starts, ends = s.indptr[rows], s.indptr[rows + 1]
+        lens = ends - starts
+        pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+        pos = pos[(s.w[pos] != 0) | (s.v[pos] != 0)]
+        mask = np.zeros(len(o.X), dtype=bool)
+        mask[s.indices[pos]] = True
+        return np.flatnonzero(mask & o.alive)
+
+    def over_rows(self, which: str, rows: np.ndarray, floor: float, share: float) -> np.ndarray:
+        """Those of ``rows`` whose residual is estimated over ``share * tol`` (``O(1)`` each).
+
+        The estimate is the maintained gradient's norm ``||g_r||`` against ``||b_r||``, without
+        its error bounds: it only chooses optional re-solves (the neighbours' re-equilibration),
+        the certificate never rests on it.
+        """
+        s, _ = self.side(which)
+        rows = rows[s.alive[rows]]
+        if share <= 0 or not len(rows):
+            return rows
+        return rows[s.gn[rows] > (share * self.tol) * np.maximum(s.bn[rows], floor)]
+
     # ------------------------------------------------------------------ changes
     def _moved(self, which: str, rows: np.ndarray, old: np.ndarray) -> None:
         """Bookkeeping after rows of ``which`` moved from ``old`` to their current values."""
@@ -251,6 +282,7 @@ class IncrementalALS:
             step,
             self._norms(o64),
             self._norms(n64),
+            np.einsum("ij,ij->i", n64 - o64, o64),
             o.X,
             o.xn,
             o.g,
@@ -258,6 +290,7 @@ class IncrementalALS:
             o.e,
             o.eb,
             budget,
+            CHEAP_SHARE,
             dirty,
         )
         idx = np.flatnonzero(dirty)
@@ -339,6 +372,13 @@ class IncrementalALS:
         rounds = 0
         solved0 = dict(self.rows_solved)
         first = True
+        pending: dict[str, np.ndarray] = {}  # 1-hop neighbours of the touched rows
+        if self.neighbour_target is not None:
+            for which in SIDES:
+                if len(touched.get(which, ())):
+                    other = "items" if which == "users" else "users"
+                    near = self.neighbours(which, touched[which])
+                    pending[other] = np.union1d(pending.get(other, near), near)
         while True:
             moved = False
             last = {}
@@ -350,11 +390,14 @@ class IncrementalALS:
                     s, _ = self.side(which)
                     extra = touched[which][s.alive[touched[which]]]
                     rows = np.union1d(rows, extra)
+                if not first and len(pending.get(which, ())):
+                    extra = self.over_rows(which, pending.pop(which), floor, self.neighbour_target)
+                    rows = np.union1d(rows, extra)
                 last[which] = (over, bound, scale)
                 if len(rows) and rounds < self.max_rounds:
                     self.solve(which, rows)
                     moved = True
-            if not moved:
+            if not moved and not (pending and first):
                 break
             rounds += 1
             first = False
@@ -441,20 +484,75 @@ class IncrementalALS:
             if s.bn.any():
                 if floor is None:
                     floor = self.floor()
-                kept = s.g[rows] + 2.0 * (s.X[rows].astype(np.float64) @ s.D)
-                scale = np.maximum(s.bn[rows], floor)
-                if len(rows):
-                    excess = np.maximum(
-                        self._norms(kept - grad) - s.e[rows],
-                        self._norms(s.b[rows] - rhs) - s.eb[rows],
-                    )
-                    drift = max(drift, float((np.maximum(excess, 0.0) / scale).max()))
+                drift = max(drift, self._drift(which, rows, grad, rhs, floor))
         for which in SIDES:
             s, _ = self.side(which)
             s.D[:] = 0.0
             rows, grad, rhs = fresh[which]
             self._store(which, rows, grad, rhs)
+        self._vcursor = None  # a sliced pass restarts after a full verification
         return {"drift": drift, **self.certificate()}
+
+    def verify_slice(self, slices: int) -> dict | None:
+        """Recompute the next ``1/slices`` of each side's rows from scratch (amortised verify).
+
+        A full pass over the rows takes ``slices`` calls, ``O(nnz k / slices)`` each; the first
+        call of a pass also recomputes the Gram matrices (``O(n k^2)``) and puts their
+        difference from the maintained ones into ``D`` (so every stored gradient keeps its
+        meaning). Each slice's rows are checked against their maintained state and bounds, as
+        :meth:`verify` does, and replaced by the fresh values (their bounds reset). Returns
+        ``None`` until a pass completes, then ``{"drift", "gram_drift", "rows", "slices"}``
+        for the whole pass.
+        """
+        cur = getattr(self, "_vcursor", None)
+        if cur is None:
+            cur = self._vcursor = {"users": 0, "items": 0}
+            self._vpass = {"drift": 0.0, "gram_drift": 0.0, "rows": 0}
+        if cur["users"] == 0 and cur["items"] == 0 and self.implicit:
+            fresh = {w: K.gram(self.side(w)[1].X) for w in SIDES}
+            for which in SIDES:
+                s, _ = self.side(which)
+                delta = fresh[which] - s.G
+                size = float(np.sqrt(np.sum(fresh[which] ** 2))) or 1.0
+                self._vpass["gram_drift"] = max(
+                    self._vpass["gram_drift"], float(np.sqrt(np.sum(delta**2))) / size
+                )
+                s.G = fresh[which]
+                s.D += delta  # stored gradients were taken with the old G
+        floor = self.floor()
+        for which in SIDES:
+            s, _ = self.side(which)
+            n = len(s.X)
+            chunk = -(-n // slices)
+            start = cur[which]
+            rows = np.arange(start, min(start + chunk, n), dtype=np.int64)
+            rows = rows[s.alive[rows]]
+            cur[which] = min(start + chunk, n)
+            if not len(rows):
+                continue
+            grad, rhs = self._fresh_gradients(which, rows)
+            drift = self._drift(which, rows, grad, rhs, floor)
+            self._vpass["drift"] = max(self._vpass["drift"], drift)
+            self._vpass["rows"] += len(rows)
+            self._store(which, rows, grad, rhs)
+        if cur["users"] >= len(self.users.X) and cur["items"] >= len(self.items.X):
+            out = {**self._vpass, "slices": slices}
+            self._vcursor = None
+            return out
+        return None
+
+    def _drift(self, which, rows, grad, rhs, floor) -> float:
+        """Largest relative amount by which ``rows``' maintained state misses fresh values."""
+        s, _ = self.side(which)
+        if not len(rows):
+            return 0.0
+        kept = s.g[rows] + 2.0 * (s.X[rows].astype(np.float64) @ s.D)
+        scale = np.maximum(s.bn[rows], floor)
+        excess = np.maximum(
+            self._norms(kept - grad) - s.e[rows],
+            self._norms(s.b[rows] - rhs) - s.eb[rows],
+        )
+        return float((np.maximum(excess, 0.0) / scale).max())
 
     # ------------------------------------------------------------------ export
     def to_model(self) -> ALS:
