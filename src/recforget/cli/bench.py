@@ -6,6 +6,8 @@ protocol instead of one scenario; ``--report`` and ``--plots`` write Markdown an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from recforget.cli._common import echo_table, emit_json, handle_errors, stderr
@@ -123,6 +125,15 @@ def bench_options(func):
             help="Consistency with the retrained model and membership-inference attacks.",
         ),
         click.option(
+            "--lira",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Shadow models (even) of the calibrated likelihood-ratio attack on the "
+            "original, the retrain, a second-seed retrain and every method (interactions: and "
+            "users: scenarios; 0: off). It fits K + 1 extra models. See docs/privacy.md.",
+        ),
+        click.option(
             "--json", "json_path", default=None, help="Write the JSON result here ('-' for stdout)."
         ),
         click.option("--report", "report_path", default=None, help="Write a Markdown report."),
@@ -157,6 +168,8 @@ def run_from_options(
     threads=1,
     shards=10,
     partition=None,
+    lira=0,
+    lira_plot=None,
 ):
     from recforget.evaluate.bench import run_bench
 
@@ -212,6 +225,8 @@ def run_from_options(
         model_params=params,
         method_options=options,
         extras=extras,
+        lira=lira,
+        lira_plot=lira_plot,
         log=None if quiet else stderr,
     )
 
@@ -238,6 +253,7 @@ def print_result(result: dict) -> None:
         f"(seed {result['seed']}): removed {result['request']}"
     )
     echo_table(table_rows(result), TABLE_COLUMNS)
+    n_shadows = (result.get("lira") or {}).get("n_shadows")
     notes = [f"kernels compiled in {result['compile_seconds']:.2f}s before any timing"]
     if result["original"].get("prepare_seconds") is not None:
         notes.append(
@@ -249,6 +265,11 @@ def print_result(result: dict) -> None:
         ("consistency with retrain", report.consistency_rows(result), report.CONSISTENCY_COLUMNS),
         ("membership inference (AUC)", report.attack_rows(result), report.ATTACK_COLUMNS),
         ("stream checkpoints", report.stream_rows(result), report.STREAM_COLUMNS),
+        (
+            f"calibrated membership inference (LiRA, {n_shadows} shadows; 95% intervals)",
+            report.lira_table(result),
+            report.LIRA_COLUMNS,
+        ),
     ):
         if rows:
             click.echo(f"\n{title}")
@@ -280,7 +301,11 @@ def bench(json_path, report_path, plots_dir, seeds, **kwargs):
     for k, seed in enumerate(seed_list):
         if len(seed_list) > 1 and not quiet:
             stderr(f"--- seed {seed} ({k + 1}/{len(seed_list)})")
-        results.append(run_from_options(**kwargs, seed=seed, quiet=quiet))
+        lira_plot = None
+        if plots_dir and kwargs.get("lira"):
+            Path(plots_dir).mkdir(parents=True, exist_ok=True)
+            lira_plot = Path(plots_dir) / f"lira_roc_seed{seed}.png"
+        results.append(run_from_options(**kwargs, seed=seed, quiet=quiet, lira_plot=lira_plot))
     if len(results) == 1:
         result = results[0]
     else:
