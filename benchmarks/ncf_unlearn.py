@@ -386,13 +386,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _shadow_count(text: str) -> int:
-    """argparse type of ``--lira``: 0 or an even number >= 2."""
+    """argparse type of ``--lira``: 0 or an even number >= 4."""
     try:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0 or value == 1 or value % 2:
-        raise argparse.ArgumentTypeError(f"--lira needs 0 or an even count >= 2, got {text!r}")
+    if value < 0 or value % 2 or value == 2:
+        raise argparse.ArgumentTypeError(f"--lira needs 0 or an even count >= 4, got {text!r}")
     return value
 
 

@@ -30,7 +30,7 @@ def test_neural_benchmark_runs_lira_on_every_model(ncf_unlearn, tmp_path):
     from recforget.data import synthetic
 
     png = tmp_path / "roc.png"
-    argv = ["--arch", "gmf", "--scenario", "interactions:0.05", "--lira", "2"]
+    argv = ["--arch", "gmf", "--scenario", "interactions:0.05", "--lira", "4"]
     argv += ["--model-params", '{"epochs": 4, "factors": 8, "batch_size": 256}']
     argv += ["--method", "retrain", "--method", "alteraser", "--no-finetune-trace"]
     argv += ["--lira-plot", str(png)]
@@ -38,17 +38,17 @@ def test_neural_benchmark_runs_lira_on_every_model(ncf_unlearn, tmp_path):
     args.dataset = synthetic(80, 50, rank=3, density=0.2, random_state=0)
     result = ncf_unlearn.run(args)
     lira = result["lira"]
-    assert (lira["level"], lira["transform"], lira["n_shadows"]) == ("interaction", "logit", 2)
+    assert (lira["level"], lira["transform"], lira["n_shadows"]) == ("interaction", "logit", 4)
     assert list(lira["rows"]) == ["original", "retrain", "retrain-seed2", "alteraser"]
     assert lira["n_members"] == result["removed"] == lira["n_non_members"]
     assert set(lira["verdict"]["inside_retrain_interval"]) == {"alteraser"}
-    assert "LiRA (interaction level, 2 shadows" in ncf_unlearn.table(result)
+    assert "LiRA (interaction level, 4 shadows" in ncf_unlearn.table(result)
     json.dumps(result, allow_nan=False)
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("bad", ["1", "3", "-2", "x"])
+@pytest.mark.parametrize("bad", ["2", "3", "-4", "x"])
 def test_a_bad_shadow_count_is_refused_at_parse_time(ncf_unlearn, bad, capsys):
     with pytest.raises(SystemExit):
         ncf_unlearn.main([f"--lira={bad}"])
-    assert "--lira needs 0 or an even count >= 2" in capsys.readouterr().err
+    assert "--lira needs 0 or an even count >= 4" in capsys.readouterr().err

@@ -44,13 +44,13 @@ def _bench(scenario: str, lira: int, **kwargs):
 @pytest.fixture(scope="module")
 def pairs_result(tmp_path_factory):
     png = tmp_path_factory.mktemp("lira") / "roc.png"
-    return _bench("interactions:0.08", 2, lira_plot=png), png
+    return _bench("interactions:0.08", 4, lira_plot=png), png
 
 
 def test_bench_result_has_the_lira_fields(pairs_result):
     result, png = pairs_result
     lira = result["lira"]
-    assert (lira["attack"], lira["level"], lira["n_shadows"]) == ("lira", "interaction", 2)
+    assert (lira["attack"], lira["level"], lira["n_shadows"]) == ("lira", "interaction", 4)
     assert lira["n_members"] == lira["n_non_members"] == result["request"]["pairs"]
     assert list(lira["rows"]) == LABELS
     for row in lira["rows"].values():
@@ -81,7 +81,7 @@ def test_bench_lira_is_the_attack_run_by_hand(pairs_result):
         {"retrain": retrain.model, "retrain-seed2": seed2},
         members=members,
         non_members=matched_non_members(train, test, members, 2),
-        n_shadows=2,
+        n_shadows=4,
         random_state=4,
     )
     for label in ("original", "retrain", "retrain-seed2"):
@@ -101,7 +101,7 @@ def test_bench_lira_tells_the_original_from_the_retrain(pairs_result):
 
 
 def test_bench_lira_on_user_deletions_uses_the_reserved_users():
-    result = _bench("users:0.1", 2)
+    result = _bench("users:0.1", 4)
     lira = result["lira"]
     _, data = prepare_data(_data())
     train, test = random_holdout(data, 0.2, random_state=0)
@@ -131,7 +131,7 @@ def test_bench_without_lira_has_none():
 @pytest.mark.parametrize(
     ("scenario", "lira", "message"),
     [("stream:3:6", 2, "runs on interactions"), ("items:2", 2, "not items"),
-     ("interactions:0.05", 3, "even number")],
+     ("interactions:0.05", 3, "even number"), ("interactions:0.05", 2, ">= 4")],
 )  # fmt: skip
 def test_bench_refuses_lira_where_it_cannot_run(scenario, lira, message):
     with pytest.raises(ValueError, match=message):
@@ -140,7 +140,7 @@ def test_bench_refuses_lira_where_it_cannot_run(scenario, lira, message):
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--lira", "3"], "even number"), (["--delete", "stream:2:3", "--lira", "2"], "runs on")],
+    [(["--lira", "2"], "even number"), (["--delete", "stream:2:3", "--lira", "4"], "runs on")],
 )
 def test_cli_bench_lira_errors_are_clean(args, message):
     result = CliRunner().invoke(main, ["bench", *args], catch_exceptions=False)

@@ -129,7 +129,7 @@ def bench_options(func):
             type=click.IntRange(min=0),
             default=0,
             show_default=True,
-            help="Shadow models (even) of the calibrated likelihood-ratio attack on the "
+            help="Shadow models (even, >= 4) of the calibrated likelihood-ratio attack on the "
             "original, the retrain, a second-seed retrain and every method (interactions: and "
             "users: scenarios; 0: off). It fits K + 1 extra models. See docs/privacy.md.",
         ),

@@ -118,7 +118,7 @@ def run_bench(
         original fit (reported as ``extras.reserved_users``), so such runs differ from runs
         with ``extras=False``.
     lira : int
-        Shadow models of the LiRA attack (even, >= 2); 0 (the default) skips it. Whole-user
+        Shadow models of the LiRA attack (even, >= 4); 0 (the default) skips it. Whole-user
         scenarios hold users out as with ``extras`` (the attack's non-members).
     lira_plot : path, optional
         With ``lira``: write the log-log ROC of the online attack (fold-in for ALS user
@@ -148,8 +148,8 @@ def run_bench(
         from recforget.evaluate.lira_bench import check_scenario
 
         check_scenario(sc.kind)
-        if lira < 2 or lira % 2:
-            raise ValueError(f"lira must be an even number of shadow models >= 2, got {lira}")
+        if lira < 4 or lira % 2:
+            raise ValueError(f"lira must be an even number of shadow models >= 4, got {lira}")
     name, data = prepare_data(dataset, threshold=threshold)
     train, test = random_holdout(data, test_fraction, random_state=seed)
     reserved = np.empty(0, dtype=object)

@@ -108,7 +108,7 @@ def run_lira(
     remaining : Interactions, optional
         The data without the request (default ``train.remove(...)``); the second-seed
         retrain is fitted on it.
-    n_shadows : even int >= 2
+    n_shadows : even int >= 4
     seed : int
         The run's seed: non-members ``seed + 2``, shadows and bootstrap ``seed + 4``, second
         retrain ``seed + 1000``.
