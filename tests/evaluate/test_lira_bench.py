@@ -66,6 +66,15 @@ def test_bench_result_has_the_lira_fields(pairs_result):
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_cli_prints_the_lira_table(pairs_result, capsys):
+    from recforget.cli.bench import print_result
+
+    print_result(pairs_result[0])
+    out = capsys.readouterr().out
+    assert "calibrated membership inference (LiRA, 4 shadows; 95% intervals)" in out
+    assert "retrain-seed2" in out and "tpr@1%fpr" in out
+
+
 def test_bench_lira_is_the_attack_run_by_hand(pairs_result):
     """The bench's numbers are lira_rows' on the same models, candidates and seeds."""
     result = pairs_result[0]
