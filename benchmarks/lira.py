@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             "seconds": r.receipt["seconds"],
             "certified": r.receipt.get("certified"),
             "residual": r.receipt.get("certificate", {}).get("max_relative"),
+            "sweeps": r.receipt.get("sweeps"),
         }
         log(f"  {spec}: {r.receipt['seconds']:.2f}s")
 
