@@ -285,7 +285,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.lira_plot:
             from recforget.evaluate.lira_bench import plot_lira
 
-            plot_lira(curves, args.lira_plot, what=f"{name} {args.arch} {args.scenario}")
+            what = f"{name} {args.arch} {args.scenario}, {args.lira} shadows"
+            plot_lira(curves, args.lira_plot, what=what)
     if retrain and (request.pairs or probe) and args.finetune_trace:
         max_epochs = args.finetune_max_epochs or int(original.epochs)
         traces = [
