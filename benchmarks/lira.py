@@ -46,7 +46,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMB
 ALS_METHODS = ("unlearn-als", "unlearn-als-selective")
 NCF_METHODS = ("alteraser",)
 ALS_REGULARIZATION = {"ml-100k": 60.0, "ml-1m": 100.0}  # the bench's defaults
-HEADLINE = ("auc", "tpr@0.1%fpr", "tpr@1%fpr")
 
 
 def build_model(args: argparse.Namespace):
@@ -70,17 +69,18 @@ def build_model(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     from recforget.data.split import random_holdout
     from recforget.evaluate.bench import prepare_data
-    from recforget.evaluate.lira import lira_rows, matched_non_members, user_lira_rows
+    from recforget.evaluate.lira_bench import check_scenario, run_lira
     from recforget.evaluate.scenarios import Scenario, make_request
-    from recforget.models.base import clone
     from recforget.unlearn import forget
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     scenario = Scenario.parse(args.scenario)
-    if scenario.kind not in ("interactions", "users", "user"):
-        raise SystemExit(f"--scenario must be interactions:F or users:F, got {args.scenario}")
+    try:
+        check_scenario(scenario.kind)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     name, data = prepare_data(args.dataset)
     full = data
     reserved: list[object] = []
@@ -101,10 +101,6 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     result = forget(original, request, "retrain")
     models["retrain"] = result.model
     timing["retrain"] = {"seconds": result.receipt["seconds"]}
-    start = time.perf_counter()
-    models["retrain-seed2"] = clone(original).set_params(random_state=args.seed + 1000)
-    models["retrain-seed2"].fit(result.data)
-    timing["retrain-seed2"] = {"seconds": time.perf_counter() - start}
     methods = args.method or (ALS_METHODS if args.model == "als" else NCF_METHODS)
     for spec in methods:
         method, options = parse_method(spec)
@@ -114,41 +110,27 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
             "seconds": r.receipt["seconds"],
             "certified": r.receipt.get("certified"),
             "residual": r.receipt.get("certificate", {}).get("max_relative"),
+            "sweeps": r.receipt.get("sweeps"),
         }
         log(f"  {spec}: {r.receipt['seconds']:.2f}s")
 
-    start = time.perf_counter()
-    if scenario.kind == "interactions":
-        members = list(request.pairs)
-        non_members = matched_non_members(train, test, members, args.seed + 2)
-        attack = lira_rows(
-            original,
-            models,
-            members=members,
-            non_members=non_members,
-            n_shadows=args.shadows,
-            transform=args.transform,
-            variance=args.variance,
-            n_bootstrap=args.bootstrap,
-            random_state=args.seed + 4,
-            log=log,
-        )
-    else:
-        attack = user_lira_rows(
-            original,
-            models,
-            member_users=request.users,
-            non_member_users=reserved,
-            histories=full,
-            statistics=("miars", "fold-in") if args.model == "als" else ("miars",),
-            n_shadows=args.shadows,
-            variance=args.variance,
-            n_bootstrap=args.bootstrap,
-            random_state=args.seed + 4,
-            log=log,
-        )
-    attack_seconds = time.perf_counter() - start
-    curves = attack.pop("curves")
+    attack, curves = run_lira(
+        original,
+        models,
+        request,
+        train=train,
+        test=test,
+        histories=full,
+        non_member_users=reserved,
+        remaining=result.data,
+        n_shadows=args.shadows,
+        seed=args.seed,
+        transform=args.transform,
+        variance=args.variance,
+        n_bootstrap=args.bootstrap,
+        log=log,
+    )
+    timing["retrain-seed2"] = {"seconds": attack.pop("timing")["retrain-seed2"]}
     out = {
         "dataset": name,
         "model": args.model,
@@ -157,10 +139,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
         "params": _jsonable(original.get_params()),
         "threads": 1,
         "n_train": train.nnz,
-        "attack_seconds": attack_seconds,
         **attack,
         "timing": timing,
-        "verdict": verdict(attack["rows"]),
     }
     return out, curves
 
@@ -178,55 +158,13 @@ def parse_method(spec: str) -> tuple[str, dict[str, Any]]:
     return name, options
 
 
-def verdict(rows: dict[str, Any]) -> dict[str, Any]:
-    """Original vs retrain separation, and each method against the two retrains' intervals.
-
-    ``separates[variant][metric]``: the original's and the retrain's 95% intervals do not
-    overlap. ``inside[method][variant][metric]``: the method's point estimate lies in the
-    retrain's or the second-seed retrain's interval.
-    """
-    from recforget.evaluate.roc import intervals_overlap
-
-    refs = [r for r in ("retrain", "retrain-seed2") if r in rows]
-    separates: dict[str, Any] = {}
-    for variant in rows["original"]:
-        separates[variant] = {
-            m: _not(
-                intervals_overlap(
-                    rows["original"][variant][f"{m}_ci"], rows["retrain"][variant][f"{m}_ci"]
-                )
-            )
-            for m in HEADLINE
-        }
-    inside: dict[str, Any] = {}
-    for label, row in rows.items():
-        if label in ("original", *refs):
-            continue
-        inside[label] = {
-            variant: {
-                m: any(
-                    rows[ref][variant][f"{m}_ci"] is not None
-                    and rows[ref][variant][f"{m}_ci"][0]
-                    <= metrics[m]
-                    <= rows[ref][variant][f"{m}_ci"][1]
-                    for ref in refs
-                )
-                for m in HEADLINE
-            }
-            for variant, metrics in row.items()
-        }
-    return {"separates": separates, "inside_retrain_interval": inside}
-
-
-def _not(x: bool | None) -> bool | None:
-    return None if x is None else not x
-
-
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}
 
 
 def table(out: dict[str, Any]) -> str:
+    from recforget.evaluate.lira_bench import HEADLINE
+
     lines = [
         f"{out['dataset']} {out['model']} {out['scenario']}: {out['n_members']} members, "
         f"{out['n_non_members']} non-members, {out['n_shadows']} shadows "
@@ -235,7 +173,7 @@ def table(out: dict[str, Any]) -> str:
     ]
     for label, row in out["rows"].items():
         for variant, m in row.items():
-            cells = []
+            cells: list[str] = []
             for k in HEADLINE:
                 ci = m[f"{k}_ci"]
                 text = f"{m[k]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "")
@@ -308,15 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(text)
     if args.plot:
-        from recforget.evaluate.roc import plot_roc
+        from recforget.evaluate.lira_bench import plot_lira
 
-        variant = "fold-in online" if "fold-in online" in curves["original"] else "online"
-        plot_roc(
-            {label: c[variant] for label, c in curves.items()},
-            args.plot,
-            title=f"{variant} LiRA, {out['dataset']} {out['model']} {out['scenario']}, "
-            f"{out['n_shadows']} shadows",
-        )
+        what = f"{out['dataset']} {out['model']} {out['scenario']}, {out['n_shadows']} shadows"
+        plot_lira(curves, args.plot, what=what)
     print(table(out), file=sys.stderr)
     return 0
 

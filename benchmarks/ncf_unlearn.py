@@ -35,6 +35,13 @@ non-members.
         [--scenario interactions:0.01|users:0.01] [--seed 0] [--threads 1]
         [--method 'alteraser' --method 'alteraser max_rounds=3' ...] [--json out.json]
 
+``--lira K`` (off by default) adds ``lira``: the calibrated likelihood-ratio attack with ``K``
+shadow models on the original, the retrain, a second-seed retrain (seed + 1000) and every method
+(:func:`recforget.evaluate.lira_bench.run_lira`; fields in docs/privacy.md), and ``--lira-plot``
+writes its log-log ROC. With ``users:`` scenarios it holds random users out of the data before the
+original is fitted (the attack's non-members, as ``recforget bench`` does), so such runs differ
+from runs without ``--lira``.
+
 A ``--method`` is a method name optionally followed by ``key=value`` options (values parsed as
 JSON), so variants of one method can run side by side: ``--method 'retrain random_state=1'``
 adds a second-seed retrain, the spread between two equally valid retrains. Prints one JSON
@@ -163,9 +170,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from recforget.data.split import random_holdout
     from recforget.evaluate.attacks import sample_non_members
     from recforget.evaluate.bench import prepare_data
+    from recforget.evaluate.extras import reserve_users
     from recforget.evaluate.foldin import fold_in_split
+    from recforget.evaluate.lira_bench import check_scenario, run_lira
     from recforget.evaluate.rows import align
-    from recforget.evaluate.scenarios import make_request
+    from recforget.evaluate.scenarios import WHOLE_USER_KINDS, Scenario, make_request
     from recforget.evaluate.warmup import warm_up
     from recforget.models.ncf import NCF
     from recforget.unlearn import forget
@@ -173,6 +182,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     name, data = prepare_data(args.dataset)
     train, test = random_holdout(data, 0.2, random_state=args.seed)
+    scenario = Scenario.parse(args.scenario)
+    reserved = np.empty(0, dtype=object)
+    if args.lira:
+        check_scenario(scenario.kind)
+        if scenario.kind in WHOLE_USER_KINDS:  # the attack's non-member users
+            train, test, reserved = reserve_users(train, test, scenario, args.seed)
     params = {"num_threads": args.threads, **json.loads(args.model_params)}
     specs = [_parse_method(spec) for spec in args.method or DEFAULT_METHODS]
     template = NCF(args.arch, random_state=args.seed, **params)
@@ -211,9 +226,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prepare(original)
     orig["prepare_seconds"] = time.perf_counter() - start
     judge.orig = orig
-    runs = []
+    runs, models = [], {}
     for label, method, options in specs:
         result = forget(original, request, method, **options)
+        models[label] = result.model
         r = result.receipt
         row = {
             "method": label,
@@ -252,6 +268,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     out["params"]["layers"] = list(out["params"]["layers"])
     out["params"]["device"] = str(out["params"]["device"])
+    if args.lira:
+        out["lira"], curves = run_lira(
+            original,
+            models,
+            request,
+            train=train,
+            test=test,
+            histories=data,
+            non_member_users=reserved.tolist(),
+            remaining=removal.data,
+            n_shadows=args.lira,
+            seed=args.seed,
+            log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
+        if args.lira_plot:
+            from recforget.evaluate.lira_bench import plot_lira
+
+            what = f"{name} {args.arch} {args.scenario}, {args.lira} shadows"
+            plot_lira(curves, args.lira_plot, what=what)
     if retrain and (request.pairs or probe) and args.finetune_trace:
         max_epochs = args.finetune_max_epochs or int(original.epochs)
         traces = [
@@ -298,6 +333,13 @@ def table(result: dict[str, Any]) -> str:
             if reached
             else "  never reaches the target (90% gap, MIA within 0.02, NDCG within 1%) in budget"
         )
+    if result.get("lira"):
+        from recforget.evaluate.report import LIRA_COLUMNS, lira_table
+
+        lira = result["lira"]
+        lines.append(f"LiRA ({lira['level']} level, {lira['n_shadows']} shadows; 95% intervals):")
+        for row in lira_table(result):
+            lines.append("  " + "  ".join(f"{row[c]}" for c in LIRA_COLUMNS))
     return "\n".join(lines)
 
 
@@ -312,7 +354,8 @@ def _step_size(text: str) -> float:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line (``run`` takes its namespace; ``dataset`` may be set to Interactions)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="ml-100k")
     p.add_argument("--arch", default="gmf", choices=["gmf", "mlp", "neumf"])
@@ -333,7 +376,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the JSON here")
     p.add_argument("--load", default=None, help="load the original model from this folder")
     p.add_argument("--save", default=None, help="save the fitted original model here")
-    args = p.parse_args(argv)
+    p.add_argument(
+        "--lira",
+        type=_shadow_count,
+        default=0,
+        help="shadow models of the LiRA attack (even; 0: off)",
+    )
+    p.add_argument("--lira-plot", default=None, help="with --lira: write its log-log ROC here")
+    return p
+
+
+def _shadow_count(text: str) -> int:
+    """argparse type of ``--lira``: 0 or an even number >= 4."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0 or value % 2 or value == 2:
+        raise argparse.ArgumentTypeError(f"--lira needs 0 or an even count >= 4, got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     result = run(args)
     text = json.dumps(result, indent=1, default=float)
     print(text)

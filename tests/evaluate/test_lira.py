@@ -79,6 +79,8 @@ def test_lira_statistics_need_in_and_out_observations():
         )
     with pytest.raises(ValueError, match="variance"):
         lira_statistics(S, keep, np.zeros(2), variance="pooled")
+    with pytest.raises(ValueError, match="4\\+ shadows"):  # 2 shadows: one IN, one OUT each
+        lira_statistics(S, ~np.eye(2, dtype=bool), np.zeros(2))
     with pytest.raises(ValueError, match="non-finite"):
         lira_statistics(np.full((2, 2), np.nan), ~np.eye(2, dtype=bool), np.zeros(2))
 
@@ -199,11 +201,11 @@ def test_lira_is_at_chance_on_a_model_that_never_saw_the_pairs(als_attack):
 def test_lira_rows_reuses_shadows_and_checks_candidates(als_attack):
     _, original, members, non = als_attack
     base = original.seen_.drop_pairs(members)
-    shadows = train_shadows(original, base, members + non, n_shadows=2, random_state=0)
+    shadows = train_shadows(original, base, members + non, n_shadows=4, random_state=0)
     again = lira_rows(
         original, {}, members=members, non_members=non, shadows=shadows, n_bootstrap=0
     )
-    assert again["n_shadows"] == 2 and list(again["rows"]) == ["original"]
+    assert again["n_shadows"] == 4 and list(again["rows"]) == ["original"]
     with pytest.raises(ValueError, match="other candidates"):
         lira_rows(original, {}, members=members[:-1], non_members=non, shadows=shadows)
     with pytest.raises(ValueError, match="not training data"):

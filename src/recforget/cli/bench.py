@@ -6,6 +6,8 @@ protocol instead of one scenario; ``--report`` and ``--plots`` write Markdown an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from recforget.cli._common import echo_table, emit_json, handle_errors, stderr
@@ -130,6 +132,15 @@ def bench_options(func):
             help="Consistency with the retrained model and membership-inference attacks.",
         ),
         click.option(
+            "--lira",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Shadow models (even, >= 4) of the calibrated likelihood-ratio attack on the "
+            "original, the retrain, a second-seed retrain and every method (interactions: and "
+            "users: scenarios; 0: off). It fits K + 1 extra models. See docs/privacy.md.",
+        ),
+        click.option(
             "--json", "json_path", default=None, help="Write the JSON result here ('-' for stdout)."
         ),
         click.option("--report", "report_path", default=None, help="Write a Markdown report."),
@@ -165,6 +176,8 @@ def run_from_options(
     shards=10,
     partition=None,
     eval_users=None,
+    lira=0,
+    lira_plot=None,
 ):
     from recforget.evaluate.bench import run_bench
 
@@ -221,6 +234,8 @@ def run_from_options(
         method_options=options,
         extras=extras,
         eval_users=eval_users,
+        lira=lira,
+        lira_plot=lira_plot,
         log=None if quiet else stderr,
     )
 
@@ -247,6 +262,7 @@ def print_result(result: dict) -> None:
         f"(seed {result['seed']}): removed {result['request']}"
     )
     echo_table(table_rows(result), TABLE_COLUMNS)
+    n_shadows = (result.get("lira") or {}).get("n_shadows")
     notes = [f"kernels compiled in {result['compile_seconds']:.2f}s before any timing"]
     ev = result.get("evaluation") or {}
     if ev.get("sampled"):
@@ -269,6 +285,11 @@ def print_result(result: dict) -> None:
             report.PARTITION_COLUMNS,
         ),
         ("stream checkpoints", report.stream_rows(result), report.STREAM_COLUMNS),
+        (
+            f"calibrated membership inference (LiRA, {n_shadows} shadows; 95% intervals)",
+            report.lira_table(result),
+            report.LIRA_COLUMNS,
+        ),
     ):
         if rows:
             click.echo(f"\n{title}")
@@ -300,7 +321,11 @@ def bench(json_path, report_path, plots_dir, seeds, **kwargs):
     for k, seed in enumerate(seed_list):
         if len(seed_list) > 1 and not quiet:
             stderr(f"--- seed {seed} ({k + 1}/{len(seed_list)})")
-        results.append(run_from_options(**kwargs, seed=seed, quiet=quiet))
+        lira_plot = None
+        if plots_dir and kwargs.get("lira"):
+            Path(plots_dir).mkdir(parents=True, exist_ok=True)
+            lira_plot = Path(plots_dir) / f"lira_roc_seed{seed}.png"
+        results.append(run_from_options(**kwargs, seed=seed, quiet=quiet, lira_plot=lira_plot))
     if len(results) == 1:
         result = results[0]
     else:

@@ -10,14 +10,19 @@ forgetting.
 
 With ``extras=True`` (the default) every row also gets ``consistency`` with the retrained oracle
 and ``attack``, the membership-inference AUCs (see :mod:`recforget.evaluate.extras`).
-``stream:N[:size]`` scenarios are run by :func:`recforget.evaluate.stream.run_stream`. The
-JSON schema is documented in :mod:`recforget.evaluate.report`.
+With ``lira=K`` (off by default) the result also gets ``lira``: the calibrated likelihood-ratio
+attack with ``K`` shadow models on the original, the retrain, a second-seed retrain and every
+method (:func:`recforget.evaluate.lira_bench.run_lira`; ``interactions:`` and whole-user
+scenarios only). ``stream:N[:size]`` scenarios are run by
+:func:`recforget.evaluate.stream.run_stream`. The JSON schema is documented in
+:mod:`recforget.evaluate.report`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,6 +107,8 @@ def run_bench(
     ks: Sequence[int] = (10,),
     extras: bool = True,
     eval_users: int | None = None,
+    lira: int = 0,
+    lira_plot: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run one benchmark and return its JSON-ready result.
@@ -122,6 +129,12 @@ def run_bench(
         ``EXTRAS_CAPS["mia_users"]`` random users are then held out of the data before the
         original fit (reported as ``extras.reserved_users``), so such runs differ from runs
         with ``extras=False``.
+    lira : int
+        Shadow models of the LiRA attack (even, >= 4); 0 (the default) skips it. Whole-user
+        scenarios hold users out as with ``extras`` (the attack's non-members).
+    lira_plot : path, optional
+        With ``lira``: write the log-log ROC of the online attack (fold-in for ALS user
+        deletions) of every model to this PNG (matplotlib).
 
     Returns
     -------
@@ -129,7 +142,7 @@ def run_bench(
         ``{"dataset", "model", "scenario", "seed", "params", "data", "request", "original": {...},
         "runs": [{"method", "seconds", "speedup", "residual", "certified", "sweeps",
         "rows_solved", "objective", "deleted_mean_score", "gap_closed", "metrics",
-        "consistency", "attack"}, ...], "evaluation", "extras", "compile_seconds"}``
+        "consistency", "attack"}, ...], "evaluation", "extras", "lira", "compile_seconds"}``
         (and ``"stream"`` for stream scenarios; see
         :mod:`recforget.evaluate.report` for every key). ``speedup`` is retrain seconds over
         the method's seconds (``None`` without a retrain run); ``residual`` is the max relative
@@ -143,10 +156,16 @@ def run_bench(
     sc = Scenario.parse(scenario)
     methods = list(methods or (ALS_METHODS if model == "als" else NEURAL_METHODS))
     method_options = method_options or {}
+    if lira:
+        from recforget.evaluate.lira_bench import check_scenario
+
+        check_scenario(sc.kind)
+        if lira < 4 or lira % 2:
+            raise ValueError(f"lira must be an even number of shadow models >= 4, got {lira}")
     name, data = prepare_data(dataset, threshold=threshold)
     train, test = random_holdout(data, test_fraction, random_state=seed)
     reserved = np.empty(0, dtype=object)
-    if extras and sc.kind in WHOLE_USER_KINDS:
+    if (extras or lira) and sc.kind in WHOLE_USER_KINDS:
         train, test, reserved = reserve_users(train, test, sc, seed)
     say(
         f"{name}: {data.n_users} users x {data.n_items} items, {train.nnz} train / "
@@ -203,6 +222,24 @@ def run_bench(
     else:
         for row in (orig_row, *runs):
             row["consistency"] = row["attack"] = None
+    lira_info = None
+    if lira:
+        from recforget.evaluate.lira_bench import plot_lira, run_lira
+
+        lira_info, curves = run_lira(
+            original,
+            models,
+            request,
+            train=train,
+            test=test,
+            histories=data,
+            non_member_users=reserved.tolist(),
+            n_shadows=lira,
+            seed=seed,
+            log=say,
+        )
+        if lira_plot is not None:
+            plot_lira(curves, lira_plot, what=f"{name} {model} {sc}, {lira} shadows")
     params = original.get_params()
     params.pop("show_progress", None)
     result = {
@@ -228,6 +265,7 @@ def run_bench(
         "original": orig_row,
         "runs": runs,
         "extras": extras_info,
+        "lira": lira_info,
     }
     if stream is not None:
         result["stream"] = stream

@@ -347,7 +347,8 @@ def lira_statistics(
         The target's :math:`\\phi_{obs}`.
     variance : {"global", "per-pair"}
         ``"global"``: one variance per side, the mean over candidates of the per-pair sample
-        variances (ddof 1; candidates with one observation on a side add nothing to it).
+        variances (ddof 1; candidates with one observation on a side add nothing to it, and
+        some candidate needs two on each side: with 2 shadows there is no variance to pool).
 
     Returns
     -------
@@ -377,6 +378,12 @@ def lira_statistics(
         )
     mu_in, var_in = _moments(S, keep)
     mu_out, var_out = _moments(S, ~keep)
+    if variance == "global" and (n_in.max() < 2 or n_out.max() < 2):
+        # no candidate has two observations on a side: there is no variance to pool
+        raise ValueError(
+            "the global variance needs candidates with 2+ IN and 2+ OUT shadows (4+ shadows); "
+            f"got at most {n_in.max()} IN and {n_out.max()} OUT"
+        )
     if variance == "global":
         var_in = np.full_like(mu_in, _pooled(var_in))
         var_out = np.full_like(mu_out, _pooled(var_out))

@@ -25,6 +25,7 @@ JSON schema
         "reserved_users": int,            # users held out of training as MIA non-members
         "notes": {"consistency", "interaction_mia", "user_mia"}  # null, or why it is missing
       },
+      "lira": null | LIRA,                                      # --lira K only
       "stream": {                                               # stream:N[:size] only
         "n_requests": N,
         "checkpoints": [{"step", "pairs", "original_deleted_score",
@@ -58,6 +59,23 @@ JSON schema
     }
 
     AGREEMENT = {"pearson", "spearman", "kendall_tau", "mean_abs_gap"}
+
+    LIRA = {                             # recforget.evaluate.lira_bench.run_lira
+      "attack": "lira", "level": "interaction" | "user",
+      "n_shadows": K, "transform": str, "variance": "global" | "per-pair",
+      "shadow_seconds", "attack_seconds": float,
+      "n_members", "n_non_members": int,            # deleted pairs/users; non-members
+      "second_seed": int,                           # seed of "retrain-seed2"
+      "timing": {"retrain"?, "retrain-seed2": float},   # fits made for the attack
+      "rows": {label: {variant: METRICS}},          # "original", "retrain", "retrain-seed2",
+                                                    # then every method
+      "verdict": {"separates": {variant: {metric: bool | null}},
+                  "inside_retrain_interval": {method: {variant: {metric: bool}}}}
+    }
+    # variant: "online", "offline" (LiRA), "score" (uncalibrated threshold); users on ALS
+    # also "fold-in online", "fold-in offline", "fold-in score"
+    METRICS = {"auc", "tpr@0.1%fpr", "tpr@1%fpr", "<metric>_ci": [low, high] | null,
+               "n_members", "n_non_members", "n_bootstrap"}
 
 Non-finite numbers are written as ``null``. With several seeds (``--seeds``) the CLI writes
 ``{"seeds": [...], "results": [RESULT, ...], "summary": SUMMARY}`` where :func:`aggregate` gives
@@ -97,6 +115,7 @@ CONSISTENCY_COLUMNS = [
     "deleted_rank",
     "deleted_top10",
 ]
+LIRA_COLUMNS = ["model", "attack", "auc", "tpr@0.1%fpr", "tpr@1%fpr"]
 ATTACK_COLUMNS = ["method", "interaction_auc", "members", "user_auc", "users_in", "users_out"]
 PARTITION_COLUMNS = [
     "method",
@@ -210,6 +229,22 @@ def partition_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "ndcg@10": run["metrics"].get("ndcg@10"),
             }
         )
+    return out
+
+
+def lira_table(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model and LiRA variant: each metric with its 95% interval (``lira`` runs)."""
+    lira = result.get("lira")
+    if not lira:
+        return []
+    out = []
+    for label, row in lira["rows"].items():
+        for variant, m in row.items():
+            cells: dict[str, Any] = {"model": label, "attack": variant}
+            for key in LIRA_COLUMNS[2:]:
+                ci = m.get(f"{key}_ci")
+                cells[key] = f"{m[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            out.append(cells)
     return out
 
 
@@ -405,6 +440,16 @@ def _body(result: dict[str, Any], level: str) -> str:
             "after the deletion.",
             markdown_table(partition_rows(result), PARTITION_COLUMNS),
         ]
+    if lira_table(result):
+        lira = result["lira"]
+        parts += [
+            f"{sub} Calibrated membership inference (LiRA)",
+            f"{lira['level'].capitalize()}-level likelihood-ratio attack, {lira['n_shadows']} "
+            f"shadow models, {lira['n_members']} members against {lira['n_non_members']} "
+            "non-members; bootstrap 95% intervals. A method that forgot sits inside the "
+            "retrain's or the second-seed retrain's interval.",
+            markdown_table(lira_table(result), LIRA_COLUMNS),
+        ]
     if stream_rows(result):
         parts += [f"{sub} Stream checkpoints", markdown_table(stream_rows(result), STREAM_COLUMNS)]
     notes = (result.get("extras") or {}).get("notes") or {}
@@ -426,6 +471,7 @@ __all__ = [
     "aggregate",
     "attack_rows",
     "consistency_rows",
+    "lira_table",
     "markdown_table",
     "preset_rows",
     "render_markdown",

@@ -168,10 +168,12 @@ def plot_roc(
 
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     try:
-        for label, (fpr, tpr) in curves.items():
+        for k, (label, (fpr, tpr)) in enumerate(curves.items()):
             fpr = np.maximum(np.asarray(fpr, np.float64), min_rate)
             tpr = np.maximum(np.asarray(tpr, np.float64), min_rate)
-            ax.step(fpr, tpr, where="post", label=label, linewidth=1.3)
+            # ten colours, then the next ten dashed: no two curves look alike
+            style = {"color": f"C{k % 10}", "linestyle": ("-", "--", "-.")[(k // 10) % 3]}
+            ax.step(fpr, tpr, where="post", label=label, linewidth=1.3, **style)
         ax.plot([min_rate, 1], [min_rate, 1], color="grey", linestyle=":", label="chance")
         ax.set_xscale("log")
         ax.set_yscale("log")
