@@ -145,7 +145,7 @@ def _terms(
     z = module.logits(Ul, Vl, sh)
     total = (m * F.binary_cross_entropy_with_logits(z, y, reduction="none")).sum()
     out = torch.autograd.grad(total, [Ul, Vl, *sh.values()])
-    return float(total), out[0], out[1], dict(zip(sh, out[2:], strict=True))
+    return float(total.detach()), out[0], out[1], dict(zip(sh, out[2:], strict=True))
 
 
 class NCFForgetter:
