@@ -59,6 +59,7 @@ from recforget._digest import MultisetDigest, element_hashes, id_hashes, row_wor
 from recforget._threads import one_blas_thread
 from recforget.data.interactions import Interactions, _id_hashes
 from recforget.data.mutable import MutableInteractions
+from recforget.kernels.ncf_stream import gmf_sweep
 from recforget.models._certificate import certificate, certified, relative_residuals, row_floor
 from recforget.models._ncf_curvature import Curvature, prepared
 from recforget.models._ncf_module import GMFHead, NCFModule
@@ -792,16 +793,23 @@ class NCFForgetter:
             sum((self._anchor[w][torch.as_tensor(rows[w])] * steps[w]).sum() for w in _SIDES)
         )
         # (3) Armijo on the anchored objective, from the moved rows' samples alone
-        au, ai, ay, am = self._affected(rows)
         T0 = {w: self._theta(w, rows[w]) for w in _SIDES}
-        taken, decrease = self._line_search(rows, steps, T0, slope, c_dot, (au, ai, ay, am))
+        if isinstance(module.head, GMFHead):
+            taken, decrease, near, n_affected = self._line_search_gmf(rows, steps, T0, slope, c_dot)
+        else:
+            au, ai, ay, am = self._affected(rows)
+            taken, decrease = self._line_search(rows, steps, T0, slope, c_dot, (au, ai, ay, am))
+            near = {"users": au, "items": ai}
+            n_affected = len(au)
         # (4) gradients, norms and digests of every row the step touched
         if taken > 0:
             for w in _SIDES:
                 self._sq[w][torch.as_tensor(rows[w])] = (self._theta(w, rows[w]) ** 2).sum(1)
         for w in _SIDES:
-            near = np.unique(np.concatenate([touched[w], au if w == "users" else ai]))
-            self._row_norms(w, near)
+            mask = np.zeros(len(self._alive(w)), dtype=bool)
+            mask[touched[w]] = True
+            mask[near[w]] = True
+            self._row_norms(w, np.flatnonzero(mask))
             moved = rows[w] if taken > 0 else np.empty(0, np.int64)
             # rows that left: out of the certificate, the ridge and the digest
             self._rehash(w, np.union1d(moved, dropped[w]).astype(np.int64))
@@ -811,8 +819,54 @@ class NCFForgetter:
             "step": taken,
             "decrease": decrease,
             "samples_changed": len(change),
-            "samples_affected": len(au),
+            "samples_affected": n_affected,
         }
+
+    def _line_search_gmf(self, rows, steps, T0, slope, c_dot):
+        """:meth:`_line_search` for GMF: one compiled pass over the moved rows' samples
+        (:func:`recforget.kernels.ncf_stream.gmf_sweep`) per trial step."""
+        module, reg = self._module, self.reg
+        view, neg = self._view, self._neg
+        P0 = module.user_tables[0].weight.detach().numpy()
+        Q0 = module.item_tables[0].weight.detach().numpy()
+        h = module.head.out.weight.detach().numpy()[0].astype(np.float64)
+        b = float(module.head.out.bias.detach()[0])
+        user_moved = np.zeros(len(P0), dtype=bool)
+        user_moved[rows["users"]] = True
+        t, taken, decrease = 1.0, 0.0, 0.0
+        for _ in range(self.max_halvings + 1):
+            T1 = {w: T0[w] + t * steps[w] for w in _SIDES}
+            trial = {w: T1[w].float().numpy() for w in _SIDES}
+            P1, Q1 = P0.copy(), Q0.copy()
+            P1[rows["users"]] = trial["users"]
+            Q1[rows["items"]] = trial["items"]
+            gU, gV = np.zeros(P0.shape), np.zeros(Q0.shape)
+            gh, acc = np.zeros(len(h)), np.zeros(3)
+            tu, ti = np.zeros(len(P0), dtype=bool), np.zeros(len(Q0), dtype=bool)
+            gmf_sweep(
+                rows["users"], rows["items"], user_moved,
+                view.indptr, view.indices, view.live, view.t_indptr, view.t_indices, view.t_twin,
+                neg.indptr, neg.indices, neg.live, neg.values,
+                neg.t_indptr, neg.t_indices, neg.t_twin,
+                P0, Q0, P1, Q1, h, b, gU, gV, gh, acc, tu, ti,
+            )  # fmt: skip
+            ridge = 0.5 * reg * float(sum((T1[w] ** 2).sum() - (T0[w] ** 2).sum() for w in _SIDES))
+            change_f = acc[0] + ridge - t * c_dot
+            if change_f <= 1e-4 * t * slope:
+                taken, decrease = t, -change_f
+                break
+            t *= 0.5
+        near = {"users": np.flatnonzero(tu), "items": np.flatnonzero(ti)}
+        if not taken:
+            return 0.0, 0.0, near, int(acc[2])
+        module.set_user_vectors(torch.as_tensor(rows["users"]), torch.from_numpy(trial["users"]))
+        module.set_item_vectors(torch.as_tensor(rows["items"]), torch.from_numpy(trial["items"]))
+        self._L += float(acc[0])
+        self._g["users"] += torch.from_numpy(gU)
+        self._g["items"] += torch.from_numpy(gV)
+        self._gs["out.weight"] += torch.from_numpy(gh)[None, :]
+        self._gs["out.bias"] += float(acc[1])
+        return taken, decrease, near, int(acc[2])
 
     def _line_search(self, rows, steps, T0, slope, c_dot, samples) -> tuple[float, float]:
         """Halve the step until the anchored objective decreases enough (Armijo); apply it and
