@@ -377,7 +377,7 @@ def _max_param_diff(a, b) -> float:
         y = getattr(b.module_, get)().detach()
         out = max(out, float((x - y).abs().max()))
     for k, v in a.module_.shared_parameters().items():
-        out = max(out, float((v - b.module_.shared_parameters()[k]).abs().max()))
+        out = max(out, float((v - b.module_.shared_parameters()[k]).detach().abs().max()))
     return out
 
 
