@@ -57,16 +57,16 @@ import torch.nn.functional as F
 
 from recforget._digest import MultisetDigest, element_hashes, id_hashes, row_words
 from recforget._threads import one_blas_thread
-from recforget.data.interactions import Interactions, _id_hashes
+from recforget.data.interactions import Interactions
 from recforget.data.mutable import MutableInteractions
 from recforget.kernels.ncf_stream import gmf_sweep
 from recforget.models._certificate import certificate, certified, relative_residuals, row_floor
 from recforget.models._ncf_curvature import Curvature, prepared
 from recforget.models._ncf_module import GMFHead, NCFModule
-from recforget.models._ncf_negatives import model_negatives, rank_keys
 from recforget.models._ncf_objective import objective_reg, shared_weights
 from recforget.models.ncf import NCF
 from recforget.unlearn.api import request_fields
+from recforget.unlearn.ncf._stream_sample import WorkingSample
 from recforget.unlearn.ncf.alteraser import _tol
 from recforget.unlearn.ncf.sample import SampleChange
 from recforget.unlearn.ncf.update import change_hessians, prepare
@@ -76,42 +76,7 @@ METHOD = "alteraser-stream"
 DATA_SCHEME = "recforget-data-mset-v1"  # the ALS stream's: same data, same fingerprint
 MODEL_SCHEME = "recforget-ncf-model-mset-v1"
 CHUNK = 1 << 16  # samples per gathered chunk
-_TOP = np.iinfo(np.uint64).max
 _SIDES = ("users", "items")
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenated ``arange(s, s + n)`` for each start and length."""
-    starts, lengths = np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
-    total = int(lengths.sum())
-    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    return offsets + np.arange(total, dtype=np.int64)
-
-
-def _row_samples(m: MutableInteractions, rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Live entries of user rows ``rows``: (users, items, values)."""
-    pos = _ranges(m.indptr[rows], m.indptr[rows + 1] - m.indptr[rows])
-    pos = pos[m.live[pos]]
-    users = np.searchsorted(m.indptr, pos, side="right") - 1
-    return users.astype(np.int64), m.indices[pos].astype(np.int64), m.values[pos]
-
-
-def _col_samples(m: MutableInteractions, cols: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Live entries of item columns ``cols``: (users, items, values)."""
-    t = _ranges(m.t_indptr[cols], m.t_indptr[cols + 1] - m.t_indptr[cols])
-    pos = m.t_twin[t]
-    live = m.live[pos]
-    t, pos = t[live], pos[live]
-    return m.t_indices[t].astype(np.int64), m.indices[pos].astype(np.int64), m.values[pos]
-
-
-def _kill(m: MutableInteractions, pos: np.ndarray) -> None:
-    """Tombstone the live entries ``pos`` of ``m`` (counts kept in step)."""
-    pos = pos[m.live[pos]]
-    rows = np.searchsorted(m.indptr, pos, side="right") - 1
-    m.live[pos] = False
-    np.subtract.at(m.user_counts, rows, 1)
-    np.subtract.at(m.item_counts, m.indices[pos].astype(np.int64), 1)
 
 
 def _terms(
@@ -214,7 +179,6 @@ class NCFForgetter:
         self.sequence = 0
         self._params = {**model.get_params(), "random_state": model.seed_}
         self._seed = int(model.seed_)
-        self._n_neg = int(model.negatives)
         self._num_threads = model.num_threads
         prepare_seconds = 0.0
         with _torch_threads(self._num_threads), one_blas_thread():
@@ -226,7 +190,8 @@ class NCFForgetter:
             self._module = model.module_.take()  # a copy, in the first model's indices
             self._H = {"users": curv.users.clone(), "items": curv.items.clone()}
             self._anchor = {"users": curv.user_anchor.clone(), "items": curv.item_anchor.clone()}
-            self._init_data(model)
+            self._sample = WorkingSample(model)
+            self._view, self._neg = self._sample.positives, self._sample.negatives
             self._refresh()
         forgotten = getattr(model, "forgotten_", {"users": [], "items": []})
         self._forgotten = {k: set(forgotten.get(k, [])) for k in _SIDES}
@@ -242,35 +207,6 @@ class NCFForgetter:
         }
 
     # ------------------------------------------------------------------ state
-    def _init_data(self, model: NCF) -> None:
-        data = model.seen_
-        self._view = MutableInteractions.from_interactions(data)
-        neg = model_negatives(model)
-        rows = np.repeat(data.row_of_entry.astype(np.int64), neg.shape[1])
-        keys, counts = np.unique(rows * data.n_items + neg.ravel(), return_counts=True)
-        indptr = np.zeros(data.n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(keys // data.n_items, minlength=data.n_users), out=indptr[1:])
-        negs = Interactions(indptr, keys % data.n_items, counts, data.users, data.items)
-        self._neg = MutableInteractions.from_interactions(negs)
-        self._hu, self._hi = _id_hashes(data.users), _id_hashes(data.items)
-        self._alive_items()
-
-    def _alive_items(self) -> None:
-        view = self._view
-        self._items_alive = np.flatnonzero(view.item_alive)
-        self._item_pos = np.cumsum(view.item_alive) - 1  # view item -> alive index
-
-    def _all_samples(self) -> tuple[np.ndarray, ...]:
-        """Every sample (users, items, labels, multiplicities), from the working data."""
-        pu, pi, _ = _row_samples(self._view, np.arange(self._view.n_users))
-        nu, ni, nm = _row_samples(self._neg, np.arange(self._neg.n_users))
-        return (
-            np.r_[pu, nu],
-            np.r_[pi, ni],
-            np.r_[np.ones(len(pu)), np.zeros(len(nu))],
-            np.r_[np.ones(len(pu)), nm],
-        )
-
     def _refresh(self) -> None:
         """Every row's gradient, the shared gradient, the loss and the norms, from scratch."""
         module = self._module
@@ -279,7 +215,7 @@ class NCFForgetter:
             "items": torch.zeros(module.n_items, module.item_dim, dtype=torch.float64),
         }
         self._gs = {k: torch.zeros_like(v, dtype=torch.float64) for k, v in self._shared().items()}
-        u, i, y, m = self._all_samples()
+        u, i, y, m = self._sample.all()
         self._L = self._accumulate(u, i, y, m, sign=1.0)
         self._n = round(float(m.sum()))
         self._sq = {
@@ -664,104 +600,9 @@ class NCFForgetter:
         for which, dropped in (("users", removal.dropped_users), ("items", removal.dropped_items)):
             ids = view.users.ids if which == "users" else view.items.ids
             self._forgotten[which].update(hash_id(ids[k]) for k in dropped.tolist())
-        return removal, n_again, self._change_negatives(removal)
-
-    def _change_negatives(self, removal) -> SampleChange:
-        """Update the fixed negatives for ``removal``; the whole sample change (+1 leaving)."""
-        neg, view = self._neg, self._view
-        cu, ci, cy, cw = [removal.users], [removal.items], [np.ones(removal.n_removed)], []
-        cw.append(np.ones(removal.n_removed))
-        if len(removal.dropped_users):  # every negative of a dropped user leaves
-            u, i, m = _row_samples(neg, removal.dropped_users)
-            cu.append(u), ci.append(i), cy.append(np.zeros(len(u))), cw.append(m)
-            pos = _ranges(
-                neg.indptr[removal.dropped_users],
-                neg.indptr[removal.dropped_users + 1] - neg.indptr[removal.dropped_users],
-            )
-            _kill(neg, pos)
-            neg.user_alive[removal.dropped_users] = False
-        redo = [removal.users]
-        if len(removal.dropped_items):
-            redo.append(_col_samples(neg, removal.dropped_items)[0])
-            neg.item_alive[removal.dropped_items] = False
-            self._alive_items()
-        redo = np.unique(np.concatenate(redo))
-        redo = redo[view.user_alive[redo]]
-        for u in redo.tolist():
-            items, diff = self._redraw(u)
-            if len(items):
-                cu.append(np.full(len(items), u)), ci.append(items)
-                cy.append(np.zeros(len(items))), cw.append(diff)
-        return SampleChange(
-            np.concatenate(cu).astype(np.int64),
-            np.concatenate(ci).astype(np.int64),
-            np.concatenate(cy).astype(np.float32),
-            np.concatenate(cw).astype(np.float32),
-        )
-
-    def _draw(self, u: int) -> tuple[np.ndarray, np.ndarray]:
-        """User ``u``'s negatives now (:func:`~recforget.models._ncf_negatives.
-        stable_negatives` on the remaining data): view item indices and multiplicities."""
-        view = self._view
-        pos = view.row_entries(u)
-        count = len(pos)
-        if count == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        k = rank_keys(self._hu[u : u + 1], self._hi[self._items_alive], self._seed)
-        k[self._item_pos[view.indices[pos]]] = _TOP
-        free = len(k) - count
-        if free <= 0:
-            raise ValueError(f"user {view.users.ids[u]!r} has every item as a positive")
-        need = count * self._n_neg
-        if need < free:
-            part = np.argpartition(k, need - 1)[:need]
-        else:
-            part = np.resize(np.argsort(k, kind="stable")[:free], need)
-        c = np.bincount(part, minlength=len(k))
-        nz = np.flatnonzero(c)
-        return self._items_alive[nz], c[nz]
-
-    def _redraw(self, u: int) -> tuple[np.ndarray, np.ndarray]:
-        """Redraw ``u``'s negatives in place; the items whose count changed and by how much
-        it fell (+ leaving, - joining)."""
-        neg = self._neg
-        pos = neg.row_entries(u)
-        old_items, old_c = neg.indices[pos].astype(np.int64), neg.values[pos]
-        new_items, new_c = self._draw(u)
-        items = np.union1d(old_items, new_items)
-        before = np.zeros(len(items))
-        before[np.searchsorted(items, old_items)] = old_c
-        after = np.zeros(len(items))
-        after[np.searchsorted(items, new_items)] = new_c
-        diff = before - after
-        moved = diff != 0
-        at = np.full(len(items), -1, np.int64)
-        at[np.searchsorted(items, old_items)] = pos
-        gone = moved & (after == 0) & (at >= 0)
-        _kill(neg, at[gone])
-        upd = moved & (after > 0) & (at >= 0)
-        neg.values[at[upd]] = after[upd]
-        for i, c in zip(
-            items[moved & (at < 0)].tolist(), after[moved & (at < 0)].tolist(), strict=True
-        ):
-            neg.append(neg.users.ids[u], neg.items.ids[i], float(c))
-        return items[moved], diff[moved]
+        return removal, n_again, self._sample.apply(removal)
 
     # ------------------------------------------------------------------ the step
-    def _affected(self, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
-        """Every remaining sample of the moved rows (users, items, labels, multiplicities)."""
-        parts = []
-        mu = np.zeros(self._view.n_users, dtype=bool)
-        mu[rows["users"]] = True
-        for m, label in ((self._view, 1.0), (self._neg, 0.0)):
-            u, i, v = _row_samples(m, rows["users"])
-            parts.append((u, i, np.full(len(u), label), np.ones(len(u)) if label else v))
-            u, i, v = _col_samples(m, rows["items"])
-            keep = ~mu[u]  # a sample of a moved user and a moved item counts once
-            u, i, v = u[keep], i[keep], v[keep]
-            parts.append((u, i, np.full(len(u), label), np.ones(len(u)) if label else v))
-        return tuple(np.concatenate([p[k] for p in parts]) for k in range(4))
-
     def _step(self, change: SampleChange, dropped: dict[str, np.ndarray]) -> dict[str, Any]:
         """AltEraser's step for ``change``; the state follows (see the module docstring)."""
         module, reg = self._module, self.reg
@@ -797,7 +638,7 @@ class NCFForgetter:
         if isinstance(module.head, GMFHead):
             taken, decrease, near, n_affected = self._line_search_gmf(rows, steps, T0, slope, c_dot)
         else:
-            au, ai, ay, am = self._affected(rows)
+            au, ai, ay, am = self._sample.of_rows(rows)
             taken, decrease = self._line_search(rows, steps, T0, slope, c_dot, (au, ai, ay, am))
             near = {"users": au, "items": ai}
             n_affected = len(au)
