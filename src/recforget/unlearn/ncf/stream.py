@@ -641,7 +641,7 @@ class NCFForgetter:
             au, ai, ay, am = self._sample.of_rows(rows)
             taken, decrease = self._line_search(rows, steps, T0, slope, c_dot, (au, ai, ay, am))
             near = {"users": au, "items": ai}
-            n_affected = len(au)
+            n_affected = round(float(am.sum()))  # with multiplicities, as |S|
         # (4) gradients, norms and digests of every row the step touched
         if taken > 0:
             for w in _SIDES:
