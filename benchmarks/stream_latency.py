@@ -25,6 +25,23 @@ deletions at once):
 * ``ndcg_rel_gap``: ``|NDCG@10(stream) - NDCG@10(retrain)| / NDCG@10(retrain)`` on the held-out
   pairs of the remaining users (a seeded sample of at most ``--eval-users`` users).
 
+``--model gmf|neumf`` runs the same protocol on a neural model (:mod:`recforget.models.ncf`
+defaults, one torch thread, seed ``--seed``, AltEraser's curvature prepared once ahead): the
+:class:`~recforget.unlearn.ncf.stream.NCFForgetter` that ``Forgetter(model)`` returns serves
+the requests with AltEraser's one-step update; the first ``--oneshot`` requests are also served
+by ``recforget.forget(model, request, "alteraser")`` (a chain: each on the model the previous
+one returned), wall clock included, and the chain's model is compared with the stream's at that
+point. The trace is measured as ``benchmarks/ncf_unlearn.py`` does: for deleted users the
+fold-in probe (:mod:`recforget.evaluate.foldin`: three quarters of each deleted user's history
+folded into every model, item side and shared weights fixed, one common ridge, the rest scored),
+for deleted pairs their mean predicted probability; ``gap_closed`` is
+``(orig - stream) / (orig - retrain)`` of that score, ``mia_auc`` the probe's AUC. The receipts'
+certificate is the plain fixed-sample objective's, reported as measured (as the one-shot
+receipt's; one Newton step does not make a trained network stationary), so
+``certified_all`` is false; ``decrease_verified_all`` says that every request's Armijo test
+passed (the anchored objective decreased) and ``max_relative_residual`` is the largest
+``max_relative`` of the receipts.
+
 With ``--compare-fit`` the ALS fit itself (``--fit-iterations`` CG sweeps) is timed against
 implicit 0.7.3 (CG) on the same training data, each in its own process (peak memory per fit).
 Everything runs on one thread (BLAS, numba, implicit). Prints the JSON, then a table.
@@ -366,7 +383,234 @@ def run(args) -> dict:
     }
 
 
+# ---------------------------------------------------------------------- neural models
+def _ncf_original(args, train):
+    """The original NCF model with its curvature prepared: fitted, or loaded from ``--cache``."""
+    from recforget.models.ncf import NCF
+    from recforget.unlearn.ncf import prepare
+
+    key = f"stream-original-{args.dataset}-{args.model}-s{args.seed}"
+    path = args.cache / key if args.cache else None
+    if path is not None and (path / "manifest.json").is_file():
+        model = NCF.load(path)
+        if model.seen_.fingerprint() == train.fingerprint():
+            manifest = json.loads((path / "manifest.json").read_text())
+            print(f"original loaded from {path}", file=sys.stderr)
+            return model, float(manifest["stream_fit_seconds"]), None
+    model = NCF(args.model, random_state=args.seed, num_threads=1)
+    start = time.perf_counter()
+    model.fit(train)
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    prepare(model)
+    prepare_seconds = time.perf_counter() - start
+    if path is not None:
+        model.save(path, extra_manifest={"stream_fit_seconds": seconds}, curvature=True)
+    return model, seconds, prepare_seconds
+
+
+def _max_param_diff(a, b) -> float:
+    """Largest difference of two NCF models' parameters, rows matched by raw id."""
+    ua = a.users_.index(b.users_.ids)
+    ia = a.items_.index(b.items_.ids)
+    out = 0.0
+    for get, idx in (("all_user_vectors", ua), ("all_item_vectors", ia)):
+        x = getattr(a.module_, get)().detach()[idx]
+        y = getattr(b.module_, get)().detach()
+        out = max(out, float((x - y).abs().max()))
+    for k, v in a.module_.shared_parameters().items():
+        out = max(out, float((v - b.module_.shared_parameters()[k]).detach().abs().max()))
+    return out
+
+
+def run_ncf(args) -> dict:
+    import torch
+
+    from recforget import DeletionRequest, forget
+    from recforget.evaluate.accuracy import evaluate_ranking
+    from recforget.evaluate.attacks import interaction_mia, sample_non_members
+    from recforget.evaluate.foldin import fold_in_split, fold_in_trace
+    from recforget.evaluate.rows import gap_closed
+    from recforget.models.ncf import NCF
+    from recforget.unlearn.stream import Forgetter
+
+    torch.set_num_threads(1)
+    # JIT warm-up: the compiled sweep and the torch paths on a tiny model, outside the timing
+    from recforget.data.generators import synthetic
+
+    tiny = synthetic(40, 30, rank=3, density=0.2, random_state=0)
+    warm = Forgetter(NCF("gmf", factors=4, epochs=2, num_threads=1, random_state=0).fit(tiny))
+    warm.forget(DeletionRequest(users=[tiny.users.ids[0]]))
+    t0 = time.perf_counter()
+    train, test = _data(args.dataset, args.seed)
+    print(f"data {train!r} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    model, fit_seconds, prepare_seconds = _ncf_original(args, train)
+    print(f"original: {fit_seconds:.1f}s fit", file=sys.stderr)
+    start = time.perf_counter()
+    forgetter = Forgetter(model, tol=args.tol, verify_every=args.verify_every or None)
+    setup_seconds = time.perf_counter() - start
+    print(f"forgetter setup {setup_seconds:.2f}s", file=sys.stderr)
+
+    rng = np.random.default_rng(args.seed + 1)
+    view = forgetter.view
+    latencies, seconds, blocks, affected, residuals, steps = [], [], [], [], [], []
+    verifications, requests, deleted_pairs, users, cpu_times = [], [], [], [], []
+    snapshot = None
+    for n in range(args.requests):
+        if args.kind == "user":
+            alive = np.flatnonzero(view.user_alive)
+            u = int(alive[rng.integers(len(alive))])
+            users.append(view.users.ids[u])
+            request = DeletionRequest(users=[view.users.ids[u]], request_id=f"r{n}")
+        else:
+            e = -1
+            while e < 0:
+                e = int(rng.integers(view.capacity))
+                e = e if view.live[e] else -1
+            u = int(np.searchsorted(view.indptr, e, side="right") - 1)
+            pair = (view.users.ids[u], view.items.ids[view.indices[e]])
+            deleted_pairs.append(pair)
+            request = DeletionRequest(pairs=[pair], request_id=f"r{n}")
+        requests.append(request)
+        start, cpu = time.perf_counter(), time.process_time()
+        receipt = forgetter.forget(request)
+        latencies.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu)
+        seconds.append(receipt["seconds"])
+        blocks.append(receipt["blocks_solved"])
+        affected.append(receipt["samples_affected"])
+        residuals.append(receipt["certificate"]["max_relative"])
+        steps.append((receipt["step"], receipt["loss_history"][-1]))
+        if "verification" in receipt:
+            v = receipt["verification"]
+            verifications.append(
+                {k: v[k] for k in ("drift", "loss_drift")} | {"sequence": receipt["sequence"]}
+            )
+        if n + 1 == min(args.oneshot, args.requests):
+            snapshot = forgetter.model  # built outside the timed calls
+        if (n + 1) % max(1, args.requests // 10) == 0:
+            print(f"{n + 1} requests, p50 {1e3 * np.median(latencies):.1f} ms", file=sys.stderr)
+    streamed, remaining = forgetter.model, forgetter.data
+    stream_peak = _peak_mb()
+    final = forgetter.verify()
+
+    oneshot = None
+    if args.oneshot:
+        chain, walls, secs, cpus = model, [], [], []
+        for request in requests[: args.oneshot]:
+            start, cpu = time.perf_counter(), time.process_time()
+            result = forget(chain, request, "alteraser")
+            walls.append(time.perf_counter() - start)
+            cpus.append(time.process_time() - cpu)
+            secs.append(result.receipt["seconds"])
+            chain = result.model
+        oneshot = {
+            "requests": len(walls),
+            "wall_ms": [1e3 * w for w in walls],
+            "seconds_ms": [1e3 * s for s in secs],
+            "wall_p50_ms": float(1e3 * np.median(walls)),
+            "cpu_p50_ms": float(1e3 * np.median(cpus)),
+            "max_param_diff_vs_stream": _max_param_diff(chain, snapshot),
+        }
+        print(f"one-shot chain p50 {oneshot['wall_p50_ms']:.0f} ms", file=sys.stderr)
+
+    retrain = NCF(**{**model.get_params(), "random_state": model.seed_})
+    start = time.perf_counter()
+    retrain.fit(remaining)
+    retrain_seconds = time.perf_counter() - start
+    print(f"retrain: {retrain_seconds:.1f}s", file=sys.stderr)
+
+    models = (("original", model), ("stream", streamed), ("retrain", retrain))
+    reg = model.objective_reg_
+    if args.kind == "user":
+        probe = fold_in_split(train, test, users, args.seed + 2)
+        traces = {m: fold_in_trace(x, probe, reg=reg) for m, x in models}
+        scores = {m: t["deleted_score"] for m, t in traces.items()}
+        mia = {m: t["auc"] for m, t in traces.items()}
+        test_after = test.remove(users=users, missing="ignore").data
+    else:
+        non = sample_non_members(
+            train, test, len(deleted_pairs), args.seed + 2, users=[p[0] for p in deleted_pairs]
+        )
+        u = [p[0] for p in deleted_pairs]
+        i = [p[1] for p in deleted_pairs]
+        scores = {m: float(np.mean(x.predict_proba(u, i))) for m, x in models}
+        mia = {m: float(interaction_mia(x, deleted_pairs, non)["auc"]) for m, x in models}
+        test_after = test
+    eval_rng = np.random.default_rng(args.seed + 2)
+    with_test = test_after.users.ids[test_after.user_counts() > 0]
+    sample = eval_rng.choice(with_test, min(args.eval_users, len(with_test)), replace=False)
+    ndcg = {
+        m: float(
+            evaluate_ranking(x, remaining, test_after, ks=(10,), metrics=("ndcg",), users=sample)[
+                "ndcg@10"
+            ]
+        )
+        for m, x in models[1:]
+    }
+    lat_ms = 1e3 * np.asarray(latencies)
+    return {
+        "dataset": args.dataset,
+        "model": args.model,
+        "kind": args.kind,
+        "requests": args.requests,
+        "seed": args.seed,
+        "tol": args.tol,
+        "params": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in model.get_params().items()
+            if k not in ("random_state", "device")
+        },
+        "objective_reg": reg,
+        "data": {"users": train.n_users, "items": train.n_items, "train_nnz": train.nnz},
+        "latency_ms": {
+            "p50": float(np.percentile(lat_ms, 50)),
+            "p95": float(np.percentile(lat_ms, 95)),
+            "p99": float(np.percentile(lat_ms, 99)),
+            "mean": float(lat_ms.mean()),
+            "max": float(lat_ms.max()),
+        },
+        # CPU time of this process per request (one thread): what a request costs when it
+        # has a core to itself, whatever else shares the machine
+        "cpu_ms": {
+            "p50": float(np.percentile(1e3 * np.asarray(cpu_times), 50)),
+            "p95": float(np.percentile(1e3 * np.asarray(cpu_times), 95)),
+            "p99": float(np.percentile(1e3 * np.asarray(cpu_times), 99)),
+        },
+        "method_ms_p50": float(1e3 * np.median(seconds)),
+        "blocks_solved": {"median": float(np.median(blocks)), "max": int(max(blocks))},
+        "samples": forgetter.setup["samples"],
+        "samples_affected": {"median": float(np.median(affected)), "max": int(max(affected))},
+        "certified_all": False,
+        "decrease_verified_all": bool(all(t > 0 and h <= 0 for t, h in steps)),
+        "max_relative_residual": float(max(residuals)),
+        "original_max_relative": forgetter.setup["certificate"]["certificate"]["max_relative"],
+        "final_verification": {
+            "drift": final["drift"],
+            "loss_drift": final["loss_drift"],
+            "max_relative": final["certificate"]["max_relative"],
+        },
+        "verifications": verifications,
+        "deleted_score": scores,
+        "mia_auc": mia,
+        "trace": "fold-in probe" if args.kind == "user" else "deleted pairs",
+        "gap_closed": gap_closed(scores["original"], scores["retrain"], scores["stream"]),
+        "ndcg@10": ndcg,
+        "ndcg_rel_gap": abs(ndcg["stream"] - ndcg["retrain"]) / ndcg["retrain"],
+        "oneshot": oneshot,
+        "original_fit": {"seconds": fit_seconds, "prepare_seconds": prepare_seconds},
+        "retrain_seconds": retrain_seconds,
+        "stream_seconds_total": float(np.sum(latencies)),
+        "setup_seconds": setup_seconds,
+        "peak_rss_mb": stream_peak,
+        "threads": 1,
+        "note": "2-core machine shared with other work; one thread for torch and BLAS",
+    }
+
+
 def table(r: dict) -> str:
+    if r.get("model", "als") != "als":
+        return _ncf_table(r)
     lat = r["latency_ms"]
     lines = [
         f"# stream latency: {r['dataset']} / als / {r['requests']} {r['kind']} requests",
@@ -415,10 +659,41 @@ def table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _ncf_table(r: dict) -> str:
+    lat, one = r["latency_ms"], r.get("oneshot")
+    gap = "n/a" if r["gap_closed"] is None else format(r["gap_closed"], ".3f")
+    lines = [
+        f"# stream latency: {r['dataset']} / {r['model']} (AltEraser) / {r['requests']} "
+        f"{r['kind']} requests",
+        "",
+        "| p50 ms | p95 ms | p99 ms | CPU p50 ms | method p50 ms | one-shot wall p50 ms "
+        "| one-shot CPU p50 ms | blocks (median) "
+        "| samples affected (median) | decrease verified all | max rel. residual | gap closed "
+        "| MIA AUC stream / retrain | NDCG@10 rel. gap | retrain s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {lat['p50']:.1f} | {lat['p95']:.1f} | {lat['p99']:.1f} | {r['cpu_ms']['p50']:.1f} | "
+        f"{r['method_ms_p50']:.1f} | "
+        f"{'-' if not one else format(one['wall_p50_ms'], '.0f')} | "
+        f"{'-' if not one else format(one['cpu_p50_ms'], '.0f')} | "
+        f"{r['blocks_solved']['median']:.0f} | {r['samples_affected']['median']:.0f} "
+        f"of {r['samples']} | {r['decrease_verified_all']} | {r['max_relative_residual']:.3f} | "
+        f"{gap} | {r['mia_auc']['stream']:.4f} / {r['mia_auc']['retrain']:.4f} | "
+        f"{r['ndcg_rel_gap']:.4f} | {r['retrain_seconds']:.1f} |",
+    ]
+    if one:
+        lines += [
+            "",
+            f"One-shot chain (`recforget.forget(..., 'alteraser')`, first {one['requests']} "
+            f"requests): wall p50 {one['wall_p50_ms']:.0f} ms; largest parameter difference "
+            f"from the stream's model at that point {one['max_param_diff_vs_stream']:.2e}.",
+        ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ml-1m")
-    parser.add_argument("--model", default="als", choices=["als"])
+    parser.add_argument("--model", default="als", choices=["als", "gmf", "neumf"])
     parser.add_argument("--kind", default="user", choices=["user", "pair"])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--json", type=Path)
@@ -449,6 +724,9 @@ def main() -> None:
     )
     parser.add_argument("--fit-iterations", type=int, default=15)
     parser.add_argument(
+        "--oneshot", type=int, default=5, help="neural models: one-shot chain on this many"
+    )
+    parser.add_argument(
         "--fit-one", choices=["recforget-cg", "implicit-cg"], help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -457,7 +735,7 @@ def main() -> None:
     if args.fit_one:
         print(json.dumps(_fit_one(args.fit_one, args)))
         return
-    result = run(args)
+    result = run(args) if args.model == "als" else run_ncf(args)
     text = json.dumps(result, indent=2)
     print(text)
     print()

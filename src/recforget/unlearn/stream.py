@@ -119,6 +119,14 @@ class Forgetter:
         What the constructor did: ``seconds``, the initial ``certificate`` and the re-solves.
     """
 
+    def __new__(cls, model: Any = None, *args: Any, **kwargs: Any) -> Any:
+        # NCF models: the streaming AltEraser, same interface (recforget.unlearn.ncf.stream)
+        if cls is Forgetter and getattr(model, "kind", None) == "ncf":
+            from recforget.unlearn.ncf.stream import NCFForgetter
+
+            return NCFForgetter(model, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(
         self,
         model: ALS,

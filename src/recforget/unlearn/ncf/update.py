@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 from recforget.data.interactions import Removal
 from recforget.models._ncf_curvature import Curvature
+from recforget.models._ncf_module import NCFModule
 from recforget.models._ncf_objective import calibrated_reg, fixed_sample, objective, shared_weights
 from recforget.models.ncf import NCF
 from recforget.unlearn.ncf.sample import SampleChange, kept_rows, sample_change, sample_delta
@@ -83,14 +84,20 @@ def prepare(model: NCF, reg: float | None = None) -> Curvature:
 def _change_hessians(
     model: NCF, change: SampleChange, which: str, rows: np.ndarray
 ) -> torch.Tensor:
+    """:func:`change_hessians` at the original network ``model.module_``, old indices."""
+    return change_hessians(model.module_, change, which, rows)
+
+
+def change_hessians(
+    module: NCFModule, change: SampleChange, which: str, rows: np.ndarray
+) -> torch.Tensor:
     """:math:`\\sum_s w_s \\sigma_s(1-\\sigma_s) J_s J_s^\\top` of the changed samples, per block.
 
-    At the original network, old indices; ``rows`` (old indices) are the blocks kept, ``w_s``
-    the change's weights (+1 old-only, -1 new-only). Float32, (len(rows), d, d), like the
+    At ``module``'s parameters, in its indices; ``rows`` are the blocks kept, ``w_s`` the
+    change's weights (+1 old-only, -1 new-only). Float32, (len(rows), d, d), like the
     prepared curvature it updates; the weighted outer products are summed per block by one
     padded ``bmm`` (blocks of similar sample counts chunked together).
     """
-    module = model.module_
     dev = next(module.parameters()).device
     U = module.all_user_vectors().detach()
     V = module.all_item_vectors().detach()
@@ -225,4 +232,4 @@ def jacobi_step(
     }
 
 
-__all__ = ["jacobi_step", "prepare"]
+__all__ = ["change_hessians", "jacobi_step", "prepare"]
