@@ -263,7 +263,9 @@ def print_result(result: dict) -> None:
     )
     echo_table(table_rows(result), TABLE_COLUMNS)
     n_shadows = (result.get("lira") or {}).get("n_shadows")
-    notes = [f"kernels compiled in {result['compile_seconds']:.2f}s before any timing"]
+    notes = []
+    if result.get("compile_seconds") is not None:  # older result files have no such entry
+        notes.append(f"kernels compiled in {result['compile_seconds']:.2f}s before any timing")
     ev = result.get("evaluation") or {}
     if ev.get("sampled"):
         notes.append(
