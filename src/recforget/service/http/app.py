@@ -60,6 +60,9 @@ def create_app(settings: Settings) -> FastAPI:
         if settings.watch:
             holder.start()
         app.state.service, app.state.read_engine, app.state.models = svc, reader, holder
+        # SQLite reads are local calls that never wait for a writer: the recommendation
+        # route may make them on the event loop; a server's round trips go to the pool
+        app.state.reads_inline = reader.dialect.name == "sqlite"
         try:
             yield
         finally:

@@ -4,7 +4,7 @@ The core's SQLite engine starts every transaction with ``BEGIN IMMEDIATE`` (one 
 time), which would queue each read behind the worker's writes. The hot read paths here (token
 checks, suppression checks, a user's stored items, the console's listings) use a second
 engine opened with ``PRAGMA query_only``: under WAL, such readers see the last committed state
-and never wait for a writer. On PostgreSQL it is a plain engine (readers never block there).
+and never wait for a writer. On PostgreSQL it is an autocommit engine (readers never block there).
 Nothing here writes.
 
 The recommendation path's queries (:func:`user_items`, :func:`suppressed`,
@@ -27,7 +27,7 @@ from recforget.service.states import State
 
 
 def read_engine(url: str) -> Engine:
-    """An engine for reads only (SQLite: ``query_only``, autocommit; PostgreSQL: plain)."""
+    """An engine for reads only (SQLite: ``query_only``; both: autocommit)."""
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 60})
 
@@ -40,9 +40,10 @@ def read_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    # the recommendation route reads on the event loop: never wait long for a connection
+    # autocommit: each read sees the last commit, and no BEGIN/ROLLBACK round trips
     return sa.create_engine(
         url,
+        isolation_level="AUTOCOMMIT",
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,

@@ -1,12 +1,14 @@
 """GET /v1/recommendations/{user}: top-k from the serving version held in memory.
 
-The hot read path. The route is ``async`` and does its work on the event loop itself: the
-token check (a cached verification: one indexed read of the revocation counter), the two
-indexed reads (the user's stored items; the suppression of the user and the candidates), a
-dot product and a partial sort over the catalogue, well under a millisecond in all. A hop to
+The hot read path: the token check (a cached verification: one indexed read of the
+revocation counter), the two indexed reads (the user's stored items; the suppression of the
+user and the candidates), a dot product and a partial sort over the catalogue, well under a
+millisecond in all. On SQLite the reads are calls into a local file that never wait for a
+writer (WAL, ``query_only``), so the ``async`` route does it all on the event loop: a hop to
 the thread pool costs about as much again (a second thread to wake, which must then win the
-GIL from the loop), and more under load. The JSON is built directly; the schema documents
-its shape.
+GIL from the loop), and more under load. On a database across a socket (PostgreSQL) each
+read is a round trip, which must not hold the loop, so there the work runs in one hop to
+the thread pool. The JSON is built directly; the schema documents its shape.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from recforget.service.http import deps, reads
 from recforget.service.http import schemas as s
@@ -41,7 +44,10 @@ async def recommend(
     k: Annotated[int, Query(ge=1, description="How many items")] = 10,
     token: str = Depends(deps.bearer),
 ) -> JSONResponse:
-    return JSONResponse(_recommend(request.app.state, token, user, k))
+    state = request.app.state
+    if state.reads_inline:
+        return JSONResponse(_recommend(state, token, user, k))
+    return JSONResponse(await run_in_threadpool(_recommend, state, token, user, k))
 
 
 def _recommend(state, token: str, user: str, k: int) -> dict:
