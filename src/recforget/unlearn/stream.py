@@ -8,7 +8,7 @@ model) so that each request costs what it touches: its entries, the rows they be
 rows the re-solved ones are adjacent to, and a low-rank change of the Gram matrices.
 
 >>> from recforget import ALS, DeletionRequest
->>> from recforget.data.datasets import synthetic
+>>> from recforget.data.generators import synthetic
 >>> from recforget.unlearn.stream import Forgetter
 >>> data = synthetic(60, 40, rank=3, density=0.2, random_state=0)
 >>> model = ALS(factors=4, regularization=1.0, iterations=50, grad_tol=1e-4, random_state=0)
