@@ -228,6 +228,7 @@ def run(args) -> dict:
         verify_mode=args.verify_mode,
         neighbour_target=args.neighbour_target,
         touched_first=not args.no_touched_first,
+        setup_target=args.setup_target,
     )
     setup_seconds = time.perf_counter() - start
     print(f"forgetter setup {setup_seconds:.2f}s", file=sys.stderr)
@@ -338,6 +339,7 @@ def run(args) -> dict:
             "verify_mode": args.verify_mode,
             "neighbour_target": args.neighbour_target,
             "touched_first": not args.no_touched_first,
+            "setup_target": args.setup_target,
         },
         "data": {"users": train.n_users, "items": train.n_items, "train_nnz": train.nnz},
         "latency_ms": {
@@ -629,7 +631,8 @@ def table(r: dict) -> str:
     p = r["params"]
     lines.insert(
         1,
-        f"\nneighbour_target {p.get('neighbour_target')}, touched first "
+        f"\nneighbour_target {p.get('neighbour_target')}, setup_target {p.get('setup_target')}, "
+        f"touched first "
         f"{p.get('touched_first', True)}, verification {p.get('verify_mode', 'full')} every "
         f"{p['verify_every']} requests; 2-core machine shared with other work, one thread",
     )
@@ -712,6 +715,7 @@ def main() -> None:
         help="Forgetter's neighbour_target ('none': only rows over the tolerance; default 0.3)",
     )
     parser.add_argument("--no-touched-first", action="store_true")
+    parser.add_argument("--setup-target", type=float, default=0.3)
     parser.add_argument("--eval-users", type=int, default=2000)
     parser.add_argument("--compare-fit", action="store_true")
     parser.add_argument(
