@@ -143,3 +143,30 @@ def test_selective_forget_on_updated_blocks_is_certified_from_scratch(spark, con
     np.testing.assert_allclose(res.model.user_factors_, local.model.user_factors_, atol=1e-6)
     np.testing.assert_allclose(res.model.item_factors_, local.model.item_factors_, atol=1e-6)
     assert r["rows_solved"] < r["sweeps"] * (remaining.n_users + remaining.n_items)
+
+
+def test_unpersist_releases_the_frame_and_the_cached_blocks(spark):
+    """After a forget the old data's blocks are no longer needed: ``unpersist`` drops them from
+    the executors' storage and from the cache; a later sweep on the old data rebuilds them."""
+    from recforget.spark import SparkALS, SparkInteractions
+    from recforget.spark.unlearn import forget as spark_forget
+
+    data = skewed()
+    base = ALS(4, iterations=200, grad_tol=1e-4, random_state=0, dtype="float64")
+    base.set_params(**CONFIGS["implicit-linear"]).fit(data)
+    sdata = SparkInteractions.from_interactions(spark, data, partitions=2).persist()
+    model = SparkALS.from_local(base, spark, n_blocks=3)
+    model.seen_ = sdata
+    old = model.blocks(sdata)
+    assert all(b.is_cached for b in old.values()) and sdata.frame.is_cached
+    res = spark_forget(model, requests(data)["pairs"], "unlearn-als-selective", tol=3e-3)
+    assert res.receipt["timing"]["blocks"] == "updated"
+    sdata.unpersist()
+    assert not sdata.frame.is_cached
+    assert not any(b.is_cached for b in old.values())
+    assert not any(isinstance(k, tuple) and k[0] == "blocks" for k in sdata._cache)
+    # the forgotten model's own blocks are untouched and still serve its sweeps
+    new_blocks = res.model.blocks(res.data)
+    assert all(b.is_cached for b in new_blocks.values())
+    rebuilt = model.blocks(sdata)
+    assert all(b.is_cached for b in rebuilt.values())

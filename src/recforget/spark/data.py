@@ -159,6 +159,16 @@ class SparkInteractions:
         self.frame = self.frame.persist(StorageLevel.MEMORY_AND_DISK)
         return self
 
+    def unpersist(self) -> SparkInteractions:
+        """Release what this data set holds in the executors: its frame and every cached set
+        of rating blocks (a forget derives the remaining data's blocks from these and then no
+        longer needs them; a model standing on this data rebuilds them if asked to sweep)."""
+        self.frame.unpersist()
+        for key in [k for k in self._cache if isinstance(k, tuple) and k[0] == "blocks"]:
+            for blocks in self._cache.pop(key).values():
+                blocks.unpersist()
+        return self
+
     # ------------------------------------------------------------------ views
     def to_interactions(self) -> Interactions:
         """Collect to one machine (small data and tests)."""
