@@ -46,8 +46,9 @@ from recforget._threads import one_blas_thread
 from recforget.data.interactions import Interactions
 from recforget.models.als import ALS
 from recforget.unlearn._stream_als import SIDES, IncrementalALS
+from recforget.unlearn._stream_requests import check_known, record_dropped, still_to_remove
 from recforget.unlearn.api import request_fields
-from recforget.unlearn.requests import DeletionRequest, hash_id
+from recforget.unlearn.requests import DeletionRequest
 
 METHOD = "unlearn-als-stream"
 DATA_SCHEME = "recforget-data-mset-v1"
@@ -418,61 +419,19 @@ class Forgetter:
         return receipts
 
     def _check_known(self, requests: Sequence[DeletionRequest]) -> None:
-        """Raise :class:`UnknownIdError` for ids neither in the data nor forgotten before."""
-        from recforget.data.errors import UnknownIdError
-
-        view = self._state.view
-        for which, vocab, name in (("users", view.users, "user"), ("items", view.items, "item")):
-            ids = [x for r in requests for x in getattr(r, which)]
-            ids += [p[0 if which == "users" else 1] for r in requests for p in r.pairs]
-            if not ids:
-                continue
-            idx = vocab.index(ids, missing="ignore")
-            bad = [
-                x
-                for x, k in zip(ids, idx.tolist(), strict=True)
-                if k < 0 and hash_id(x) not in self._forgotten[which]
-            ]
-            if bad:
-                raise UnknownIdError(name, list(dict.fromkeys(bad)))
+        check_known(self._state.view, self._forgotten, requests)
 
     def _remove(self, request: DeletionRequest):
         """Apply one request's removal to the state (ids forgotten before are skipped)."""
         view = self._state.view
-        again = {"users": [], "items": []}
-        keep: dict[str, list] = {"users": [], "items": []}
-        for which, vocab, alive in (
-            ("users", view.users, view.user_alive),
-            ("items", view.items, view.item_alive),
-        ):
-            ids = list(getattr(request, which))
-            idx = vocab.index(ids, missing="ignore") if ids else np.empty(0, np.int64)
-            for raw, k in zip(ids, idx.tolist(), strict=True):
-                gone = k < 0 or not alive[k]
-                if gone and hash_id(raw) in self._forgotten[which]:
-                    again[which].append(raw)
-                else:
-                    keep[which].append(raw)
-        pairs = []
-        for u, i in request.pairs:
-            uk = view.users.index([u], missing="ignore")[0]
-            ik = view.items.index([i], missing="ignore")[0]
-            u_gone = (uk < 0 or not view.user_alive[uk]) and hash_id(u) in self._forgotten["users"]
-            i_gone = (ik < 0 or not view.item_alive[ik]) and hash_id(i) in self._forgotten["items"]
-            if not (u_gone or i_gone):
-                pairs.append((u, i))
+        keep, pairs, again = still_to_remove(view, self._forgotten, request)
         removal = self._state.remove(
             pairs=pairs, users=keep["users"], items=keep["items"], missing=self.missing
         )
         if not removal.is_noop:
             self._data_digest.remove(self._removed_hashes(removal))
-            for which, dropped in (
-                ("users", removal.dropped_users),
-                ("items", removal.dropped_items),
-            ):
-                ids = view.users.ids if which == "users" else view.items.ids
-                self._forgotten[which].update(hash_id(ids[k]) for k in dropped.tolist())
-        return removal, len(again["users"]) + len(again["items"])
+            record_dropped(view, self._forgotten, removal)
+        return removal, again
 
     def _removed_hashes(self, removal) -> np.ndarray:
         view = self._state.view
