@@ -205,9 +205,25 @@ def _gap(orig: float, retrain: float, method: float):
 
 
 # ---------------------------------------------------------------------- stream
+def _ndcg_on_sample(models, remaining, test_after, args) -> dict[str, float]:
+    """NDCG@10 of each ``(name, model)`` on one seeded sample of the users with test items."""
+    from recforget.evaluate.accuracy import evaluate_ranking
+
+    eval_rng = np.random.default_rng(args.seed + 2)
+    with_test = test_after.users.ids[test_after.user_counts() > 0]
+    sample = eval_rng.choice(with_test, min(args.eval_users, len(with_test)), replace=False)
+    return {
+        m: float(
+            evaluate_ranking(x, remaining, test_after, ks=(10,), metrics=("ndcg",), users=sample)[
+                "ndcg@10"
+            ]
+        )
+        for m, x in models
+    }
+
+
 def run(args) -> dict:
     from recforget import DeletionRequest
-    from recforget.evaluate.accuracy import evaluate_ranking
     from recforget.models.base import clone
     from recforget.unlearn.stream import Forgetter
 
@@ -307,17 +323,7 @@ def run(args) -> dict:
     else:
         scores = {m: _pair_scores(x, deleted_pairs) for m, x in models}
         test_after = test
-    eval_rng = np.random.default_rng(args.seed + 2)
-    with_test = test_after.users.ids[test_after.user_counts() > 0]
-    sample = eval_rng.choice(with_test, min(args.eval_users, len(with_test)), replace=False)
-    ndcg = {
-        m: float(
-            evaluate_ranking(x, remaining, test_after, ks=(10,), metrics=("ndcg",), users=sample)[
-                "ndcg@10"
-            ]
-        )
-        for m, x in models[1:]
-    }
+    ndcg = _ndcg_on_sample(models[1:], remaining, test_after, args)
     if one_shot is not None:
         one_shot["gap_closed"] = _gap(scores["original"], scores["retrain"], scores["one_shot"])
         one_shot["ndcg_rel_gap"] = abs(ndcg["one_shot"] - ndcg["retrain"]) / ndcg["retrain"]
@@ -429,7 +435,6 @@ def run_ncf(args) -> dict:
     import torch
 
     from recforget import DeletionRequest, forget
-    from recforget.evaluate.accuracy import evaluate_ranking
     from recforget.evaluate.attacks import interaction_mia, sample_non_members
     from recforget.evaluate.foldin import fold_in_split, fold_in_trace
     from recforget.evaluate.rows import gap_closed
@@ -539,17 +544,7 @@ def run_ncf(args) -> dict:
         scores = {m: float(np.mean(x.predict_proba(u, i))) for m, x in models}
         mia = {m: float(interaction_mia(x, deleted_pairs, non)["auc"]) for m, x in models}
         test_after = test
-    eval_rng = np.random.default_rng(args.seed + 2)
-    with_test = test_after.users.ids[test_after.user_counts() > 0]
-    sample = eval_rng.choice(with_test, min(args.eval_users, len(with_test)), replace=False)
-    ndcg = {
-        m: float(
-            evaluate_ranking(x, remaining, test_after, ks=(10,), metrics=("ndcg",), users=sample)[
-                "ndcg@10"
-            ]
-        )
-        for m, x in models[1:]
-    }
+    ndcg = _ndcg_on_sample(models[1:], remaining, test_after, args)
     lat_ms = 1e3 * np.asarray(latencies)
     return {
         "dataset": args.dataset,
