@@ -35,7 +35,7 @@ from recforget.cli._common import emit_json, handle_errors
 @click.option(
     "--ignore-unknown",
     is_flag=True,
-    help="Skip ids the model does not know (they are listed in the receipt).",
+    help="Skip ids the model does not know (the receipt counts them).",
 )
 @click.option(
     "--receipt",

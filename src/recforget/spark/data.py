@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recforget.data.errors import DataError, UnknownIdError, show_id
-from recforget.data.interactions import Interactions
+from recforget.data.interactions import Interactions, Removal
 from recforget.data.vocab import Vocabulary
 
 __all__ = ["SparkInteractions", "SparkRemoval"]
@@ -352,33 +352,9 @@ def _reindex(frame, user_map: np.ndarray, item_map: np.ndarray):
 
 
 @dataclass(frozen=True)
-class SparkRemoval:
-    """What :meth:`SparkInteractions.remove` did (indices are those before removal)."""
+class SparkRemoval(Removal):
+    """What :meth:`SparkInteractions.remove` did: a :class:`~recforget.data.interactions.Removal`
+    (same fields and counts, indices those before removal) whose ``data`` is the remaining
+    :class:`SparkInteractions`."""
 
     data: SparkInteractions
-    removed_users: np.ndarray
-    removed_items: np.ndarray
-    user_map: np.ndarray
-    item_map: np.ndarray
-    dropped_users: np.ndarray
-    dropped_items: np.ndarray
-    absent_pairs: int = 0
-    unknown: dict[str, list[object]] = field(default_factory=dict)
-
-    @property
-    def n_removed(self) -> int:
-        return len(self.removed_users)
-
-    @property
-    def affected_users(self) -> np.ndarray:
-        u = np.unique(self.removed_users)
-        return u[self.user_map[u] >= 0]
-
-    @property
-    def affected_items(self) -> np.ndarray:
-        i = np.unique(self.removed_items)
-        return i[self.item_map[i] >= 0]
-
-    @property
-    def is_noop(self) -> bool:
-        return self.n_removed == 0 and len(self.dropped_users) == 0 and len(self.dropped_items) == 0
