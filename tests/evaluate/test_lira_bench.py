@@ -198,3 +198,8 @@ def test_run_lira_reuses_its_cached_shadows_and_second_retrain(tmp_path):
     # another seed is another shadow set and another second retrain: nothing reused
     third, _ = run_lira(original, {"retrain": retrain}, request, seed=1, **kw)
     assert third["cached"] == [] and len(list(tmp_path.iterdir())) == 4
+    # an oracle the attack fits itself is kept too
+    fourth, _ = run_lira(original, {}, request, **kw)
+    fifth, _ = run_lira(original, {}, request, **kw)
+    assert "retrain" not in fourth["cached"] and "retrain" in fifth["cached"]
+    assert fifth["rows"]["retrain"] == fourth["rows"]["retrain"] == first["rows"]["retrain"]

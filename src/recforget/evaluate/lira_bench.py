@@ -21,14 +21,15 @@ one deletion request and the data splits, it
   separate, and does each method land inside a retrain's interval?
 
 The shadows clone the original (same hyper-parameters, fresh seeds), so one set of shadows
-attacks every model; they are seeded by ``seed + 4``. Neither they nor the second-seed retrain
-depend on the methods, so with ``cache=DIR`` :func:`run_lira` keeps both in ``DIR`` (arrays +
-JSON, :meth:`~recforget.evaluate.lira.Shadows.save` and the model's ``save``), each in a folder
-named by a hash of everything it depends on (the model's class and parameters, the data's
-fingerprint, the candidates, the count and the seed), and a later run with the same settings
-loads them instead of fitting them again (its ``cached`` field lists what it loaded, and the
-seconds reported are those of the run that fitted them). The result's fields are documented in
-docs/privacy.md and in :mod:`recforget.evaluate.report` (the bench's ``lira`` entry).
+attacks every model; they are seeded by ``seed + 4``. Neither they nor the retrains depend on
+the methods, so with ``cache=DIR`` :func:`run_lira` keeps them (the retrains it fits) in
+``DIR`` (arrays + JSON, :meth:`~recforget.evaluate.lira.Shadows.save` and the model's
+``save``), each in a folder named by a hash of everything it depends on (the model's class and
+parameters, the data's fingerprint, the candidates, the count and the seeds), and a later run
+with the same settings loads them instead of fitting them again (its ``cached`` field lists
+what it loaded, and the seconds reported are those of the run that fitted them). The result's
+fields are documented in docs/privacy.md and in :mod:`recforget.evaluate.report` (the bench's
+``lira`` entry).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def run_lira(
     transform, variance, n_bootstrap
         See :func:`~recforget.evaluate.lira.lira_rows`.
     cache : folder, optional
-        Keep the interaction-level shadows and the second-seed retrain there, and load them
+        Keep the interaction-level shadows and the retrains fitted here there, and load them
         when an earlier run with the same settings left them (module docstring).
 
     Returns
@@ -134,7 +135,7 @@ def run_lira(
         The JSON-ready result (:func:`~recforget.evaluate.lira.lira_rows`' fields without
         ``curves``, plus ``"attack_seconds"``, ``"timing"`` (seconds of the fits made here:
         ``retrain``, ``retrain-seed2``), ``"cached"`` (what came from ``cache``: "shadows",
-        "retrain-seed2") and ``"verdict"``), and the ROC curves
+        "retrain", "retrain-seed2") and ``"verdict"``), and the ROC curves
         ``{label: {variant: (fpr, tpr)}}`` for :func:`~recforget.evaluate.roc.plot_roc`.
     """
     say = log or (lambda _msg: None)
@@ -144,28 +145,27 @@ def run_lira(
         raise ValueError("the LiRA attack needs a non-empty request")
     models = dict(models)
     timing: dict[str, float] = {}
-    if "retrain" not in models:
-        say("lira: fitting the retrain ...")
-        result = forget(original, request, "retrain")
-        models["retrain"], timing["retrain"] = result.model, result.receipt["seconds"]
-        remaining = remaining if remaining is not None else result.data
+    cached: list[str] = []
     if remaining is None:
         remaining = train.remove(pairs=request.pairs, users=request.users).data
-    cached: list[str] = []
-    if "retrain-seed2" not in models:
-        where = _cached(cache, "retrain-seed2", original, remaining.fingerprint(), seed)
+    for label, fit in (
+        ("retrain", lambda: _oracle(original, request)),
+        ("retrain-seed2", lambda: second_seed_retrain(original, remaining, seed)),
+    ):
+        if label in models:
+            continue
+        key = (remaining.fingerprint(), getattr(original, "seed_", None))
+        where = _cached(cache, label, original, key, seed)
         if where is not None and (where / "fit.json").exists():
-            models["retrain-seed2"] = type(original).load(where)
-            timing["retrain-seed2"] = json.loads((where / "fit.json").read_text())["seconds"]
-            cached.append("retrain-seed2")
-        else:
-            say("lira: fitting the second-seed retrain ...")
-            models["retrain-seed2"], timing["retrain-seed2"] = second_seed_retrain(
-                original, remaining, seed
-            )
-            if where is not None:
-                models["retrain-seed2"].save(where)
-                (where / "fit.json").write_text(json.dumps({"seconds": timing["retrain-seed2"]}))
+            models[label] = type(original).load(where)
+            timing[label] = json.loads((where / "fit.json").read_text())["seconds"]
+            cached.append(label)
+            continue
+        say(f"lira: fitting {label} ...")
+        models[label], timing[label] = fit()
+        if where is not None:
+            models[label].save(where)
+            (where / "fit.json").write_text(json.dumps({"seconds": timing[label]}))
     ordered = {label: models[label] for label in REFERENCES}
     ordered.update((k, v) for k, v in models.items() if k not in REFERENCES)
     start = time.perf_counter()
@@ -266,6 +266,11 @@ def plot_lira(curves: Mapping[str, Any], path: str | Path, *, what: str = "") ->
     variant = "fold-in online" if "fold-in online" in first else "online"
     title = f"{variant} LiRA" + (f", {what}" if what else "")
     return plot_roc({label: c[variant] for label, c in curves.items()}, path, title=title)
+
+
+def _oracle(original: Recommender, request: DeletionRequest) -> tuple[Recommender, float]:
+    result = forget(original, request, "retrain")
+    return result.model, result.receipt["seconds"]
 
 
 def _cached(
