@@ -17,7 +17,10 @@ SampleChange`, a few per deleted pair): the anchored gradient at :math:`\\theta_
 data's block Hessians are :math:`H_b` minus the old-only samples' terms plus the new-only
 ones', and :func:`jacobi_step` takes the Newton step of every changed block at once,
 :math:`\\Delta_b = (H_b + \\lambda I)^{-1} \\delta_b` (block-Jacobi: users and items from the
-same :math:`\\theta_0`). One pass over the samples of the moved blocks verifies that
+same :math:`\\theta_0`; :math:`\\lambda` is each row's own ridge :math:`\\lambda_b`,
+:func:`row_ridges`, with ``ridge="row"``, the default, and the global one with
+``ridge="global"``; the anchor and the ridge term of :math:`\\tilde F` use the same). One pass
+over the samples of the moved blocks verifies that
 :math:`\\tilde F` decreased (Armijo, halving the step otherwise), so the objective never
 increases.
 
@@ -74,8 +77,8 @@ def row_ridges(grad: torch.Tensor, table: torch.Tensor, reg: float) -> torch.Ten
     row (few samples, small gradients) sits at a much smaller effective ridge than a heavy
     user's (on the neural benchmark's ML-1M NeuMF the median runs from 11 in the lightest
     quartile of users to 53 in the heaviest, the global fit 35). Each row's fit is capped at
-    the global ridge ``reg`` (above it, the heavy rows' steps came out too short for the
-    deleted pairs to be forgotten as a retrain forgets them; docs/privacy.md) and floored at
+    the global ridge ``reg`` (uncapped, a calibrated membership attack still told the deleted
+    pairs from a retrain's there; capped, it did not: docs/privacy.md) and floored at
     ``ROW_REG_FLOOR * reg``; all-zero rows get ``reg``.
     """
     th = table.double()
