@@ -40,7 +40,11 @@ shadow models on the original, the retrain, a second-seed retrain (seed + 1000) 
 (:func:`recforget.evaluate.lira_bench.run_lira`; fields in docs/privacy.md), and ``--lira-plot``
 writes its log-log ROC. With ``users:`` scenarios it holds random users out of the data before the
 original is fitted (the attack's non-members, as ``recforget bench`` does), so such runs differ
-from runs without ``--lira``.
+from runs without ``--lira``. ``--lira-cache DIR`` keeps the shadows and the retrains the attack
+fits (which do not depend on the methods) in ``DIR`` and reuses them in a later run of the same
+settings; with ``--load`` and without ``--method retrain`` (the attack then fits the oracle
+itself, or loads it) that run costs the methods and the attack's scoring only, the way to compare
+variants of one method (``lira.cached`` says what was reused).
 
 A ``--method`` is a method name optionally followed by ``key=value`` options (values parsed as
 JSON), so variants of one method can run side by side: ``--method 'retrain random_state=1'``
@@ -280,6 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             remaining=removal.data,
             n_shadows=args.lira,
             seed=args.seed,
+            cache=args.lira_cache,
             log=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
         if args.lira_plot:
@@ -383,6 +388,11 @@ def parser() -> argparse.ArgumentParser:
         help="shadow models of the LiRA attack (even; 0: off)",
     )
     p.add_argument("--lira-plot", default=None, help="with --lira: write its log-log ROC here")
+    p.add_argument(
+        "--lira-cache",
+        default=None,
+        help="with --lira: keep (and reuse) the shadows and the attack's retrains here",
+    )
     return p
 
 

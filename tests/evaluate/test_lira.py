@@ -11,6 +11,7 @@ from scipy.stats import norm
 
 from recforget import ALS, Interactions
 from recforget.evaluate.lira import (
+    Shadows,
     balanced_halves,
     calibrated_scores,
     lira_rows,
@@ -309,3 +310,25 @@ def test_fold_in_scores_match_a_dense_ridge_reference(small_data):
     np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-5)
     with pytest.raises(TypeError, match="implicit-feedback ALS"):
         fold_in_scores(object(), fold_rows, fold_items, held_rows, held_items)
+
+
+def test_shadows_round_trip_through_arrays_and_json(als_attack, tmp_path):
+    _, original, members, non = als_attack
+    base = original.seen_.drop_pairs(members)
+    shadows = train_shadows(original, base, members + non, n_shadows=4, random_state=0)
+    back = Shadows.load(shadows.save(tmp_path / "s"))
+    assert back.candidates == shadows.candidates
+    np.testing.assert_array_equal(back.keep, shadows.keep)
+    np.testing.assert_array_equal(back.scores, shadows.scores)
+    assert (back.transform, back.seeds) == (shadows.transform, shadows.seeds)
+    np.savez(tmp_path / "s" / "shadows.npz", keep=back.keep[:, 1:], scores=back.scores[:, 1:])
+    with pytest.raises(ValueError, match="does not match the candidates"):
+        Shadows.load(tmp_path / "s")
+
+
+def test_reused_shadows_give_the_fresh_run_its_bootstrap_too(als_attack):
+    res, original, members, non = als_attack
+    again = lira_rows(
+        original, {}, members=members, non_members=non, shadows=res["shadows"], random_state=0
+    )
+    assert again["rows"]["original"] == res["rows"]["original"]

@@ -180,3 +180,26 @@ def test_verdict_separation_and_inside():
     assert verdict(rows)["separates"]["online"]["auc"] is False
     rows["retrain"]["online"] = m(0.8, None)
     assert verdict(rows)["separates"]["online"]["auc"] is None
+
+
+def test_run_lira_reuses_its_cached_shadows_and_second_retrain(tmp_path):
+    from recforget.evaluate.lira_bench import run_lira
+
+    _, data = prepare_data(_data())
+    train, test = random_holdout(data, 0.2, random_state=0)
+    original = ALS(random_state=0, **ALS_PARAMS).fit(train)
+    request = make_request(train, "interactions:0.08", random_state=1)
+    retrain = forget(original, request, "retrain").model
+    kw = {"train": train, "test": test, "n_shadows": 4, "cache": tmp_path}
+    first, _ = run_lira(original, {"retrain": retrain}, request, **kw)
+    second, _ = run_lira(original, {"retrain": retrain}, request, **kw)
+    assert first["cached"] == [] and sorted(second["cached"]) == ["retrain-seed2", "shadows"]
+    assert second["rows"] == first["rows"] and second["timing"] == first["timing"]
+    # another seed is another shadow set and another second retrain: nothing reused
+    third, _ = run_lira(original, {"retrain": retrain}, request, seed=1, **kw)
+    assert third["cached"] == [] and len(list(tmp_path.iterdir())) == 4
+    # an oracle the attack fits itself is kept too
+    fourth, _ = run_lira(original, {}, request, **kw)
+    fifth, _ = run_lira(original, {}, request, **kw)
+    assert "retrain" not in fourth["cached"] and "retrain" in fifth["cached"]
+    assert fifth["rows"]["retrain"] == fourth["rows"]["retrain"] == first["rows"]["retrain"]

@@ -3,7 +3,8 @@
 After every request of a random sequence (users, pairs, items, batches) the stream's state is
 compared with quantities rebuilt independently from the remaining data (``Interactions``, the
 fixed sample of :func:`stable_negatives`, :func:`certify_model`, :func:`data_gradients`) and
-with the one-shot method (``recforget.forget(model, request, "alteraser")`` applied as a chain).
+with the one-shot method (``recforget.forget(model, request, "alteraser", ridge="global")``
+applied as a chain: the stream takes the one-step update with the global ridge).
 """
 
 from __future__ import annotations
@@ -146,14 +147,14 @@ def test_every_request_agrees_with_scratch_and_the_one_shot_chain(arch, compact_
             reqs = [_random_request(f.view, rng, 0), _random_request(f.view, rng, 1)]
             receipts = f.forget_batch(reqs)
             union = DeletionRequest(users=reqs[0].users, pairs=reqs[1].pairs)
-            chain = forget(chain, union, "alteraser").model  # one step for both
+            chain = forget(chain, union, "alteraser", ridge="global").model  # one step for both
             receipt = receipts[-1]
             assert [r["batch"] for r in receipts] == [{"size": 2, "index": k} for k in (0, 1)]
             assert receipts[0]["sequence"] + 1 == receipt["sequence"]
         else:
             req = _random_request(f.view, rng, kind)
             receipt = f.forget(req)
-            chain = forget(chain, req, "alteraser").model
+            chain = forget(chain, req, "alteraser", ridge="global").model
         model = f.model
         # the data and the fixed negatives are those of the remaining data
         assert model.seen_.fingerprint() == chain.seen_.fingerprint()
@@ -201,7 +202,7 @@ def test_receipt_has_the_one_shot_fields_and_no_raw_ids(fitted, data):
         users=["u5"], pairs=[("u9", data.items.ids[data.indices[data.indptr[9]]])]
     )
     receipt = f.forget(req)
-    one_shot = forget(fitted, req, "alteraser").receipt
+    one_shot = forget(fitted, req, "alteraser", ridge="global").receipt
     assert set(one_shot) - {"method"} <= set(receipt)
     assert {"sequence", "wall_seconds", "seconds", "batch", "digests"} <= set(receipt)
     assert receipt["wall_seconds"] >= receipt["seconds"] > 0
@@ -232,7 +233,7 @@ def test_the_streamed_model_continues_with_the_one_shot_method(fitted):
     f.submit(DeletionRequest(users=["u2"]))
     f.submit(DeletionRequest(users=["u3"]))
     assert f.pending == 2 and len(f.flush()) == 2 and f.pending == 0
-    receipt = forget(f.model, DeletionRequest(users=["u4"]), "alteraser").receipt
+    receipt = forget(f.model, DeletionRequest(users=["u4"]), "alteraser", ridge="global").receipt
     assert receipt["prepared"]  # the carried curvature belongs to the streamed weights
 
 

@@ -78,9 +78,11 @@ the held-back part. Item factors trained on the user's pairs score them higher.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -253,6 +255,34 @@ class Shadows:
     @property
     def n_shadows(self) -> int:
         return int(self.keep.shape[0])
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``shadows.npz`` (``keep``, ``scores``) and ``shadows.json`` to folder ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        np.savez(path / "shadows.npz", keep=self.keep, scores=self.scores)
+        meta = {
+            "candidates": [[_plain(x) for x in c] for c in self.candidates]
+            if self.candidates and isinstance(self.candidates[0], tuple)
+            else [_plain(c) for c in self.candidates],
+            "transform": self.transform,
+            "seeds": list(self.seeds),
+            "seconds": self.seconds,
+        }
+        (path / "shadows.json").write_text(json.dumps(meta))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Shadows:
+        """Read what :meth:`save` wrote (no pickle)."""
+        path = Path(path)
+        meta = json.loads((path / "shadows.json").read_text())
+        with np.load(path / "shadows.npz", allow_pickle=False) as z:
+            keep, scores = z["keep"].astype(bool), z["scores"].astype(np.float64)
+        cands = [tuple(c) if isinstance(c, list) else c for c in meta["candidates"]]
+        if keep.shape != scores.shape or keep.shape[1] != len(cands):
+            raise ValueError(f"{path}: shadows.npz does not match the candidates of shadows.json")
+        return cls(cands, keep, scores, meta["transform"], tuple(meta["seeds"]), meta["seconds"])
 
 
 def shadow_data(base: Interactions, pairs: Pairs, values: np.ndarray) -> Interactions:
@@ -456,7 +486,9 @@ def lira_rows(
     random_state : int, Generator or None
         Seeds the shadows and the bootstrap.
     shadows : Shadows, optional
-        Reuse shadows trained earlier on the same candidates (members first, then non-members).
+        Reuse shadows trained earlier on the same candidates (members first, then non-members);
+        ``random_state`` then advances as training them would have, so a run with the shadows
+        of an earlier run of the same seed has that run's bootstrap too.
 
     Returns
     -------
@@ -466,7 +498,8 @@ def lira_rows(
         metrics, "score": metrics}}, "curves": {label: {variant: (fpr, tpr)}}}``, where
         ``metrics`` is :func:`~recforget.evaluate.roc.attack_metrics`' dict and ``"score"``
         is the uncalibrated baseline (a threshold on the target's calibrated score alone).
-        ``rows`` starts with ``"original"``. ``curves`` holds arrays (drop it for JSON).
+        ``rows`` starts with ``"original"``. ``curves`` holds arrays and ``"shadows"`` the
+        :class:`Shadows` used (drop both for JSON).
     """
     gen = check_random_state(random_state)
     mu, mi = as_pairs(members)
@@ -496,8 +529,12 @@ def lira_rows(
             random_state=gen,
             log=log,
         )
-    elif shadows.candidates != candidates:
-        raise ValueError("the shadows were trained on other candidates")
+    else:
+        if shadows.candidates != candidates:
+            raise ValueError("the shadows were trained on other candidates")
+        # the draws train_shadows makes, so the bootstrap seed is the one of a fresh run
+        balanced_halves(shadows.n_shadows, len(candidates), gen)
+        gen.integers(0, 2**31 - 1, size=shadows.n_shadows)
     boot_seed = int(gen.integers(0, 2**31 - 1))
     rows: dict[str, Any] = {}
     curves: dict[str, Any] = {}
@@ -529,6 +566,7 @@ def lira_rows(
         "n_non_members": int((~is_member).sum()),
         "rows": rows,
         "curves": curves,
+        "shadows": shadows,
     }
 
 

@@ -21,12 +21,21 @@ one deletion request and the data splits, it
   separate, and does each method land inside a retrain's interval?
 
 The shadows clone the original (same hyper-parameters, fresh seeds), so one set of shadows
-attacks every model; they are seeded by ``seed + 4``. The result's fields are documented in
-docs/privacy.md and in :mod:`recforget.evaluate.report` (the bench's ``lira`` entry).
+attacks every model; they are seeded by ``seed + 4``. Neither they nor the retrains depend on
+the methods, so with ``cache=DIR`` :func:`run_lira` keeps them (the retrains it fits) in
+``DIR`` (arrays + JSON, :meth:`~recforget.evaluate.lira.Shadows.save` and the model's
+``save``), each in a folder named by a hash of everything it depends on (the model's class and
+parameters, the data's fingerprint, the candidates, the count and the seeds), and a later run
+with the same settings loads them instead of fitting them again (its ``cached`` field lists
+what it loaded, and the seconds reported are those of the run that fitted them). The result's
+fields are documented in docs/privacy.md and in :mod:`recforget.evaluate.report` (the bench's
+``lira`` entry).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -35,6 +44,7 @@ from typing import Any
 from recforget.data.interactions import Interactions
 from recforget.evaluate.lira import (
     DEFAULT_SHADOWS,
+    Shadows,
     lira_rows,
     matched_non_members,
     user_lira_rows,
@@ -84,6 +94,7 @@ def run_lira(
     transform: str = "auto",
     variance: str = "global",
     n_bootstrap: int = 200,
+    cache: str | Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """LiRA on the original, the retrain, a second-seed retrain and every model in ``models``.
@@ -114,13 +125,17 @@ def run_lira(
         retrain ``seed + 1000``.
     transform, variance, n_bootstrap
         See :func:`~recforget.evaluate.lira.lira_rows`.
+    cache : folder, optional
+        Keep the interaction-level shadows and the retrains fitted here there, and load them
+        when an earlier run with the same settings left them (module docstring).
 
     Returns
     -------
     (dict, dict)
         The JSON-ready result (:func:`~recforget.evaluate.lira.lira_rows`' fields without
         ``curves``, plus ``"attack_seconds"``, ``"timing"`` (seconds of the fits made here:
-        ``retrain``, ``retrain-seed2``) and ``"verdict"``), and the ROC curves
+        ``retrain``, ``retrain-seed2``), ``"cached"`` (what came from ``cache``: "shadows",
+        "retrain", "retrain-seed2") and ``"verdict"``), and the ROC curves
         ``{label: {variant: (fpr, tpr)}}`` for :func:`~recforget.evaluate.roc.plot_roc`.
     """
     say = log or (lambda _msg: None)
@@ -130,24 +145,39 @@ def run_lira(
         raise ValueError("the LiRA attack needs a non-empty request")
     models = dict(models)
     timing: dict[str, float] = {}
-    if "retrain" not in models:
-        say("lira: fitting the retrain ...")
-        result = forget(original, request, "retrain")
-        models["retrain"], timing["retrain"] = result.model, result.receipt["seconds"]
-        remaining = remaining if remaining is not None else result.data
+    cached: list[str] = []
     if remaining is None:
         remaining = train.remove(pairs=request.pairs, users=request.users).data
-    if "retrain-seed2" not in models:
-        say("lira: fitting the second-seed retrain ...")
-        models["retrain-seed2"], timing["retrain-seed2"] = second_seed_retrain(
-            original, remaining, seed
-        )
+    for label, fit in (
+        ("retrain", lambda: _oracle(original, request)),
+        ("retrain-seed2", lambda: second_seed_retrain(original, remaining, seed)),
+    ):
+        if label in models:
+            continue
+        key = (remaining.fingerprint(), getattr(original, "seed_", None))
+        where = _cached(cache, label, original, key, seed)
+        if where is not None and (where / "fit.json").exists():
+            models[label] = type(original).load(where)
+            timing[label] = json.loads((where / "fit.json").read_text())["seconds"]
+            cached.append(label)
+            continue
+        say(f"lira: fitting {label} ...")
+        models[label], timing[label] = fit()
+        if where is not None:
+            models[label].save(where)
+            (where / "fit.json").write_text(json.dumps({"seconds": timing[label]}))
     ordered = {label: models[label] for label in REFERENCES}
     ordered.update((k, v) for k, v in models.items() if k not in REFERENCES)
     start = time.perf_counter()
     if request.pairs:
         members = list(request.pairs)
         non_members = matched_non_members(train, test, members, seed + 2)
+        key = (original.seen_.fingerprint(), members, non_members, n_shadows, transform)
+        where = _cached(cache, "shadows", original, key, seed + 4)
+        shadows = None
+        if where is not None and (where / "shadows.json").exists():
+            shadows = Shadows.load(where)
+            cached.append("shadows")
         attack = lira_rows(
             original,
             ordered,
@@ -158,8 +188,11 @@ def run_lira(
             variance=variance,
             n_bootstrap=n_bootstrap,
             random_state=seed + 4,
+            shadows=shadows,
             log=log,
         )
+        if where is not None and shadows is None:
+            attack["shadows"].save(where)
     else:
         non_members = list(non_member_users)
         if not non_members:
@@ -181,11 +214,13 @@ def run_lira(
             log=log,
         )
     curves = attack.pop("curves")
+    attack.pop("shadows", None)
     out = {
         **attack,
         "attack_seconds": time.perf_counter() - start,
         "second_seed": seed + SECOND_SEED_OFFSET,
         "timing": timing,
+        "cached": cached,
         "verdict": verdict(attack["rows"]),
     }
     return out, curves
@@ -231,6 +266,22 @@ def plot_lira(curves: Mapping[str, Any], path: str | Path, *, what: str = "") ->
     variant = "fold-in online" if "fold-in online" in first else "online"
     title = f"{variant} LiRA" + (f", {what}" if what else "")
     return plot_roc({label: c[variant] for label, c in curves.items()}, path, title=title)
+
+
+def _oracle(original: Recommender, request: DeletionRequest) -> tuple[Recommender, float]:
+    result = forget(original, request, "retrain")
+    return result.model, result.receipt["seconds"]
+
+
+def _cached(
+    cache: str | Path | None, what: str, model: Recommender, key: Any, seed: int
+) -> Path | None:
+    """The folder of ``cache`` for ``what`` fitted like ``model`` on ``key`` with ``seed``."""
+    if cache is None:
+        return None
+    params = {k: v for k, v in model._saved_params().items() if k != "random_state"}
+    text = json.dumps([what, type(model).__name__, params, key, seed], sort_keys=True, default=str)
+    return Path(cache) / f"{what}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
 
 
 def _inside(value: float, intervals: list[Any]) -> bool:

@@ -25,6 +25,11 @@ CURVATURE_FILE = "curvature.safetensors"
 
 
 _TENSORS = ("users", "items", "user_anchor", "item_anchor")
+_ROW_REGS = ("user_reg", "item_reg")  # present only in a curvature with per-row ridges
+RIDGES = ("global", "row")
+DEFAULT_RIDGE = "row"
+"""The ridge of a curvature :func:`recforget.unlearn.ncf.update.prepare` makes by default, and
+of AltEraser's one-step update."""
 
 
 @dataclass
@@ -34,7 +39,9 @@ class Curvature:
     ``users`` (n_users, user_dim, user_dim) and ``items`` (n_items, item_dim, item_dim) are
     float32; ``user_anchor`` and ``item_anchor`` (float64) the block gradients :math:`c_b`
     (ridge included); ``reg`` the ridge; ``exact`` whether they were computed at the model's
-    current parameters.
+    current parameters. ``user_reg`` and ``item_reg`` (float64, one per row), when set, are
+    per-row ridges that replace ``reg`` on the embedding rows (``ridge == "row"``, see
+    :func:`recforget.unlearn.ncf.update.prepare`).
     """
 
     users: torch.Tensor
@@ -45,6 +52,13 @@ class Curvature:
     loss: float = 0.0
     exact: bool = True
     params_hash: str = ""
+    user_reg: torch.Tensor | None = None
+    item_reg: torch.Tensor | None = None
+
+    @property
+    def ridge(self) -> str:
+        """``"row"`` with per-row ridges, else ``"global"``."""
+        return "global" if self.user_reg is None else "row"
 
 
 def current_curvature(model: NCF) -> Curvature | None:
@@ -55,10 +69,11 @@ def current_curvature(model: NCF) -> Curvature | None:
     return curv
 
 
-def prepared(model: NCF, reg: float) -> Curvature | None:
-    """The model's :class:`Curvature` if it belongs to its current weights and ``reg``."""
+def prepared(model: NCF, reg: float, ridge: str = DEFAULT_RIDGE) -> Curvature | None:
+    """The model's :class:`Curvature` if it belongs to its current weights, ``reg`` and
+    ``ridge``."""
     curv = current_curvature(model)
-    return curv if curv is not None and curv.reg == reg else None
+    return curv if curv is not None and curv.reg == reg and curv.ridge == ridge else None
 
 
 def require_curvature(model: NCF) -> Curvature:
@@ -80,7 +95,8 @@ def save_curvature(model: NCF, path: str | Path) -> Path:
     curv = require_curvature(model)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {k: getattr(curv, k).detach().cpu().contiguous() for k in _TENSORS}
+    names = _TENSORS + (_ROW_REGS if curv.ridge == "row" else ())
+    tensors = {k: getattr(curv, k).detach().cpu().contiguous() for k in names}
     meta = {
         "reg": repr(curv.reg),
         "loss": repr(curv.loss),
@@ -113,7 +129,8 @@ def load_curvature(model: NCF, path: str | Path) -> Curvature:
             )
             if missing:
                 raise DataError(f"curvature file lacks {', '.join(missing)}", file=str(file))
-            t = {k: fh.get_tensor(k).to(dev) for k in _TENSORS}
+            names = _TENSORS + tuple(k for k in _ROW_REGS if k in fh.keys())
+            t = {k: fh.get_tensor(k).to(dev) for k in names}
     except SafetensorError as exc:
         raise DataError(f"not a readable safetensors file ({exc})", file=str(file)) from exc
     module = model.module_
@@ -122,8 +139,14 @@ def load_curvature(model: NCF, path: str | Path) -> Curvature:
         "items": (module.n_items, module.item_dim, module.item_dim),
         "user_anchor": (module.n_users, module.user_dim),
         "item_anchor": (module.n_items, module.item_dim),
+        "user_reg": (module.n_users,),
+        "item_reg": (module.n_items,),
     }
+    if ("user_reg" in t) != ("item_reg" in t):
+        raise DataError("curvature file has one side's per-row ridges only", file=str(file))
     for k, shape in shapes.items():
+        if k not in t:
+            continue
         if tuple(t[k].shape) != shape:
             raise DataError(
                 f"curvature {k} has shape {tuple(t[k].shape)}, the model needs {shape}",
@@ -140,6 +163,8 @@ def load_curvature(model: NCF, path: str | Path) -> Curvature:
         loss=float(meta["loss"]),
         exact=meta["exact"] == "True",
         params_hash=meta["params_hash"],
+        user_reg=t.get("user_reg"),
+        item_reg=t.get("item_reg"),
     )
     model.curvature_ = curv
     return curv
@@ -147,6 +172,8 @@ def load_curvature(model: NCF, path: str | Path) -> Curvature:
 
 __all__ = [
     "CURVATURE_FILE",
+    "DEFAULT_RIDGE",
+    "RIDGES",
     "Curvature",
     "current_curvature",
     "load_curvature",

@@ -13,6 +13,14 @@ request pays for :func:`prepare` (the receipt's ``prepare_seconds``). The receip
 reported as measured). One step is the default because it lands where a retrain does
 (``benchmarks/ncf_unlearn.py``; docs/results.md); more steps, iterating towards the anchored
 stationary point, over-forget: that point of a non-convex objective is not the retrain.
+The step's ridge is per row by default (``ridge="row"``,
+:func:`~recforget.unlearn.ncf.update.row_ridges`): each embedding row's own calibrated ridge,
+capped at the model's global one. AdamW leaves a light user's row at a much smaller effective
+ridge than a heavy user's, so one global ridge makes the light users' steps too short: on the
+neural benchmark's ML-1M NeuMF their deleted pairs kept a trace that a calibrated membership
+attack (LiRA, :mod:`recforget.evaluate.lira`) told from a retrain; with per-row ridges it does
+not (docs/privacy.md). ``ridge="global"`` is the earlier step (and the one
+:class:`~recforget.unlearn.ncf.stream.NCFForgetter` streams).
 ``update="alternating"`` runs the sequential variant (users, then items, each block with its
 own line search; ``max_rounds > 1`` iterates it until the anchored certificate's
 ``max_relative`` is at most ``tol``), and
@@ -35,7 +43,7 @@ from recforget.models.ncf import NCF
 from recforget.unlearn.ncf.sample import anchor_of, sample_delta
 from recforget.unlearn.ncf.solvers import block_gradient, block_newton, shared_lbfgs
 from recforget.unlearn.ncf.transplant import affected_rows, transplant
-from recforget.unlearn.ncf.update import jacobi_step, prepare
+from recforget.unlearn.ncf.update import DEFAULT_RIDGE, RIDGES, jacobi_step, prepare
 from recforget.unlearn.registry import register
 
 DEFAULT_TOL = 1e-2
@@ -66,6 +74,7 @@ def alteraser(
     reg: float | None = None,
     anchored: bool = True,
     update: str | None = None,
+    ridge: str | None = None,
 ) -> tuple[NCF, dict]:
     """AltEraser: alternating block Newton on the (anchored) retraining objective.
 
@@ -76,8 +85,11 @@ def alteraser(
     block per round, ``shared_steps`` (L-BFGS iterations per round on the shared weights),
     ``joint_steps`` (L-BFGS iterations per round on all parameters; 0, the default, switches
     them off), ``damping`` (added to every block Hessian), ``reg`` (the objective's ridge;
-    default the model's ``objective_reg_`` or :data:`DEFAULT_REG`) and ``anchored`` (minimise
-    :math:`F - c^\\top\\theta` with :math:`c` the original's residual; ``False``: :math:`F`).
+    default the model's ``objective_reg_`` or :data:`DEFAULT_REG`), ``anchored`` (minimise
+    :math:`F - c^\\top\\theta` with :math:`c` the original's residual; ``False``: :math:`F`)
+    and ``ridge`` (the one-step update's ridge: ``"row"``, the default
+    :data:`DEFAULT_RIDGE`, per embedding row; ``"global"``: ``reg`` on every row; the other
+    updates take ``"global"``).
     Defaults (one Newton step on the affected blocks, anchored) are the fast approximate
     unlearner; ``anchored=False`` with many rounds and joint steps the exact mode.
     The info holds ``rounds``, ``blocks_solved`` (users, items), ``anchored_residual`` (the
@@ -95,9 +107,10 @@ def alteraser(
         anchored and max_rounds == 1 and newton_steps == 1 and not (shared_steps or joint_steps)
     )
     update = _update(update, one_step, damping)
+    ridge = _ridge(ridge, update)
     start = time.perf_counter()
     if update == "jacobi":
-        return _alteraser_jacobi(model, removal, tol, reg, start)
+        return _alteraser_jacobi(model, removal, tol, reg, ridge, start)
     new = transplant(model, removal)
     new.objective_reg_ = reg
     module = new.module_
@@ -156,6 +169,7 @@ def alteraser(
     return new, {
         "tol": tol,
         "update": "alternating",
+        "ridge": "global",
         "rounds": rounds,
         "anchored": anchor is not None,
         # max_relative of the objective minimised, when a stopping test computed it
@@ -181,15 +195,25 @@ def _update(update: str | None, one_step: bool, damping: float) -> str:
     return update
 
 
+def _ridge(ridge: str | None, update: str) -> str:
+    if ridge is None:
+        return DEFAULT_RIDGE if update == "jacobi" else "global"
+    if ridge not in RIDGES:
+        raise ValueError(f"ridge must be one of {RIDGES}, got {ridge!r}")
+    if ridge == "row" and update != "jacobi":
+        raise ValueError("ridge='row' is a ridge of the one-step update (update='jacobi')")
+    return ridge
+
+
 def _alteraser_jacobi(
-    model: NCF, removal: Removal, tol: float, reg: float, start: float
+    model: NCF, removal: Removal, tol: float, reg: float, ridge: str, start: float
 ) -> tuple[NCF, dict]:
     """AltEraser's default: one block-Jacobi Newton step from the prepared curvature."""
-    curv = prepared(model, reg)
+    curv = prepared(model, reg, ridge)
     prepare_seconds = 0.0
     if curv is None:  # not prepared ahead (:func:`prepare`): pay for it now
         t0 = time.perf_counter()
-        curv = prepare(model, reg)
+        curv = prepare(model, reg, ridge=ridge)
         prepare_seconds = time.perf_counter() - t0
     new = transplant(model, removal)
     new.objective_reg_ = reg
@@ -199,6 +223,7 @@ def _alteraser_jacobi(
     return new, {
         "tol": tol,
         "update": "jacobi",
+        "ridge": ridge,
         "rounds": 1,
         "anchored": True,
         "anchored_residual": None,
@@ -214,4 +239,4 @@ def _alteraser_jacobi(
     }
 
 
-__all__ = ["DEFAULT_MAX_ROUNDS", "DEFAULT_TOL", "alteraser"]
+__all__ = ["DEFAULT_MAX_ROUNDS", "DEFAULT_RIDGE", "DEFAULT_TOL", "alteraser"]

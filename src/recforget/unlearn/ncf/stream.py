@@ -19,7 +19,9 @@ The objective is a sum of per-sample terms, so a request changes these only thro
 that left or joined the sample and the samples of the rows the step moves: each request
 (1) removes the data and applies the sample change (terms subtracted at the current network),
 (2) takes AltEraser's block-Jacobi Newton step on the changed blocks
-(:func:`recforget.unlearn.ncf.update.jacobi_step`'s step, from the same curvature),
+(:func:`recforget.unlearn.ncf.update.jacobi_step`'s step, from the same curvature, with the
+global ridge: ``forget(..., "alteraser", ridge="global")``; the one-shot default, per-row ridges,
+is not streamed yet),
 (3) verifies the anchored objective's decrease (Armijo, halving the step otherwise) from the
 moved rows' samples alone, (4) updates the gradients of every row those samples touch and the
 certificate of the plain objective from them, and (5) updates incremental digests. Nothing costs
@@ -183,10 +185,10 @@ class NCFForgetter:
         self._num_threads = model.num_threads
         prepare_seconds = 0.0
         with _torch_threads(self._num_threads), one_blas_thread():
-            curv = prepared(model, self.reg)
+            curv = prepared(model, self.reg, "global")  # the stream's steps use one ridge
             if curv is None:
                 t0 = time.perf_counter()
-                curv = prepare(copy.copy(model), self.reg)
+                curv = prepare(copy.copy(model), self.reg, ridge="global")
                 prepare_seconds = time.perf_counter() - t0
             self._module = model.module_.take()  # a copy, in the first model's indices
             self._H = {"users": curv.users.clone(), "items": curv.items.clone()}
@@ -505,6 +507,7 @@ class NCFForgetter:
                 "noop": removal.is_noop,
                 "batch": {"size": len(requests), "index": n},
                 "update": "jacobi",
+                "ridge": "global",
                 "rounds": 1 if changed else 0,
                 "anchored": True,
                 "anchored_residual": None,
