@@ -371,7 +371,8 @@ def plots(results: list[dict], folder: str) -> list[Path]:
                 continue
             secs = [p["seconds"] for p in t["trace"]]
             res = [p["max_relative"] for p in t["trace"]]
-            ax.semilogy(secs, res, label=t["driver"])
+            fixed = t.get("method", "").endswith("/fixed-cg")
+            ax.semilogy(secs, res, label=t["driver"] + (" (3 CG steps a row)" if fixed else ""))
         ax.set_xlabel("seconds")
         ax.set_ylabel("max relative row residual")
         ax.set_title(f"{key[0]} reg {key[1]:g}: {key[2]}")

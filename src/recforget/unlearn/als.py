@@ -142,8 +142,8 @@ def unlearn_als(
     (default ``INNER_CG_CAP``), so that rows already there take no step and ill-conditioned
     ones (weak regularisation) are not left half-solved; a number sets the relative residual;
     ``None`` runs ``cg_steps`` (default: the model's) iterations on every row, the classic
-    inexact sweep. Measured on ML-1M at regularisation 0.01 the classic 3-step sweep needs
-    about ten times the sweeps (docs/acceleration.md).
+    inexact sweep. Measured on ML-1M at regularisation 0.01 (1% deleted, tolerance 1e-3) the
+    classic 3-step rows need 103 plain sweeps where these need 11 (docs/acceleration.md).
     """
     tol = _tol(model, tol)
     new = transplant(model, removal)
