@@ -19,7 +19,10 @@ stop does; ``from_trace`` marks these rows). Unlearn-ALS-selective depends on th
 and runs once per tolerance (``method`` "unlearn-als-selective"; "plain" never hands over to
 full sweeps). ``gap_closed`` is the share of the original-to-retrain gap in the deleted
 pairs' mean score that a run closes (reference: the accelerated retrain at the tightest
-tolerance). Timings are under one BLAS and one numba thread.
+tolerance). A driver spelled ``NAME+fixed`` (``plain+fixed``, ``anderson+fixed``) runs
+Unlearn-ALS with the classic inexact rows, ``cg_steps`` (3) CG iterations on every row
+(``inner_tol=None``; method label ``unlearn-als/fixed-cg``), instead of the default rows solved
+to 0.1 times the tolerance. Timings are under one BLAS and one numba thread.
 """
 
 from __future__ import annotations
@@ -42,8 +45,19 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+FIXED = "+fixed"  # driver suffix: Unlearn-ALS's CG rows take a fixed cg_steps (inner_tol=None)
+
+
 def _acc(driver: str) -> str | None:
-    return None if driver == "plain" else driver
+    name = driver.removesuffix(FIXED)
+    return None if name == "plain" else name
+
+
+def _rows_opts(driver: str, method: str) -> tuple[str, dict]:
+    """``(method label, options)``: "+fixed" drivers run the classic fixed-step CG rows."""
+    if not driver.endswith(FIXED):
+        return method, {}
+    return f"{method}/fixed-cg", {"inner_tol": None}
 
 
 def _rows_from_trace(base: dict, trace: list[dict], tols: list[float], total: float) -> list[dict]:
@@ -151,6 +165,9 @@ def run(args) -> list[dict]:
             if task not in args.tasks:
                 continue
             for driver in args.drivers:
+                if method == "retrain" and driver.endswith(FIXED):
+                    continue  # the retrain's rows do not depend on it
+                label, opts = _rows_opts(driver, method)
                 res = forget(
                     original,
                     requests[req],
@@ -158,8 +175,10 @@ def run(args) -> list[dict]:
                     tol=tmin,
                     max_sweeps=args.max_sweeps,
                     accelerate=_acc(driver),
+                    **opts,
                 )
-                new = record(task, method, driver, res.model, res.receipt["seconds"])
+                driver = driver.removesuffix(FIXED)
+                new = record(task, label, driver, res.model, res.receipt["seconds"])
                 if req == "1pct":
                     score = _deleted_score(res.model, requests[req])
                     for row in new:
@@ -174,6 +193,8 @@ def run(args) -> list[dict]:
                 continue
             for tol in tols:
                 for driver in args.drivers:
+                    if driver.endswith(FIXED):
+                        continue
                     res = forget(
                         original, requests[req], "unlearn-als-selective", tol=tol,
                         accelerate=_acc(driver),
@@ -206,6 +227,7 @@ def run(args) -> list[dict]:
                 X, Y, train, **{k: v for k, v in params.items() if k != "factors"}
             )
             for driver in args.drivers:
+                label, opts = _rows_opts(driver, "unlearn-als")
                 res = forget(
                     wrapped,
                     requests["1pct"],
@@ -213,11 +235,12 @@ def run(args) -> list[dict]:
                     tol=tmin,
                     max_sweeps=args.max_sweeps,
                     accelerate=_acc(driver),
+                    **opts,
                 )
                 record(
                     "unlearn-1pct-from-implicit",
-                    "unlearn-als",
-                    driver,
+                    label,
+                    driver.removesuffix(FIXED),
                     res.model,
                     res.receipt["seconds"],
                 )
@@ -237,7 +260,7 @@ def _warm_up(drivers: list[str]) -> None:
     users, items = cells // 20, cells % 20
     data = Interactions.from_arrays(users, items, rng.integers(1, 6, 300).astype(float))
     pair = [(data.users.ids[0], data.items.ids[int(data.indices[0])])]
-    for driver in drivers:
+    for driver in sorted({_acc(d) or "plain" for d in drivers}):
         for solver in ("cholesky", "cg"):
             model = ALS(4, iterations=5, grad_tol=1e-6, solver=solver, accelerate=_acc(driver))
             model.fit(data)
@@ -254,7 +277,8 @@ def _original(args, train, params, base, record):
         cache = Path(args.cache) / f"{args.dataset}_reg{params['regularization']:g}_{args.seed}"
     best = None
     if "fit" in args.tasks or cache is None or not cache.exists():
-        drivers = args.drivers if "fit" in args.tasks else [d for d in args.drivers if d != "plain"]
+        names = [d for d in args.drivers if not d.endswith(FIXED)]
+        drivers = names if "fit" in args.tasks else [d for d in names if d != "plain"]
         for driver in drivers or ["ncg"]:
             model = ALS(**{k: v for k, v in params.items()}, accelerate=_acc(driver))
             model.fit(train)
@@ -287,6 +311,7 @@ def _settings(args) -> dict:
         "holdout": 0.2,
         "fit_solver": "cholesky",
         "unlearn_solver": "cg",
+        "unlearn_rows": "solved to 0.1 tol, at most 10 CG steps (+fixed drivers: cg_steps 3)",
         "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")},
     }
 
@@ -346,7 +371,8 @@ def plots(results: list[dict], folder: str) -> list[Path]:
                 continue
             secs = [p["seconds"] for p in t["trace"]]
             res = [p["max_relative"] for p in t["trace"]]
-            ax.semilogy(secs, res, label=t["driver"])
+            fixed = t.get("method", "").endswith("/fixed-cg")
+            ax.semilogy(secs, res, label=t["driver"] + (" (3 CG steps a row)" if fixed else ""))
         ax.set_xlabel("seconds")
         ax.set_ylabel("max relative row residual")
         ax.set_title(f"{key[0]} reg {key[1]:g}: {key[2]}")

@@ -99,6 +99,53 @@ def test_cg_converges_to_cholesky(seed):
     assert np.all(g3 <= g0 + 1e-9)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_cg_to_a_target_solves_each_row_to_it(seed):
+    _R, csr, X, Y = _problem(seed, 15, 11, 5, 0.4)
+    c = 1 + 4.0 * csr.data
+    args = (csr.indptr.astype(np.int64), csr.indices, c - 1, c)
+    G, reg, rows = K.gram(Y), np.full(15, 0.3), K.all_rows(15)
+    # the closed form, for the relative residual each row has (scale ||b_r||, 2 b_r = rhs)
+    Xc = X.copy()
+    K.solve_rows_cholesky(*args, Xc, Y, G, reg, rows)
+    half = Xc.copy()
+    half[::2] = X[::2]  # even rows far from their solution, odd rows solved
+    g0, b0 = K.row_residuals(*args, half, Y, G, reg, rows)
+    for rel in (1e-2, 1e-6):
+        Xt = half.copy()
+        done = K.solve_rows_cg(*args, Xt, Y, G, reg, rows, 50, rel)
+        g, b = K.row_residuals(*args, Xt, Y, G, reg, rows)
+        assert np.all(g <= rel * b * (1 + 1e-6))  # every row reached its target
+        # rows already within it took no step and are unchanged, bit for bit
+        there = g0 <= rel * b0
+        np.testing.assert_array_equal(Xt[there], half[there])
+        assert there[1::2].all() and not there[::2].any()
+        fixed = half.copy()
+        K.solve_rows_cg(*args, fixed, Y, G, reg, rows, 50)
+        assert 0 < done < 50 * 15  # fewer iterations than the fixed-step solve
+    # rel = 0 is the fixed-step solve; the count says so
+    Xa, Xb = X.copy(), X.copy()
+    assert K.solve_rows_cg(*args, Xa, Y, G, reg, rows, 2) == 2 * 15
+    K.solve_rows_cg(*args, Xb, Y, G, reg, rows, 2, 0.0)
+    np.testing.assert_array_equal(Xa, Xb)
+
+
+@pytest.mark.parametrize("rel", [1e-3, 1e-8])
+def test_cg_target_floor_covers_rows_without_data(rel):
+    _R, csr, X, Y = _problem(7, 10, 8, 4, 0.5)
+    R = csr.toarray()
+    R[3] = 0.0  # row 3 has no data: b = 0, its solution is 0
+    csr = sp.csr_array(R)
+    c = 1 + 2.0 * csr.data
+    args = (csr.indptr.astype(np.int64), csr.indices, c - 1, c)
+    G, reg, rows = K.gram(Y), np.full(10, 0.5), K.all_rows(10)
+    Xt = X.copy()
+    K.solve_rows_cg(*args, Xt, Y, G, reg, rows, 40, rel, 1.0)
+    g, _ = K.row_residuals(*args, Xt, Y, G, reg, rows)
+    assert g[3] <= 2 * rel * 1.0 * (1 + 1e-6)  # the floor is in units of ||b_r|| = b / 2
+    assert np.abs(Xt[3]).max() < np.abs(X[3]).max()
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), k=st.integers(1, 6))
 def test_row_residual_is_the_gradient_of_the_dense_objective(seed, k):

@@ -143,6 +143,74 @@ def test_accelerated_fit_reaches_the_plain_certified_point(config, driver, solve
 
 
 @pytest.mark.parametrize("driver", [None, *DRIVERS])
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_rows_solved_to_a_target_never_raise_the_objective(config, driver):
+    data = planted()
+    obj, F = _start(data, config)
+    fresh = _model(config).objective(data)
+    losses = [fresh.loss(F)]
+    run = run_sweeps(
+        obj,
+        F,
+        30,
+        solver="cg",
+        cg_steps=10,
+        inner_tol=1e-4,
+        accelerate=driver,
+        on_step=lambda G, info: losses.append(fresh.loss(G)),
+    )
+    steps = np.diff(losses)
+    assert np.all(steps <= 1e-12 * abs(losses[0])), steps.max()
+    n_rows = F.X.shape[0] + F.Y.shape[0]
+    assert 0 < run.cg_iterations < 10 * n_rows * run.sweeps  # the cap is not always reached
+
+
+@pytest.mark.parametrize("driver", [None, *DRIVERS])
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_rows_solved_to_a_target_reach_the_exact_certified_point(config, driver):
+    data = planted()
+    tol = 1e-7
+    obj, F = _start(data, config)
+    E = F.copy()  # plain sweeps with exact (Cholesky) rows from the same start
+    assert run_sweeps(obj, E, 3000, solver="cholesky", grad_tol=tol).reason == "grad_tol"
+    run = run_sweeps(
+        obj, F, 3000, solver="cg", cg_steps=10, grad_tol=tol, inner_tol=0.3 * tol,
+        accelerate=driver,
+    )  # fmt: skip
+    assert run.reason == "grad_tol"
+    assert _model(config).objective(data).stationarity(F)["max_relative"] <= tol
+    assert obj.loss(F) == pytest.approx(obj.loss(E), rel=1e-6)
+    S_exact = E.X @ E.Y.T
+    assert np.abs(F.X @ F.Y.T - S_exact).max() < 1e-3 * np.abs(S_exact).max()
+
+
+@pytest.mark.parametrize("driver", [None, "anderson"])
+def test_unlearn_als_row_accuracy_options_reach_the_same_point(driver):
+    data = planted(60, 40)
+    config = CONFIGS[0]
+    model = _model(config, iterations=2000, grad_tol=1e-6).fit(data)
+    request = DeletionRequest(
+        pairs=[(data.users.ids[u], data.items.ids[data.indices[data.indptr[u]]]) for u in (0, 3, 9)]
+    )
+    tol = 1e-6
+    runs = {
+        "auto": forget(model, request, tol=tol, accelerate=driver),
+        "classic": forget(model, request, tol=tol, accelerate=driver, inner_tol=None),
+        "tight": forget(model, request, tol=tol, accelerate=driver, inner_tol=1e-9, cg_steps=40),
+    }
+    for res in runs.values():
+        assert res.receipt["certified"]
+        assert res.model.cg_steps == model.cg_steps and res.model.solver == model.solver
+    S = {k: r.model.user_factors_ @ r.model.item_factors_.T for k, r in runs.items()}
+    for k in ("classic", "tight"):
+        assert np.abs(S[k] - S["auto"]).max() < 1e-4 * np.abs(S["auto"]).max()
+    with pytest.raises(ValueError, match="inner_tol"):
+        forget(model, request, inner_tol=-1.0)
+    with pytest.raises(ValueError, match="cg_steps"):
+        forget(model, request, cg_steps=0)
+
+
+@pytest.mark.parametrize("driver", [None, *DRIVERS])
 @pytest.mark.parametrize("config", CONFIGS[:2], ids=CONFIG_IDS[:2])
 @pytest.mark.parametrize("method", ["unlearn-als", "unlearn-als-selective", "retrain"])
 def test_rows_that_lose_all_data(config, driver, method):

@@ -129,15 +129,14 @@ def solve_rows_cholesky(indptr, indices, w, v, X, Y, G, reg, rows):  # pragma: n
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps):  # pragma: no cover
-    """``steps`` conjugate-gradient iterations per selected row, warm-started at ``X[r]``.
+def _cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel, floor):  # pragma: no cover
+    """CG on the selected rows; a row stops once ``||b - A x|| <= rel max(||b||, floor)``.
 
-    Same system as :func:`solve_rows_cholesky`; ``A p`` is applied without forming ``A``
-    (``G p + reg p + sum_j w_j (y_j . p) y_j``), as the implicit library's CG solver does.
-    The iteration runs in float64 whatever the factors' dtype, so that warm-started sweeps can
-    drive the residual below float32's cancellation level.
+    ``rel = 0`` runs ``steps`` iterations on every row (the stop then only fires on an exact
+    solution). Returns the number of CG iterations run, summed over rows.
     """
     k = Y.shape[1]
+    done = np.zeros(rows.shape[0], dtype=np.int64)
     for t in prange(rows.shape[0]):
         r = rows[t]
         start, end = indptr[r], indptr[r + 1]
@@ -145,8 +144,9 @@ def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps):  # pragma: 
         x = np.empty(k)
         for f in range(k):
             x[f] = X[r, f]
-        # res = b - A x
+        # res = b - A x (and b, for the row's stopping target)
         res = np.empty(k)
+        b = np.zeros(k)
         for f in range(k):
             acc = 0.0
             for g in range(k):
@@ -157,17 +157,26 @@ def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps):  # pragma: 
             dot = 0.0
             for f in range(k):
                 dot += np.float64(Y[j, f]) * x[f]
-            coef = np.float64(v[jj]) - np.float64(w[jj]) * dot
+            vj = np.float64(v[jj])
+            coef = vj - np.float64(w[jj]) * dot
             for f in range(k):
-                res[f] += coef * np.float64(Y[j, f])
+                yf = np.float64(Y[j, f])
+                res[f] += coef * yf
+                b[f] += vj * yf
+        bb = 0.0
+        for f in range(k):
+            bb += b[f] * b[f]
+        scale = max(np.sqrt(bb), floor)
+        stop = (rel * scale) ** 2
         p = res.copy()
         rs_old = 0.0
         for f in range(k):
             rs_old += res[f] * res[f]
         Ap = np.empty(k)
         for _ in range(steps):
-            if rs_old <= 0.0:
+            if rs_old <= stop:
                 break
+            done[t] += 1
             for f in range(k):
                 acc = 0.0
                 for g in range(k):
@@ -198,6 +207,24 @@ def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps):  # pragma: 
             rs_old = rs_new
         for f in range(k):
             X[r, f] = x[f]
+    return done.sum()
+
+
+def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel=0.0, floor=0.0):
+    """``steps`` conjugate-gradient iterations per selected row, warm-started at ``X[r]``.
+
+    Same system as :func:`solve_rows_cholesky`; ``A p`` is applied without forming ``A``
+    (``G p + reg p + sum_j w_j (y_j . p) y_j``), as the implicit library's CG solver does.
+    The iteration runs in float64 whatever the factors' dtype, so that warm-started sweeps can
+    drive the residual below float32's cancellation level.
+
+    With ``rel > 0`` a row stops early, before any step if it is already there, once its
+    residual ``||b_r - A_r x_r||`` is at most ``rel * max(||b_r||, floor)``: the row is then
+    solved to relative accuracy ``rel`` (the certificate's measure, see
+    :mod:`recforget.models._certificate`), and ``steps`` is only a cap. Returns the number of
+    CG iterations run, summed over the rows.
+    """
+    return int(_cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, float(rel), float(floor)))
 
 
 @njit(parallel=True, cache=True, fastmath=True)

@@ -165,17 +165,29 @@ class ALSObjective:
         *,
         solver: str = "cholesky",
         cg_steps: int = 3,
-    ) -> None:
-        """Re-solve the given rows of ``which`` ("users" | "items") in place."""
+        rel: float = 0.0,
+        floor: float = 0.0,
+    ) -> int:
+        """Re-solve the given rows of ``which`` ("users" | "items") in place.
+
+        With ``solver="cg"`` and ``rel > 0``, ``cg_steps`` is a cap and each row stops once its
+        relative residual is at most ``rel`` (scale floored at ``floor``; see
+        :func:`recforget.kernels.als.solve_rows_cg`). Returns the CG iterations run (0 for
+        Cholesky).
+        """
         side, X, Y, v, G = self._side(which, F)
         rows = K.all_rows(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
-            return
+            return 0
+        steps = 0
         if solver == "cholesky":
             K.solve_rows_cholesky(side.indptr, side.indices, side.w, v, X, Y, G, side.reg, rows)
         else:
-            K.solve_rows_cg(side.indptr, side.indices, side.w, v, X, Y, G, side.reg, rows, cg_steps)
+            steps = K.solve_rows_cg(
+                side.indptr, side.indices, side.w, v, X, Y, G, side.reg, rows, cg_steps, rel, floor
+            )
         self._unaugment(which, F, X)
+        return steps
 
     def _unaugment(self, which: str, F: Factors, Xa: np.ndarray) -> None:
         if not self.biases:

@@ -43,7 +43,7 @@ from recforget.kernels.als_line import (
     quartic_argmin,
 )
 from recforget.models._als_objective import ALSObjective, Factors
-from recforget.models._certificate import certificate, certified
+from recforget.models._certificate import certificate, certified, row_floor
 
 ACCELERATIONS = ("ncg", "anderson")
 DEFAULT_ACCELERATION = "anderson"
@@ -61,6 +61,7 @@ class SweepRun:
     trace: list[dict[str, float]] = field(default_factory=list)
     accepted: int = 0  # accelerated steps kept
     fallbacks: int = 0  # accelerated steps refused by the safeguard (plain sweep taken)
+    cg_iterations: int = 0  # CG iterations of the row solves, summed over rows and sweeps
 
 
 def check_accelerate(accelerate: str | None) -> str | None:
@@ -170,6 +171,7 @@ def run_sweeps(
     tol: float | None = None,
     grad_tol: float | None = None,
     accelerate: str | None = None,
+    inner_tol: float | None = None,
     track_loss: bool = False,
     progress: bool = False,
     on_step: Callable[[Factors, dict[str, Any]], None] | None = None,
@@ -192,6 +194,9 @@ def run_sweeps(
         Stop when the stationarity certificate's ``max_relative`` is at most ``grad_tol``.
     accelerate : {None, "ncg", "anderson"}
         ``None`` runs plain sweeps.
+    inner_tol : float or None
+        With CG rows, solve each row only to this relative residual (``cg_steps`` is then a
+        cap; rows already there take no step). ``None``: ``cg_steps`` iterations on every row.
     track_loss : bool
         Record the objective after each iteration in ``history`` (also done with ``tol``).
     on_step : callable or None
@@ -205,6 +210,7 @@ def run_sweeps(
     """
     check_accelerate(accelerate)
     run = SweepRun()
+    sweep = _Sweeper(obj, solver, cg_steps, inner_tol, run)
     track = tol is not None or track_loss or accelerate is not None
     start = time.perf_counter()
     loss_of = fast_loss if accelerate is not None else ALSObjective.loss
@@ -213,12 +219,12 @@ def run_sweeps(
     bar = tqdm(range(n), desc="ALS", disable=not progress, leave=False)
     for _ in bar:
         if state is None or run.sweeps == 0:
-            _sweep(obj, F, solver, cg_steps)
+            sweep(F)
             loss = loss_of(obj, F) if track else None
             if state is not None:
                 state.reset(obj, F, loss)
         else:
-            loss = state.step(obj, F, solver, cg_steps, run)
+            loss = state.step(obj, F, sweep, run)
         run.sweeps += 1
         if loss is not None and (tol is not None or track_loss):
             run.history.append(loss)
@@ -231,7 +237,8 @@ def run_sweeps(
                 break
         prev = loss if loss is not None else prev
         if grad_tol is not None:
-            cert = state.certificate(obj, F) if state is not None else obj.stationarity(F)
+            # ALS-NCG has the gradient, hence the certificate, of the accepted point already
+            cert = state.cert if isinstance(state, _NCG) else sweep.certify(F)
             run.certificate = cert
             run.trace.append(
                 {
@@ -247,10 +254,32 @@ def run_sweeps(
     return run
 
 
-def _sweep(obj: ALSObjective, F: Factors, solver: str, cg_steps: int) -> None:
-    # users with items fixed, then items with users fixed
-    obj.solve("users", F, solver=solver, cg_steps=cg_steps)
-    obj.solve("items", F, solver=solver, cg_steps=cg_steps)
+class _Sweeper:
+    """One ALS sweep (users with items fixed, then items with users fixed) and the certificate.
+
+    With ``inner_tol``, CG rows stop at that relative residual; the scale floor they use is the
+    certificate's, refreshed by every :meth:`certify`.
+    """
+
+    def __init__(self, obj, solver: str, cg_steps: int, inner_tol: float | None, run) -> None:
+        self.obj, self.solver, self.cg_steps, self.run = obj, solver, cg_steps, run
+        self.rel = 0.0 if inner_tol is None or solver != "cg" else float(inner_tol)
+        self.floor = 0.0
+
+    def __call__(self, F: Factors) -> None:
+        for which in ("users", "items"):
+            self.run.cg_iterations += self.obj.solve(
+                which, F, solver=self.solver, cg_steps=self.cg_steps, rel=self.rel,
+                floor=self.floor,
+            )  # fmt: skip
+
+    def certify(self, F: Factors) -> dict[str, float]:
+        """``obj.stationarity(F)``, keeping the scale floor for the next CG rows."""
+        gu, bu = self.obj.residuals("users", F)
+        gi, bi = self.obj.residuals("items", F)
+        scales = np.concatenate([bu, bi])
+        self.floor = 0.5 * row_floor(scales)  # in units of ||b_r|| (the scales are 2 ||b_r||)
+        return certificate(np.concatenate([gu, gi]), scales)
 
 
 class _NCG:
@@ -261,13 +290,10 @@ class _NCG:
         self.g, self.cert = _gradient(obj, F)
         self.gt = self.p = None
 
-    def certificate(self, obj: ALSObjective, F: Factors) -> dict[str, float]:
-        return self.cert
-
-    def step(self, obj: ALSObjective, F: Factors, solver: str, cg_steps: int, run: SweepRun):
+    def step(self, obj: ALSObjective, F: Factors, sweep: _Sweeper, run: SweepRun):
         x = _pack(F)
         bar = F.copy()
-        _sweep(obj, bar, solver, cg_steps)
+        sweep(bar)
         xbar = _pack(bar)
         gt = x - xbar  # the ALS-preconditioned gradient
         if self.p is None:
@@ -305,13 +331,10 @@ class _Anderson:
         self.dG: list[np.ndarray] = []
         self.last: tuple[np.ndarray, np.ndarray] | None = None
 
-    def certificate(self, obj: ALSObjective, F: Factors) -> dict[str, float]:
-        return obj.stationarity(F)
-
-    def step(self, obj: ALSObjective, F: Factors, solver: str, cg_steps: int, run: SweepRun):
+    def step(self, obj: ALSObjective, F: Factors, sweep: _Sweeper, run: SweepRun):
         x = _pack(F)
         bar = F.copy()
-        _sweep(obj, bar, solver, cg_steps)
+        sweep(bar)
         gx = _pack(bar)
         f = gx - x
         if self.last is not None:

@@ -230,12 +230,15 @@ class ALS(Recommender):
         grad_tol: float | None = None,
         fresh: bool = False,
         accelerate: str | None = "auto",
+        inner_tol: float | None = None,
     ) -> ALS:
         """Run up to ``n`` ALS sweeps on ``interactions`` starting from the current factors.
 
         Used by ``fit`` (from random factors) and by warm-start unlearning. The data must share
         the model's vocabularies. ``accelerate`` overrides the model's driver for this call
-        (``"auto"``: the model's ``accelerate`` parameter). Sets ``n_iter_``, ``stop_reason_``,
+        (``"auto"``: the model's ``accelerate`` parameter). ``inner_tol`` (CG rows only) solves
+        each row to that relative residual, ``cg_steps`` being a cap, instead of running
+        ``cg_steps`` iterations on every row. Sets ``n_iter_``, ``stop_reason_``,
         ``loss_history_``, ``sweep_trace_`` and, with ``grad_tol``, ``certificate_`` (the last
         stationarity check).
         """
@@ -255,6 +258,7 @@ class ALS(Recommender):
                 tol=tol,
                 grad_tol=grad_tol,
                 accelerate=driver,
+                inner_tol=inner_tol,
                 track_loss=self.track_loss,
                 progress=self.show_progress,
             )

@@ -30,6 +30,10 @@ DEFAULT_TOL = 1e-3
 # closed 0.85 of the deleted pairs' gap to the retrain (ML-100K demo), at 1e-4 0.98
 DEFAULT_SELECTIVE_TOL = 1e-4
 DEFAULT_MAX_SWEEPS = 500
+# CG rows of Unlearn-ALS's sweeps are solved to this share of the tolerance, at most
+# INNER_CG_CAP iterations a row (see unlearn_als)
+INNER_FRACTION = 0.1
+INNER_CG_CAP = 10
 SWITCH_FRACTION = 0.5  # selective hands over to full sweeps when more rows than this are over
 HANDOVER_ROUNDS = 10  # ... after this many rounds
 
@@ -118,6 +122,8 @@ def unlearn_als(
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
     solver: str = "cg",
     accelerate: str | None = "auto",
+    inner_tol: float | str | None = "auto",
+    cg_steps: int | None = None,
 ) -> tuple[ALS, dict]:
     """Unlearn-ALS: warm-started full sweeps on the remaining data until certified.
 
@@ -129,13 +135,22 @@ def unlearn_als(
     gradient warm-started from the current row costs about a third of an exact solve and, next
     to the solution, reaches the same certificate in fewer seconds (it may take a few more
     sweeps); the certificate, not the solver, decides when to stop. The returned model keeps
-    the original model's ``solver`` parameter.
+    the original model's ``solver`` and ``cg_steps`` parameters.
+
+    ``inner_tol`` is how accurately each CG row is solved: "auto" (default) to
+    ``INNER_FRACTION`` times ``tol`` relative residual, in at most ``cg_steps`` iterations
+    (default ``INNER_CG_CAP``), so that rows already there take no step and ill-conditioned
+    ones (weak regularisation) are not left half-solved; a number sets the relative residual;
+    ``None`` runs ``cg_steps`` (default: the model's) iterations on every row, the classic
+    inexact sweep. Measured on ML-1M at regularisation 0.01 (1% deleted, tolerance 1e-3) the
+    classic 3-step rows need 103 plain sweeps where these need 11 (docs/acceleration.md).
     """
     tol = _tol(model, tol)
     new = transplant(model, removal)
-    new.set_params(solver=_check_solver(solver))
-    new.sweeps(removal.data, max_sweeps, grad_tol=tol, accelerate=accelerate)
-    new.set_params(solver=model.solver)
+    inner, steps = _inner(model, tol, solver, inner_tol, cg_steps)
+    new.set_params(solver=_check_solver(solver), cg_steps=steps)
+    new.sweeps(removal.data, max_sweeps, grad_tol=tol, accelerate=accelerate, inner_tol=inner)
+    new.set_params(solver=model.solver, cg_steps=model.cg_steps)
     n = new.seen_.n_users + new.seen_.n_items
     return new, _report(
         new,
@@ -162,6 +177,7 @@ def unlearn_als_selective(
     switch_fraction: float = SWITCH_FRACTION,
     handover_rounds: int = HANDOVER_ROUNDS,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
+    inner_tol: float | str | None = "auto",
 ) -> tuple[ALS, dict]:
     """Re-solve only the rows whose gradient exceeds the tolerance, until none does.
 
@@ -183,8 +199,9 @@ def unlearn_als_selective(
     stationary, e.g. trained for a fixed number of iterations), a round costs a full sweep and
     converges no faster than one, so the method hands over to the accelerated full-sweep
     driver (``accelerate``, "auto": the model's own; ``None`` never hands over) for at most
-    ``max_sweeps`` iterations. (A deletion from a certified model also puts many rows just
-    over the tolerance at first; a few rounds clear them, hence the wait.)
+    ``max_sweeps`` iterations, with CG rows solved as ``inner_tol`` says (see
+    :func:`unlearn_als`). (A deletion from a certified model also puts many rows just over the
+    tolerance at first; a few rounds clear them, hence the wait.)
     """
     tol = _tol(model, tol, DEFAULT_SELECTIVE_TOL)
     solver = _check_solver(solver)
@@ -241,9 +258,12 @@ def unlearn_als_selective(
     new.stop_reason_ = "grad_tol" if rounds < max_rounds else "max_rounds"
     info = {}
     if handover:
-        new.set_params(solver=solver)  # the same row solver as the rounds
-        new.sweeps(removal.data, max_sweeps, grad_tol=tol, accelerate=driver, fresh=True)
-        new.set_params(solver=model.solver)
+        inner, steps = _inner(model, tol, solver, inner_tol, None)
+        new.set_params(solver=solver, cg_steps=steps)  # the same row solver as the rounds
+        new.sweeps(
+            removal.data, max_sweeps, grad_tol=tol, accelerate=driver, fresh=True, inner_tol=inner
+        )
+        new.set_params(solver=model.solver, cg_steps=model.cg_steps)
         solved_u += new.n_iter_ * new.seen_.n_users
         solved_i += new.n_iter_ * new.seen_.n_items
         info = {"selective_rounds": rounds, "handover_sweeps": new.n_iter_, "driver": driver}
@@ -268,6 +288,25 @@ def _note(model: ALS, tol: float | None, option: str) -> dict:
     trace = getattr(model, "sweep_trace_", [])
     note = convergence_note(trace, tol, len(trace), option=option)
     return {} if note is None else {"convergence": note}
+
+
+def _inner(
+    model: ALS, tol: float, solver: str, inner_tol: float | str | None, cg_steps: int | None
+) -> tuple[float | None, int]:
+    """``(inner_tol, cg_steps)`` for the sweeps: the row accuracy and the CG cap."""
+    if inner_tol == "auto":
+        inner_tol = INNER_FRACTION * tol if solver == "cg" else None
+    elif inner_tol is not None:
+        if not (isinstance(inner_tol, int | float) and np.isfinite(inner_tol) and inner_tol > 0):
+            raise ValueError(
+                f"inner_tol must be 'auto', None or a positive number, got {inner_tol!r}"
+            )
+        inner_tol = float(inner_tol)
+    if cg_steps is None:
+        cg_steps = INNER_CG_CAP if inner_tol is not None else model.cg_steps
+    if int(cg_steps) != cg_steps or cg_steps < 1:
+        raise ValueError(f"cg_steps must be a positive integer, got {cg_steps!r}")
+    return inner_tol, int(cg_steps)
 
 
 def _norms(gb: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
