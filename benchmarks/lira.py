@@ -24,7 +24,7 @@ Then the attack on each model (shadows are trained once and shared):
   fold-in statistic as well (``fold-in online``, ...).
 
     python benchmarks/lira.py --dataset ml-1m --model als --scenario interactions:0.01 \\
-        [--shadows 16] [--seed 0] [--json out.json] [--plot out.png]
+        [--shadows 16] [--tol 1e-4] [--seed 0] [--json out.json] [--plot out.png]
 
 BLAS and torch run on one thread. The JSON fields are documented in docs/privacy.md; a table
 is printed to stderr.
@@ -57,7 +57,7 @@ def build_model(args: argparse.Namespace):
             regularization=ALS_REGULARIZATION.get(args.dataset, 100.0),
             alpha=10.0,
             iterations=200,
-            grad_tol=1e-2,
+            grad_tol=args.tol,
             random_state=args.seed,
         )
     from recforget.models.ncf import NCF
@@ -215,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenario", default="interactions:0.01")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shadows", type=int, default=16, help="shadow models (even)")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="ALS: the original's grad_tol, shared by the retrains, the shadows and the "
+        "certified methods (recforget bench's default)",
+    )
     p.add_argument("--transform", default="auto", help="score transform (see lira.py)")
     p.add_argument("--variance", default="global", choices=["global", "per-pair"])
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")

@@ -183,3 +183,24 @@ def test_train_a_neural_model_prepared_for_alteraser(tmp_path, ratings_csv):
     done = run("forget", out, request, "--out", tmp_path / "g2", "--method", "alteraser", "--json")
     assert done.exit_code == 0, done.output
     assert json.loads(done.output)["prepared"] is True
+
+
+def test_bench_and_demo_certify_at_the_tightest_certified_default(tmp_path, monkeypatch):
+    """One tolerance for the original fit, the retrain and both certified methods, at which
+    each method meets its own default (docs/bench.md)."""
+    from recforget.cli.bench import bench
+    from recforget.data import datasets, synthetic
+    from recforget.unlearn.als import DEFAULT_SELECTIVE_TOL, DEFAULT_TOL
+
+    assert DEFAULT_SELECTIVE_TOL <= DEFAULT_TOL
+    assert {p.name: p.default for p in bench.params}["tol"] == DEFAULT_SELECTIVE_TOL
+    small = synthetic(40, 30, rank=3, density=0.25, random_state=0)
+    monkeypatch.setattr(datasets, "load", lambda name: small)
+    out = tmp_path / "demo.json"
+    result = CliRunner().invoke(main, ["demo", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    demo = json.loads(out.read_text())
+    assert demo["params"]["grad_tol"] == DEFAULT_SELECTIVE_TOL
+    runs = {r["method"]: r for r in demo["runs"]}
+    for method in ("retrain", "unlearn-als", "unlearn-als-selective"):
+        assert runs[method]["certified"] and runs[method]["residual"] <= DEFAULT_SELECTIVE_TOL

@@ -168,6 +168,21 @@ def test_selective_resolves_touched_rows_even_under_a_loose_tolerance(small_rati
     assert eager.receipt["certified"]
 
 
+def test_default_tolerances_certify_at_the_models_rule_or_the_methods_default(small_data):
+    from recforget.unlearn.als import DEFAULT_SELECTIVE_TOL, DEFAULT_TOL
+
+    request = DeletionRequest(pairs=[(small_data.users.ids[0], small_data.items.ids[3])])
+    bare = _fit(small_data, grad_tol=None, iterations=40)  # no stopping rule of its own
+    defaults = {"unlearn-als": DEFAULT_TOL, "unlearn-als-selective": DEFAULT_SELECTIVE_TOL}
+    for method, tol in defaults.items():
+        receipt = forget(bare, request, method).receipt
+        assert receipt["certificate"]["tol"] == tol
+        assert receipt["certified"] and receipt["certificate"]["max_relative"] <= tol
+    own = _fit(small_data, grad_tol=3e-3)  # the retrain oracle's rule is the model's
+    for method in (*defaults, "retrain"):
+        assert forget(own, request, method).receipt["certificate"]["tol"] == 3e-3
+
+
 def test_whole_item_deletion_removes_the_row(small_data):
     model = _fit(small_data)
     item = small_data.items.ids[2]
