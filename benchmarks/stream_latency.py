@@ -242,7 +242,12 @@ def run(args) -> dict:
         tol=args.tol,
         verify_every=args.verify_every or None,
         verify_mode=args.verify_mode,
-        neighbour_target=args.neighbour_target,
+        **(
+            {}
+            if args.neighbour_target == "default"
+            else {"neighbour_target": args.neighbour_target}
+        ),
+        verify_entries=args.verify_entries or None,
         touched_first=not args.no_touched_first,
         setup_target=args.setup_target,
     )
@@ -343,7 +348,9 @@ def run(args) -> dict:
             "solver": "cg",
             "verify_every": args.verify_every,
             "verify_mode": args.verify_mode,
-            "neighbour_target": args.neighbour_target,
+            "verify_entries": forgetter.verify_entries,
+            "verify_pass_requests": forgetter._slices(),
+            "neighbour_target": dict(forgetter.neighbour_target),
             "touched_first": not args.no_touched_first,
             "setup_target": args.setup_target,
         },
@@ -628,8 +635,9 @@ def table(r: dict) -> str:
         1,
         f"\nneighbour_target {p.get('neighbour_target')}, setup_target {p.get('setup_target')}, "
         f"touched first "
-        f"{p.get('touched_first', True)}, verification {p.get('verify_mode', 'full')} every "
-        f"{p['verify_every']} requests; 2-core machine shared with other work, one thread",
+        f"{p.get('touched_first', True)}, verification {p.get('verify_mode', 'full')}, a pass "
+        f"every {p.get('verify_pass_requests', p['verify_every'])} requests; 2-core machine "
+        "shared with other work, one thread",
     )
     ex = r["latency_ms_excluding_verification"]
     lines += [
@@ -705,9 +713,16 @@ def main() -> None:
     parser.add_argument("--verify-mode", default="sliced", choices=["sliced", "full"])
     parser.add_argument(
         "--neighbour-target",
-        type=lambda x: None if x == "none" else float(x),
-        default=0.3,
-        help="Forgetter's neighbour_target ('none': only rows over the tolerance; default 0.3)",
+        type=lambda x: x if x == "default" else None if x == "none" else float(x),
+        default="default",
+        help="Forgetter's neighbour_target ('none': only rows over the tolerance; default: "
+        "the Forgetter's, 0.3 for users, 0.03 for pairs)",
+    )
+    parser.add_argument(
+        "--verify-entries",
+        type=int,
+        default=50_000,
+        help="sliced verification: most entries recomputed per request (0: verify_every only)",
     )
     parser.add_argument("--no-touched-first", action="store_true")
     parser.add_argument("--setup-target", type=float, default=0.3)

@@ -358,7 +358,11 @@ class IncrementalALS:
                 self._moved(which, dead, old)  # their entries are tombstones: Gram term only
         return removal
 
-    def repair(self, touched: dict[str, np.ndarray] | None = None) -> dict:
+    def repair(
+        self,
+        touched: dict[str, np.ndarray] | None = None,
+        neighbour_target: float | str | None = "default",
+    ) -> dict:
         """Re-solve rows until every live row is within ``target * tol`` (selective rounds).
 
         Re-solving the rows over a fraction ``target`` of the tolerance, not only those over
@@ -367,18 +371,19 @@ class IncrementalALS:
 
         ``touched`` rows are re-solved in the first round whatever their residual (the rows
         that lost data: a loose tolerance would otherwise leave the deleted data's trace).
+        ``neighbour_target`` overrides the instance's for this call.
         """
         touched = touched or {}
+        near_target = self.neighbour_target if neighbour_target == "default" else neighbour_target
         rounds = 0
         solved0 = dict(self.rows_solved)
         first = True
         pending: dict[str, np.ndarray] = {}  # 1-hop neighbours of the touched rows
-        if self.neighbour_target is not None:
-            for which in SIDES:
+        if near_target is not None:
+            for which in SIDES:  # each side's neighbours come from the other side only
                 if len(touched.get(which, ())):
                     other = "items" if which == "users" else "users"
-                    near = self.neighbours(which, touched[which])
-                    pending[other] = np.union1d(pending.get(other, near), near)
+                    pending[other] = self.neighbours(which, touched[which])
         while True:
             moved = False
             last = {}
@@ -391,7 +396,7 @@ class IncrementalALS:
                     extra = touched[which][s.alive[touched[which]]]
                     rows = np.union1d(rows, extra)
                 if not first and len(pending.get(which, ())):
-                    extra = self.over_rows(which, pending.pop(which), floor, self.neighbour_target)
+                    extra = self.over_rows(which, pending.pop(which), floor, near_target)
                     rows = np.union1d(rows, extra)
                 last[which] = (over, bound, scale)
                 if len(rows) and rounds < self.max_rounds:
