@@ -23,7 +23,7 @@ Every receipt carries the fields of :func:`recforget.forget`'s receipt, plus ``s
 ... per forgetter), ``wall_seconds`` (the caller's wall clock from the call to the return,
 certificate, digests and any verification included) beside ``seconds`` (the method's time:
 removal, re-solves and certificate) and ``verify_seconds`` (the part of it spent on the
-from-scratch verification), ``batch`` and, every ``verify_every`` requests,
+from-scratch verification), ``batch`` and, when a verification pass completes,
 ``verification`` (a from-scratch recomputation, by default spread over the period's
 requests). Its ``certificate`` holds *upper bounds* of
 the row residuals (``"bound": true``); ``certified`` means every live row's relative residual is
@@ -82,7 +82,8 @@ class Forgetter:
         residual (as ``unlearn-als-selective``): otherwise a loose tolerance can leave the
         deleted data's trace in heavy rows.
     verify_every : int or None
-        Every this many requests, recompute every gradient from scratch (``O(nnz k)``), record
+        Every this many requests (at least: see ``verify_entries``), recompute every gradient
+        from scratch (``O(nnz k)``), record
         the drift of the maintained state in the receipt's ``verification``, and continue from
         the fresh state (re-solving if the fresh certificate fails). ``None`` or 0: never.
     verify_mode : {"sliced", "full"}
