@@ -752,7 +752,7 @@ def main() -> None:
     parser.add_argument(
         "--verify-entries",
         type=int,
-        default=50_000,
+        default=25_000,
         help="sliced verification: most entries recomputed per request (0: verify_every only)",
     )
     parser.add_argument("--no-touched-first", action="store_true")
