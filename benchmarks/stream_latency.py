@@ -75,6 +75,15 @@ def _data(dataset: str, seed: int):
     return random_holdout(data, 0.2, random_state=seed)
 
 
+def _degrees_like(args) -> np.ndarray:
+    """History lengths of ``--requests`` users drawn uniformly (seeded, with replacement) from
+    the ``--degree-like`` data set's training split: the deletion sizes to match."""
+    train, _ = _data(args.degree_like, args.seed)
+    counts = np.diff(train.indptr)
+    rng = np.random.default_rng(args.seed + 3)
+    return counts[rng.integers(train.n_users, size=args.requests)]
+
+
 def _als(args, **extra):
     from recforget import ALS
 
@@ -242,7 +251,12 @@ def run(args) -> dict:
         tol=args.tol,
         verify_every=args.verify_every or None,
         verify_mode=args.verify_mode,
-        neighbour_target=args.neighbour_target,
+        **(
+            {}
+            if args.neighbour_target == "default"
+            else {"neighbour_target": args.neighbour_target}
+        ),
+        verify_entries=args.verify_entries or None,
         touched_first=not args.no_touched_first,
         setup_target=args.setup_target,
     )
@@ -251,6 +265,8 @@ def run(args) -> dict:
 
     rng = np.random.default_rng(args.seed + 1)
     view = forgetter.view
+    like = _degrees_like(args) if args.kind == "user" and args.degree_like else None
+    deleted_sizes = []
     latencies, rows_solved, residuals, certified = [], [], [], []
     cpu_times = []  # the process's CPU time per request (one thread: what it would take alone)
     verify_times = []  # the part of each request spent on the from-scratch verification
@@ -259,7 +275,13 @@ def run(args) -> dict:
     for n in range(args.requests):
         if args.kind == "user":
             alive = np.flatnonzero(view.user_alive)
-            u = int(alive[rng.integers(len(alive))])
+            if like is None:
+                u = int(alive[rng.integers(len(alive))])
+            else:  # a random user whose history is as long as the reference's n-th
+                gap = np.abs(view.user_counts[alive] - like[n])
+                near = alive[gap == gap.min()]
+                u = int(near[rng.integers(len(near))])
+            deleted_sizes.append(int(view.user_counts[u]))
             raw = view.users.ids[u]
             histories[raw] = list(view.items.ids[view.indices[view.row_entries(u)]])
             request = DeletionRequest(users=[raw], request_id=f"r{n}")
@@ -343,7 +365,9 @@ def run(args) -> dict:
             "solver": "cg",
             "verify_every": args.verify_every,
             "verify_mode": args.verify_mode,
-            "neighbour_target": args.neighbour_target,
+            "verify_entries": forgetter.verify_entries,
+            "verify_pass_requests": forgetter._slices(),
+            "neighbour_target": dict(forgetter.neighbour_target),
             "touched_first": not args.no_touched_first,
             "setup_target": args.setup_target,
         },
@@ -366,6 +390,12 @@ def run(args) -> dict:
             "p99": float(np.percentile(1e3 * np.asarray(cpu_times), 99)),
         },
         "rows_solved": {"median": float(np.median(rows_solved)), "max": int(max(rows_solved))},
+        "degree_like": args.degree_like,
+        "deleted_pairs_per_request": (
+            {"median": float(np.median(deleted_sizes)), "mean": float(np.mean(deleted_sizes))}
+            if deleted_sizes
+            else {"median": 1.0, "mean": 1.0}
+        ),
         "certified_all": bool(all(certified)),
         "max_relative_residual": float(max(residuals)),
         "final_verification": {
@@ -628,10 +658,19 @@ def table(r: dict) -> str:
         1,
         f"\nneighbour_target {p.get('neighbour_target')}, setup_target {p.get('setup_target')}, "
         f"touched first "
-        f"{p.get('touched_first', True)}, verification {p.get('verify_mode', 'full')} every "
-        f"{p['verify_every']} requests; 2-core machine shared with other work, one thread",
+        f"{p.get('touched_first', True)}, verification {p.get('verify_mode', 'full')}, a pass "
+        f"every {p.get('verify_pass_requests', p['verify_every'])} requests; 2-core machine "
+        "shared with other work, one thread",
     )
     ex = r["latency_ms_excluding_verification"]
+    size = r.get("deleted_pairs_per_request")
+    if r["kind"] == "user" and size:
+        like = (
+            f", users drawn with the history lengths of {r['degree_like']}'s"
+            if r.get("degree_like")
+            else ""
+        )
+        lines += ["", f"Deleted pairs per request: median {size['median']:.0f}{like}"]
     lines += [
         "",
         f"Without the from-scratch verification (mean {r['verify_ms_mean']:.1f} ms per request): "
@@ -705,11 +744,23 @@ def main() -> None:
     parser.add_argument("--verify-mode", default="sliced", choices=["sliced", "full"])
     parser.add_argument(
         "--neighbour-target",
-        type=lambda x: None if x == "none" else float(x),
-        default=0.3,
-        help="Forgetter's neighbour_target ('none': only rows over the tolerance; default 0.3)",
+        type=lambda x: x if x == "default" else None if x == "none" else float(x),
+        default="default",
+        help="Forgetter's neighbour_target ('none': only rows over the tolerance; default: "
+        "the Forgetter's, 0.3 for users, 0.03 for pairs)",
+    )
+    parser.add_argument(
+        "--verify-entries",
+        type=int,
+        default=25_000,
+        help="sliced verification: most entries recomputed per request (0: verify_every only)",
     )
     parser.add_argument("--no-touched-first", action="store_true")
+    parser.add_argument(
+        "--degree-like",
+        help="user requests: delete users whose history is as long as those of a uniform "
+        "sample of this data set's users (e.g. ml-1m: equal-sized deletions on the expansion)",
+    )
     parser.add_argument("--setup-target", type=float, default=0.3)
     parser.add_argument("--eval-users", type=int, default=2000)
     parser.add_argument("--compare-fit", action="store_true")

@@ -41,9 +41,10 @@ def _changes(A, w, v, Y, rows, X_old, X_new):
     return out
 
 
-def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b):
+def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, pushed=None):
     step = np.linalg.norm(X_new - X_old, axis=1)
     dirty = np.zeros(len(Y), dtype=bool)
+    pushed = np.zeros(len(Y)) if pushed is None else pushed
     propagate_rows(
         A.indptr.astype(np.int64),
         A.indices.astype(np.int32),
@@ -65,6 +66,7 @@ def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b):
         budget,
         cheap,
         dirty,
+        pushed,
     )
     return dirty
 
@@ -125,7 +127,15 @@ def test_mixed_tiers_keep_every_gradient_within_its_bound(seed):
     err_b = err.copy()
     e0, eb0 = err.copy(), err_b.copy()
     budget = rng.uniform(0, 20.0, m)  # entries change gradients by about 1-10
-    dirty = _run(A, w, v, Y, rows, X_old, X_new, budget, 0.3, grad, rhs, err, err_b)
+    g0 = grad.copy()
+    pushed = np.zeros(m)
+    dirty = _run(A, w, v, Y, rows, X_old, X_new, budget, 0.3, grad, rhs, err, err_b, pushed)
+    # how far each row was moved, whatever the tier: at least the norm of its total change
+    assert np.all(pushed >= np.linalg.norm(want_g - g0, axis=1) * (1 - 1e-9) - 1e-12)
+    per_entry = np.zeros(m)
+    for j, dg, _, _ in _changes(A, w, v, Y, rows, X_old, X_new):
+        per_entry[j] += np.linalg.norm(dg)
+    assert np.array_equal(pushed > 0, per_entry > 0)
     gap = np.linalg.norm(want_g - grad, axis=1)
     gap_b = np.linalg.norm(want_b - rhs, axis=1)
     assert np.all(gap <= err - e0 + 1e-12) and np.all(gap_b <= err_b - eb0 + 1e-12)

@@ -339,3 +339,73 @@ def test_neighbour_target_resolves_the_touched_rows_neighbours():
         Forgetter(model, neighbour_target=1.5)
     with pytest.raises(ValueError, match="verify_mode"):
         Forgetter(model, verify_mode="sometimes")
+
+
+def _users_solved(f: Forgetter, request: DeletionRequest) -> set:
+    seen: set = set()
+    solve = f._state.solve
+
+    def spy(which, rows):
+        if which == "users":
+            seen.update(f.view.users.ids[rows])
+        return solve(which, rows)
+
+    f._state.solve = spy
+    f.forget(request)
+    f._state.solve = solve
+    return seen
+
+
+def test_neighbour_target_per_kind_of_deletion():
+    data = _data("implicit", seed=9)
+    model = _model("implicit", "linear", "none", data)
+    frame = data.to_frame()
+    u, i = frame.user.iloc[0], frame.item.iloc[0]
+    near = set(frame.user[frame.item == i]) - {u}  # the users of the pair's item
+    assert near
+    by_kind = Forgetter(model, tol=1e-2, neighbour_target={"pairs": 0.0, "users": None})
+    assert by_kind.neighbour_target == {"users": None, "items": 0.3, "pairs": 0.0}
+    assert near <= _users_solved(by_kind, DeletionRequest(pairs=[(u, i)]))
+    off = Forgetter(model, tol=1e-2, neighbour_target={"pairs": None})
+    assert near - _users_solved(off, DeletionRequest(pairs=[(u, i)]))
+    # a batch of a pair and a user takes the smaller target (the pair's 0)
+    mixed = Forgetter(model, tol=1e-2, neighbour_target={"pairs": 0.0, "users": None})
+    other = next(x for x in frame.user.unique() if x != u and x not in near)
+    mixed.submit(DeletionRequest(pairs=[(u, i)]))
+    mixed.submit(DeletionRequest(users=[other]))
+    solve, seen = mixed._state.solve, set()
+
+    def spy(which, rows):
+        if which == "users":
+            seen.update(mixed.view.users.ids[rows])
+        return solve(which, rows)
+
+    mixed._state.solve = spy
+    assert all(r["certified"] for r in mixed.flush())
+    assert near <= seen
+    for f in (by_kind, off, mixed):
+        m = f.model
+        true_max = _dense_max_relative(model.get_params(), f.data, m.user_factors_, m.item_factors_)
+        assert true_max <= 1e-2 * (1 + 1e-9)
+    with pytest.raises(ValueError, match="neighbour_target keys"):
+        Forgetter(model, neighbour_target={"rows": 0.1})
+    with pytest.raises(ValueError, match="neighbour_target for pairs"):
+        Forgetter(model, neighbour_target={"pairs": -0.1})
+
+
+def test_verify_entries_bounds_the_slice_and_stretches_the_pass():
+    data = _data("implicit", seed=8)
+    model = _model("implicit", "linear", "none", data)
+    budget = 2 * data.nnz // 6 + 1  # a pass needs 6 requests, more than verify_every
+    f = Forgetter(model, tol=1e-3, verify_every=2, verify_entries=budget)
+    assert f._slices() == 6
+    users = list(data.users.ids[:6])
+    receipts = [f.forget(DeletionRequest(users=[u])) for u in users]
+    done = [n for n, r in enumerate(receipts) if "verification" in r]
+    assert done and done[0] >= 4  # the pass spans more than verify_every requests
+    assert receipts[done[0]]["verification"]["slices"] >= 5
+    assert receipts[done[0]]["verification"]["drift"] < 1e-8
+    unbounded = Forgetter(model, tol=1e-3, verify_every=2, verify_entries=None)
+    assert unbounded._slices() == 2
+    with pytest.raises(ValueError, match="verify_entries"):
+        Forgetter(model, verify_entries=0)

@@ -69,6 +69,7 @@ def propagate_rows(
     budget,
     cheap,
     dirty,
+    pushed,
 ):  # pragma: no cover - compiled
     """Account for rows ``rows[t]`` of this side moving from ``X_old[t]`` to ``X_new[t]`` in
     the other side's gradients (in place). ``X_old`` and ``X_new`` are float64.
@@ -90,6 +91,9 @@ def propagate_rows(
        ``w (x'.y)`` is close to ``v``);
     3. past the budget, the change is applied exactly to ``grad[j]`` and ``rhs[j]`` and
        ``dirty[j]`` is set (their norms changed).
+
+    ``pushed[j]`` grows by an upper bound of the norm of the change (the tier-1 bound, or the
+    exact norm where it was taken), whatever the tier: how far this call moved row ``j``.
 
     A neighbour's entries are taken in the order of ``rows``; they are grouped by neighbour
     first (a counting sort, ``O(entries + n_other)``), so its ``y`` is read and its gradient
@@ -131,6 +135,7 @@ def propagate_rows(
             continue
         e_j = err[j]
         eb_j = rhs_err[j]
+        push_j = 0.0
         limit = budget[j]
         have_y = False
         exact = False
@@ -142,6 +147,7 @@ def propagate_rows(
             ve = np.float64(v[e])
             inc = 2.0 * d * (we * y_norm[j] * (norm_old[t] + norm_new[t]) + abs(ve))
             if e_j + inc <= cheap * limit:  # tier 1
+                push_j += inc
                 e_j += inc
                 eb_j += 2.0 * d * abs(ve)
                 continue
@@ -163,6 +169,7 @@ def propagate_rows(
             tight = 2.0 * np.sqrt(max(sq, 0.0) + 1e-12 * tri * tri)
             if tight < inc:
                 inc = tight
+            push_j += inc
             if e_j + inc <= limit:  # tier 2
                 e_j += inc
                 eb_j += 2.0 * d * abs(ve)
@@ -178,6 +185,7 @@ def propagate_rows(
                 acc_b[f] += 2.0 * ve * (xn - xo)
         err[j] = e_j
         rhs_err[j] = eb_j
+        pushed[j] += push_j
         if exact:
             for f in range(k):
                 grad[j, f] += acc_g[f]

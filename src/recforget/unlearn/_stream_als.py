@@ -71,6 +71,7 @@ class _Side:
     e: np.ndarray  # bound on ||true gradient - (g + 2 D x)|| (neighbours' moves since refresh)
     eb: np.ndarray  # bound on ||true b - b||
     G: np.ndarray  # current Gram matrix of the *other* side's factors (implicit), else zeros
+    push: np.ndarray  # how far neighbours' moves shifted each gradient since its solve (bound)
 
 
 class IncrementalALS:
@@ -155,6 +156,7 @@ class IncrementalALS:
             np.zeros(n),
             np.zeros(n),
             np.zeros((k, k)),
+            np.zeros(n),
         )
 
     # ------------------------------------------------------------------ helpers
@@ -260,6 +262,29 @@ class IncrementalALS:
             return rows
         return rows[s.gn[rows] > (share * self.tol) * np.maximum(s.bn[rows], floor)]
 
+    def pushed_rows(self, which: str, rows: np.ndarray, floor: float, share: float) -> np.ndarray:
+        """Those of ``rows`` whose gradient their neighbours' moves shifted by more than
+        ``share * tol`` of their scale since the row was last solved (``O(1)`` each; ``share``
+        0: every live one).
+
+        The shift is :attr:`_Side.push`, the sum of the norms of the changes the moved
+        neighbours made (:func:`~recforget.kernels.als_stream.propagate_rows`), reset when
+        the row is solved: what deletions did to the row (this request's and the earlier
+        ones' that left it below the target), not the residual a fit left there. It only
+        chooses optional re-solves (the neighbours' re-equilibration); the certificate never
+        rests on it.
+        """
+        s, _ = self.side(which)
+        rows = rows[s.alive[rows]]
+        if share <= 0 or not len(rows):
+            return rows
+        return rows[s.push[rows] > (share * self.tol) * np.maximum(s.bn[rows] - s.eb[rows], floor)]
+
+    def clear_push(self) -> None:
+        """Start counting neighbours' shifts afresh (after the setup's repair)."""
+        for side in (self.users, self.items):
+            side.push[:] = 0.0
+
     # ------------------------------------------------------------------ changes
     def _moved(self, which: str, rows: np.ndarray, old: np.ndarray) -> None:
         """Bookkeeping after rows of ``which`` moved from ``old`` to their current values."""
@@ -292,6 +317,7 @@ class IncrementalALS:
             budget,
             CHEAP_SHARE,
             dirty,
+            o.push,
         )
         idx = np.flatnonzero(dirty)
         o.gn[idx] = self._norms(o.g[idx])
@@ -315,6 +341,7 @@ class IncrementalALS:
                 s.indptr, s.indices, s.w, s.v, s.X, o.X, s.G, s.reg, rows, self.cg_steps
             )
         self.rows_solved[which] += len(rows)
+        s.push[rows] = 0.0  # at rest with their neighbours as they are now
         self.changed[which].append(rows)
         self._store(which, rows, *self._fresh_gradients(which, rows))
         self._moved(which, rows, old)
@@ -358,7 +385,12 @@ class IncrementalALS:
                 self._moved(which, dead, old)  # their entries are tombstones: Gram term only
         return removal
 
-    def repair(self, touched: dict[str, np.ndarray] | None = None) -> dict:
+    def repair(
+        self,
+        touched: dict[str, np.ndarray] | None = None,
+        neighbour_target: float | str | None = "default",
+        push_target: float | None = None,
+    ) -> dict:
         """Re-solve rows until every live row is within ``target * tol`` (selective rounds).
 
         Re-solving the rows over a fraction ``target`` of the tolerance, not only those over
@@ -367,18 +399,22 @@ class IncrementalALS:
 
         ``touched`` rows are re-solved in the first round whatever their residual (the rows
         that lost data: a loose tolerance would otherwise leave the deleted data's trace).
+        ``neighbour_target`` overrides the instance's for this call: the touched rows'
+        neighbours whose residual estimate exceeds it (times ``tol``) are re-solved in the
+        second round; with ``push_target``, also those that their neighbours' moves shifted by
+        more than it since their last solve (:meth:`pushed_rows`).
         """
         touched = touched or {}
+        near_target = self.neighbour_target if neighbour_target == "default" else neighbour_target
         rounds = 0
         solved0 = dict(self.rows_solved)
         first = True
         pending: dict[str, np.ndarray] = {}  # 1-hop neighbours of the touched rows
-        if self.neighbour_target is not None:
-            for which in SIDES:
+        if near_target is not None or push_target is not None:
+            for which in SIDES:  # each side's neighbours come from the other side only
                 if len(touched.get(which, ())):
                     other = "items" if which == "users" else "users"
-                    near = self.neighbours(which, touched[which])
-                    pending[other] = np.union1d(pending.get(other, near), near)
+                    pending[other] = self.neighbours(which, touched[which])
         while True:
             moved = False
             last = {}
@@ -391,8 +427,11 @@ class IncrementalALS:
                     extra = touched[which][s.alive[touched[which]]]
                     rows = np.union1d(rows, extra)
                 if not first and len(pending.get(which, ())):
-                    extra = self.over_rows(which, pending.pop(which), floor, self.neighbour_target)
-                    rows = np.union1d(rows, extra)
+                    near = pending.pop(which)
+                    if near_target is not None:
+                        rows = np.union1d(rows, self.over_rows(which, near, floor, near_target))
+                    if push_target is not None:
+                        rows = np.union1d(rows, self.pushed_rows(which, near, floor, push_target))
                 last[which] = (over, bound, scale)
                 if len(rows) and rounds < self.max_rounds:
                     self.solve(which, rows)
