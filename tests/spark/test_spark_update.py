@@ -201,7 +201,8 @@ def test_removal_found_by_the_block_update_equals_the_scan(spark, which):
     new = _transplant(model, plan)
     got = new.carry_removal(sdata, plan, scales=True)
     assert got is not None
-    removal, scales = got
+    removal, scales, passed = got
+    assert passed is None  # no first pass asked
     scan = sdata.remove(pairs=req.pairs, users=req.users, items=req.items)
     for field in ("n_removed", "absent_pairs"):
         assert getattr(removal, field) == getattr(scan, field)
@@ -233,6 +234,9 @@ def test_removal_found_by_the_block_update_equals_the_scan(spark, which):
     res = spark_forget(model, req, "unlearn-als-selective", tol=tol)
     r = res.receipt
     assert r["timing"]["removal"] == "found by the block update"
+    # the first users pass runs in the update's job when the users keep their indices
+    folded = r["timing"].get("first_pass") == "in the block update's job"
+    assert folded == (which == "pairs")
     assert r["removed"]["interactions"] == scan.n_removed and r["removed"]["absent_pairs"] == 1
     local = recforget.forget(
         base, req, "unlearn-als-selective", tol=tol, accelerate=None, solver="cholesky"

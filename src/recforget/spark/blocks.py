@@ -166,6 +166,20 @@ def decode_block(rec: dict[str, Any], dtype: np.dtype) -> dict[str, np.ndarray]:
     return {k: np.frombuffer(rec[k], dtype=t) for k, t in kinds.items()}
 
 
+def batch_columns(batch) -> dict[str, list]:
+    """A record batch of blocks as columns: the binary values as zero-copy Arrow buffers
+    (``np.frombuffer`` reads them in place), the others as Python values."""
+    import pyarrow as pa
+
+    out = {}
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        if pa.types.is_binary(col.type):
+            out[name] = [None if v is None else v.as_buffer() for v in col]
+        else:
+            out[name] = col.to_pylist()
+    return out
+
+
 def _block_schema():
     from pyspark.sql import types as T
 
@@ -440,7 +454,7 @@ def _pass_fn(part: int, state, dtype, k_x: int, k_y: int, opts: PassOptions):
         Ta = None if tb is None else np.frombuffer(tb, dtype=bool)
         with one_blas_thread():
             for batch in batches:
-                recs = batch.to_pydict()
+                recs = batch_columns(batch)
                 rows_out: dict[str, list] = {c: [] for c in schema.names}
                 for j in range(batch.num_rows):
                     blk = decode_block({c: recs[c][j] for c in BLOCK_COLUMNS}, dtype)

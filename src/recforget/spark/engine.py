@@ -159,15 +159,25 @@ class SparkALS:
         data._cache[key] = out
         return sc or {}
 
-    def carry_removal(self, old: SparkInteractions, plan, *, scales: bool = False):
+    def carry_removal(
+        self,
+        old: SparkInteractions,
+        plan,
+        *,
+        scales: bool = False,
+        first: PassOptions | None = None,
+    ):
         """Find a removal's entries in ``old``'s cached blocks while deriving the remaining
         data's blocks from them: one Spark job, no scan of the interactions.
 
         ``plan`` is ``old.plan_removal(...)``; the model's factors must stand on ``plan.data``
-        (transplanted with the plan's maps). Returns ``(removal, scales)`` (``scales`` as for
-        :meth:`carry_blocks`), or ``None`` when ``old`` has no cached blocks for this objective
-        or the route does not apply (see :func:`recforget.spark.update.remove_with_blocks`);
-        then ``plan.scan()`` and :meth:`carry_blocks` do it in two steps.
+        (transplanted with the plan's maps). Returns ``(removal, scales, passed)`` (``scales``
+        as for :meth:`carry_blocks`; with ``first`` and ``scales``, ``passed`` is the
+        :class:`~recforget.spark.blocks.PassResult` of a pass over the new user blocks with
+        those options, run in the same job, or ``None``), or ``None`` when ``old`` has no
+        cached blocks for this objective or the route does not apply (see
+        :func:`recforget.spark.update.remove_with_blocks`); then ``plan.scan()`` and
+        :meth:`carry_blocks` do it in two steps.
         """
         key = self._blocks_key(old)
         if key not in old._cache:
@@ -181,12 +191,13 @@ class SparkALS:
             self.spec(),
             plan,
             factors=self._side_factors(nb) if scales else None,
+            first=first,
         )
         if got is None:
             return None
-        removal, blocks, sc = got
+        removal, blocks, sc, passed = got
         plan.data._cache[key] = blocks
-        return removal, sc or {}
+        return removal, sc or {}, passed
 
     def _side_factors(self, nb: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per side: (its factors, the other side's, the shared term of its row problems)."""

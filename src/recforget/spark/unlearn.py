@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from recforget._threads import one_blas_thread
 from recforget.models._certificate import certificate, row_floor
 from recforget.spark.blocks import PassOptions, blocked_gram, run_pass, run_passes
 from recforget.spark.data import SparkInteractions
@@ -122,6 +123,7 @@ def unlearn_als_selective(
     solver="cholesky",
     touched_first=True,
     _prepared=None,
+    _first=None,
 ):
     """Rounds of gradient-then-solve passes over the blocks, re-solving rows over ``tol``.
 
@@ -146,7 +148,8 @@ def unlearn_als_selective(
     est = new.estimator
     base = dict(solver=solver, cg_steps=est.cg_steps, threads=new.threads)
     S = {"users": new.user_factors_, "items": new.item_factors_}
-    G = {s: blocked_gram(S[s], nb) for s in S}
+    with one_blas_thread():
+        G = {s: blocked_gram(S[s], nb) for s in S}
     touched = {"users": np.zeros(data.n_users, bool), "items": np.zeros(data.n_items, bool)}
     if touched_first:
         touched["users"][removal.user_map[removal.affected_users]] = True
@@ -177,7 +180,13 @@ def unlearn_als_selective(
         t0 = time.perf_counter()
         opts = PassOptions(solve="selective", post=True, tol=tol, floor=floor, **base)
         mark = touched[s] if passes < 2 else None
-        r = run_pass(blocks[s], nb, S[s], S[o], new.shared(G[o]), opts, mark)
+        if passes == 0 and _first is not None and _same_rows(_first, tol, floor, mark):
+            # the first users pass ran in the block update's job, with the rows' gradients
+            # before solving returned: the rows it re-solved are those this floor selects
+            r = _first
+            timing["first_pass"] = "in the block update's job"
+        else:
+            r = run_pass(blocks[s], nb, S[s], S[o], new.shared(G[o]), opts, mark)
         passes += 1
         S[s], G[s] = r.X, r.gram
         n = len(r.solved)
@@ -227,6 +236,12 @@ def unlearn_als_selective(
     }
 
 
+def _same_rows(r, tol: float, floor: float, touched: np.ndarray) -> bool:
+    """Whether a selective pass run with another floor re-solved the rows this one selects."""
+    over = np.flatnonzero(r.g_pre > tol * np.maximum(r.b_pre, floor))
+    return bool(np.array_equal(np.union1d(over, np.flatnonzero(touched)), r.solved))
+
+
 def retrain(model, removal, *, tol=None, max_sweeps=None, _prepared=None):
     new, _, timing = _prepare(model, removal, prepared=_prepared)
     if tol is not None:
@@ -246,24 +261,38 @@ def retrain(model, removal, *, tol=None, max_sweeps=None, _prepared=None):
     }
 
 
-def _remove_carrying_blocks(model: SparkALS, plan, method: str):
-    """``(removal, prepared)``: with the old data's blocks cached, the removal's entries are
-    found by the job that derives the remaining data's blocks (and, for the selective method,
-    the row scales), and ``prepared`` is what :func:`_prepare` would return; otherwise the
-    removal comes from a scan of the interactions and ``prepared`` is ``None``."""
+def _remove_carrying_blocks(model: SparkALS, plan, method: str, options: dict):
+    """``(removal, prepared, first)``: with the old data's blocks cached, the removal's entries
+    are found by the job that derives the remaining data's blocks (and, for the selective
+    method, the row scales and its first users pass), ``prepared`` is what :func:`_prepare`
+    would return and ``first`` that pass's result (or ``None``); otherwise the removal comes
+    from a scan of the interactions and ``prepared`` and ``first`` are ``None``."""
     if not plan.asks_nothing:
         new = _transplant(model, plan)
+        selective = method == "unlearn-als-selective"
+        first = None
+        if selective and options.get("touched_first", True):
+            # the selective method's first pass (users; the floor checked on the driver after)
+            first = PassOptions(
+                solve="selective",
+                post=True,
+                tol=_tol(new, options.get("tol")),
+                floor=0.0,
+                solver=options.get("solver", "cholesky"),
+                cg_steps=new.estimator.cg_steps,
+                threads=new.threads,
+            )
         t0 = time.perf_counter()
-        got = new.carry_removal(model.seen_, plan, scales=method == "unlearn-als-selective")
+        got = new.carry_removal(model.seen_, plan, scales=selective, first=first)
         if got is not None:
-            removal, sc = got
+            removal, sc, passed = got
             timing = {
                 "blocks": "updated",
                 "removal": "found by the block update",
                 "blocks_seconds": time.perf_counter() - t0,
             }
-            return removal, (new, sc or None, timing)
-    return plan.scan(), None
+            return removal, (new, sc or None, timing), passed
+    return plan.scan(), None, None
 
 
 _IMPL = {
@@ -300,7 +329,7 @@ def forget(
     plan = data.plan_removal(
         pairs=request.pairs, users=request.users, items=request.items, missing=missing
     )
-    removal, prepared = _remove_carrying_blocks(model, plan, method)
+    removal, prepared, first = _remove_carrying_blocks(model, plan, method, options)
     remove_seconds = time.perf_counter() - start
     if prepared is not None:  # the block update found the removal: its time is the blocks'
         remove_seconds -= prepared[2]["blocks_seconds"]
@@ -310,7 +339,8 @@ def forget(
                 blocks.unpersist()
         new, info = model, {"noop": True, "sweeps": 0, "rows_solved": 0}
     else:
-        new, info = _IMPL[method](model, removal, _prepared=prepared, **options)
+        extra = {"_first": first} if first is not None else {}
+        new, info = _IMPL[method](model, removal, _prepared=prepared, **extra, **options)
         info["noop"] = False
     seconds = time.perf_counter() - start
     timing = {"remove_seconds": remove_seconds, **info.pop("timing", {})}

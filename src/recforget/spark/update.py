@@ -29,7 +29,9 @@ import numpy as np
 from recforget.spark.blocks import (
     BLOCK_COLUMNS,
     ObjectiveSpec,
+    PassOptions,
     _block_schema,
+    batch_columns,
     bm25_stats,
     decode_block,
     encode_block,
@@ -114,6 +116,57 @@ def _scales(rec: dict[str, Any], dtype, Xb, Yb, Gb, k: int) -> bytes:
     args = (blk["indptr"], blk["indices"], blk["w"], blk["v"])
     _, b = K.row_residuals(*args, Xl, Y, G, blk["reg"], K.all_rows(len(Xl)))
     return np.ascontiguousarray(b, dtype=np.float64).tobytes()
+
+
+_EXTRA = ("scales", "removed", "first")  # per new block: row scales, removed entries, a pass
+
+#: the arrays of a pass's output row (recforget.spark.blocks), as the ``first`` column packs them
+_PASS_ARRAYS = ("solved", "X", "g_pre", "b_pre", "g_post", "b_post", "gram")
+
+
+def _first_pass(rec, dtype, fac, k: int, opts: PassOptions, touched_rows, n_rows: int):
+    """Run a pass on a freshly encoded block: ``(packed output, its rows' scales)``.
+
+    The output is packed with ``np.savez`` (arrays only, read back without pickle); the scales
+    are the pass's gradients at zero before solving (what :func:`_scales` computes)."""
+    import io
+
+    from recforget.spark.blocks import solve_block
+
+    blk = decode_block(rec, dtype)
+    X = np.frombuffer(fac[0], dtype=dtype).reshape(-1, k)
+    Y = np.frombuffer(fac[1], dtype=dtype).reshape(-1, k)
+    G = np.frombuffer(fac[2], dtype=np.float64).reshape(k, k)
+    touched = np.zeros(n_rows, dtype=bool)
+    touched[touched_rows] = True
+    res = solve_block(blk, X, Y, G, opts, touched)
+    res["solved"] = blk["rows"][res["solved"]]
+    buf = io.BytesIO()
+    arrays = {c: np.ascontiguousarray(res[c]) for c in _PASS_ARRAYS if res.get(c) is not None}
+    np.savez(buf, seconds=np.float64(res["seconds"]), **arrays)
+    return buf.getvalue(), np.ascontiguousarray(res["b_pre"], dtype=np.float64).tobytes()
+
+
+def _first_result(table, X: np.ndarray, opts: PassOptions):
+    """The :class:`~recforget.spark.blocks.PassResult` of the passes packed in ``first``."""
+    import io
+
+    import pyarrow as pa
+
+    from recforget.spark.blocks import _arrow_schema, _assemble
+
+    cols = table.to_pydict()
+    rows: dict[str, list] = {f.name: [] for f in _arrow_schema()}
+    for b, blob in zip(cols["block"], cols["first"], strict=True):
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            rows["part"].append(0)
+            rows["block"].append(b)
+            for c in _PASS_ARRAYS:
+                rows[c].append(z[c].tobytes() if c in z.files else None)
+            rows["loss_data"].append(None)
+            rows["loss_ridge"].append(None)
+            rows["seconds"].append(float(z["seconds"]))
+    return _assemble(pa.table(rows, schema=_arrow_schema()), X, opts)
 
 
 def _narrow(side_map: np.ndarray) -> bool:
@@ -207,6 +260,7 @@ def remove_with_blocks(
     plan,
     *,
     factors: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    first: PassOptions | None = None,
 ):
     """A removal and both sides' updated blocks in one Spark job, without a scan of the data.
 
@@ -217,10 +271,13 @@ def remove_with_blocks(
     block holds each of its users' entries exactly once, and so does an item block for its
     items), from which the :class:`~recforget.spark.data.SparkRemoval` is built: so the
     removal needs no scan of the interactions. With ``factors`` (per side, as for
-    :func:`update_blocks`) each block also returns its rows' scales. Returns
-    ``(removal, {side: blocks}, {side: scales} or None)``, or ``None`` when this route does not
-    apply: when neither side's rows keep their indices, or for BM25 weights (they need the
-    remaining data's statistics before the blocks are encoded).
+    :func:`update_blocks`) each block also returns its rows' scales. With ``first`` too (and
+    the user side's rows keeping their indices), each new user block also runs a pass with
+    these options (the users that lost entries touched) in the same job. Returns
+    ``(removal, {side: blocks}, {side: scales} or None, the users' PassResult or None)``, or
+    ``None`` when this route does not apply: when neither side's rows keep their indices, or
+    for BM25 weights (they need the remaining data's statistics before the blocks are
+    encoded).
     """
     if spec.feedback == "implicit" and spec.weighting == "bm25":
         return None
@@ -229,6 +286,7 @@ def remove_with_blocks(
     if not narrow:
         return None
     keys = plan.pair_keys()
+    fold = first is not None and factors is not None and "users" in narrow
     frames, states = [], []
     for side in ("users", "items"):
         fac = None if factors is None else factors[side]
@@ -244,6 +302,7 @@ def remove_with_blocks(
             fac,
             by_maps=True,
             report=side in narrow,
+            first=first if side == "users" and fold else None,
         )
         frames.append(frame)
         states.append(state)
@@ -270,22 +329,20 @@ def remove_with_blocks(
             side: _scales_of(t, side, removal, n_blocks, True)
             for side, t in zip(("users", "items"), got, strict=True)
         }
-    return removal, dict(zip(("users", "items"), new, strict=True)), scales
+    passed = _first_result(got[0], factors["users"][0], first) if fold else None
+    return removal, dict(zip(("users", "items"), new, strict=True)), scales, passed
 
 
 def _materialise(frames: list) -> tuple[list, list]:
     """Persist each frame and materialise them all in one job; each one's (block, scales,
-    removed) columns, as Arrow tables."""
+    removed, first) columns, as Arrow tables."""
     import pyarrow as pa
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     persisted = [f.persist(StorageLevel.MEMORY_AND_DISK) for f in frames]
     # a union of the cached frames scans (and so fills) every one of their caches
-    parts = [
-        f.select(F.lit(j).alias("part"), "block", "scales", "removed")
-        for j, f in enumerate(persisted)
-    ]
+    parts = [f.select(F.lit(j).alias("part"), "block", *_EXTRA) for j, f in enumerate(persisted)]
     union = parts[0]
     for f in parts[1:]:
         union = union.union(f)
@@ -322,8 +379,14 @@ def _side_frame(
     *,
     by_maps: bool = False,
     report: bool = False,
+    first: PassOptions | None = None,
 ):
-    """The (lazy) frame of one side's new blocks, and the broadcast it reads."""
+    """The (lazy) frame of one side's new blocks, and the broadcast it reads.
+
+    With ``first`` (a narrow side, with ``factors`` and ``by_maps``), each new block also runs
+    a pass with these options on itself, the rows that lost entries marked as touched, and
+    returns the pass's output (as :func:`~recforget.spark.blocks.run_pass` would) in the
+    ``first`` column."""
     import pyarrow as pa
     from pyspark.sql import types as T
 
@@ -346,12 +409,11 @@ def _side_frame(
             else tuple(np.ascontiguousarray(a).tobytes() for a in factors),
         }
     )
-    extra = [T.StructField("scales", T.BinaryType()), T.StructField("removed", T.BinaryType())]
+    extra = [T.StructField(c, T.BinaryType()) for c in _EXTRA]
     out_schema = T.StructType([*_block_schema().fields, *extra])
     arrow_out = pa.schema(
         [pa.field("block", pa.int32(), False), pa.field("n", pa.int64())]
-        + [pa.field(c, pa.binary()) for c in BLOCK_COLUMNS]
-        + [pa.field("scales", pa.binary()), pa.field("removed", pa.binary())]
+        + [pa.field(c, pa.binary()) for c in (*BLOCK_COLUMNS, *_EXTRA)]
     )
 
     def unpack():
@@ -367,7 +429,7 @@ def _side_frame(
 
     def finish(rec: dict[str, Any], fac, gone=None) -> dict[str, Any]:
         rec["scales"] = None if fac is None else _scales(rec, dtype, *fac, k)
-        rec["removed"] = None
+        rec["removed"] = rec["first"] = None
         if gone is not None:
             rec["removed"] = np.stack(
                 [gone[0], gone[1], gone[2].astype(np.int64)], axis=1
@@ -384,13 +446,20 @@ def _side_frame(
         def fn(batches):
             rkeys, um, im, bm, fac = unpack()
             for batch in batches:
-                recs = batch.to_pydict()
+                recs = batch_columns(batch)
                 out: dict[str, list] = {f.name: [] for f in arrow_out}
                 for j in range(batch.num_rows):
                     b = int(recs["block"][j])
                     (u, i, v), gone = pruned(recs, j, rkeys, um, im)
                     rec = encode_block(spec, side, b, n_blocks, n_rows, u, i, v, bm)
-                    rec = finish(rec, fac, gone if report else None)
+                    if first is None:
+                        rec = finish(rec, fac, gone if report else None)
+                    else:
+                        rec = finish(rec, None, gone if report else None)
+                        own = (um if side == "users" else im)[gone[0 if side == "users" else 1]]
+                        rec["first"], rec["scales"] = _first_pass(
+                            rec, dtype, fac, k, first, own[own >= 0], n_rows
+                        )
                     for c in out:
                         out[c].append(rec[c])
                 yield pa.RecordBatch.from_pydict(out, schema=arrow_out)
@@ -428,13 +497,7 @@ def _redeal(blocks, side, n_blocks, n_rows, spec, dtype, unpack, pruned, finish)
                 for c, dt in enumerate((np.int64, np.int64, np.float64))
             ]
             rec = finish(encode_block(spec, side, t, n_blocks, n_rows, *cols, bm), fac)
-            yield (
-                rec["block"],
-                rec["n"],
-                *(rec[c] for c in BLOCK_COLUMNS),
-                rec["scales"],
-                rec["removed"],
-            )
+            yield (rec["block"], rec["n"], *(rec[c] for c in (*BLOCK_COLUMNS, *_EXTRA)))
 
     rdd = blocks.select("block", *BLOCK_COLUMNS).rdd.mapPartitions(pieces)
     # placeholders come from every partition; keep one per target (groupByKey collects all)
