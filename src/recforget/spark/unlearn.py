@@ -11,7 +11,9 @@ The same methods as :mod:`recforget.unlearn.als`, on :class:`~recforget.spark.Sp
 * ``"retrain"``: fit from the model's seed on the remaining data (the oracle).
 
 The remaining data's blocks are derived from the model's cached blocks by removing the deleted
-entries (:mod:`recforget.spark.update`), or built from the remaining data when none are cached;
+entries (:mod:`recforget.spark.update`; the same job finds the removed entries, so the
+interactions are not scanned, and, for the selective method, runs its first users pass), or
+built from the remaining data when none are cached;
 either way every statistic of the objective (frequency-scaled ridge weights, BM25 statistics)
 is recomputed without the deleted data, and the blocks equal a rebuild byte for byte. The
 receipt has the single-machine receipt's fields, with ``engine: "spark"``.

@@ -17,7 +17,14 @@ for BM25, from the remaining data's statistics; ridge weights from the new row c
   records instead of one per entry.
 
 With ``factors`` given, each new block also returns its rows' scales ``||b_r||`` at those
-factors (the gradient at zero, which the certificate's floor needs), in the same job.
+factors (the gradient at zero, which the certificate's floor needs), in the same job, and
+both sides' updates run as one job (:func:`update_sides`).
+
+:func:`remove_with_blocks` needs no list of removed entries: with the pairs asked and the
+users and items that leave broadcast, every block finds its own removed entries, and the
+blocks of a side whose rows keep their indices return them, so a removal and both sides'
+updates are one job with no scan of the interactions; it can also run the selective
+method's first pass over the new user blocks in that job.
 """
 
 from __future__ import annotations
