@@ -229,6 +229,10 @@ def main(argv: list[str] | None = None) -> dict:
         return DeletionRequest(pairs=list(zip(u_ids.tolist(), i_ids.tolist(), strict=True)))
 
     req = one_percent(rng)
+    # a user's forget re-deals the user blocks (a shuffle): warm that path too
+    spark_forget(
+        model, DeletionRequest(users=[train.users.ids[1]]), "unlearn-als-selective", tol=tol
+    )
     # and a forget of another 1% (the JVM's and the workers' first large job is slower than
     # any after it, as in a service that has forgotten before); discarded too
     spark_forget(
