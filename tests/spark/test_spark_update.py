@@ -170,3 +170,86 @@ def test_unpersist_releases_the_frame_and_the_cached_blocks(spark):
     assert all(b.is_cached for b in new_blocks.values())
     rebuilt = model.blocks(sdata)
     assert all(b.is_cached for b in rebuilt.values())
+
+
+@pytest.mark.parametrize("which", ["pairs", "users-pairs"])
+def test_removal_found_by_the_block_update_equals_the_scan(spark, which):
+    """With the old blocks cached, the forget finds the removed entries in the block update
+    (no scan of the interactions): the same removal as the scan, blocks equal to a rebuild,
+    and a selective forget equal to the single-machine one and certified from scratch."""
+    from recforget.spark import SparkALS, SparkInteractions
+    from recforget.spark.blocks import build_blocks
+    from recforget.spark.unlearn import _transplant
+    from recforget.spark.unlearn import forget as spark_forget
+
+    data = skewed()
+    config = CONFIGS["implicit-linear"]
+    pairs = requests(data)["pairs"].pairs
+    absent = (int(data.users.ids[9]), int(data.items.ids[0]))  # the empty user: known, absent
+    if which == "pairs":
+        req = DeletionRequest(pairs=[*pairs, absent])
+    else:  # users in the middle leave (their side re-deals); the item side reports the entries
+        req = DeletionRequest(pairs=[*pairs[:6], absent], users=[data.users.ids[4], absent[0]])
+    base = ALS(4, iterations=1000, grad_tol=1e-5, random_state=0, dtype="float64", **config)
+    base.fit(data)
+    sdata = SparkInteractions.from_interactions(spark, data, partitions=2)
+    model = SparkALS.from_local(base, spark, n_blocks=3)
+    model.seen_ = sdata
+    model.blocks(sdata)
+
+    plan = sdata.plan_removal(pairs=req.pairs, users=req.users, items=req.items)
+    new = _transplant(model, plan)
+    got = new.carry_removal(sdata, plan, scales=True)
+    assert got is not None
+    removal, scales, passed = got
+    assert passed is None  # no first pass asked
+    scan = sdata.remove(pairs=req.pairs, users=req.users, items=req.items)
+    for field in ("n_removed", "absent_pairs"):
+        assert getattr(removal, field) == getattr(scan, field)
+    assert removal.absent_pairs == 1
+    for field in ("affected_users", "affected_items", "dropped_users", "user_map", "item_map"):
+        np.testing.assert_array_equal(getattr(removal, field), getattr(scan, field))
+
+    def entries(r):
+        return sorted(zip(r.removed_users.tolist(), r.removed_items.tolist(), strict=True))
+
+    assert entries(removal) == entries(scan)
+    carried = removal.data._cache[new._blocks_key(removal.data)]
+    rest = SparkInteractions.from_interactions(spark, scan.data.to_interactions())
+    dtype = np.dtype(model.spec().dtype)
+    for side in ("users", "items"):
+        want = _decoded(build_blocks(rest, side, 3, model.spec()), dtype)
+        got_blocks = _decoded(carried[side], dtype)
+        assert [g[:2] for g in got_blocks] == [w[:2] for w in want]
+        for (_, _, g), (_, _, w) in zip(got_blocks, want, strict=True):
+            for name in w:
+                np.testing.assert_array_equal(g[name], w[name], err_msg=f"{side}: {name}")
+    local_obj = ALS(4, dtype="float64", **config).objective(scan.data.to_interactions())
+    F = Factors(new.user_factors_, new.item_factors_)
+    for side in ("users", "items"):
+        _, b = local_obj.gradients(side, F)
+        np.testing.assert_allclose(scales[side], np.sqrt(np.einsum("ij,ij->i", b, b)), rtol=1e-9)
+
+    tol = 3e-3
+    res = spark_forget(model, req, "unlearn-als-selective", tol=tol)
+    r = res.receipt
+    assert r["timing"]["removal"] == "found by the block update"
+    # the first users pass runs in the update's job when the users keep their indices
+    folded = r["timing"].get("first_pass") == "in the block update's job"
+    assert folded == (which == "pairs")
+    assert r["removed"]["interactions"] == scan.n_removed and r["removed"]["absent_pairs"] == 1
+    local = recforget.forget(
+        base, req, "unlearn-als-selective", tol=tol, accelerate=None, solver="cholesky"
+    )
+    assert r["removed"] == local.receipt["removed"]
+    assert (
+        r["rows_solved"] == local.receipt["rows_solved"] and r["sweeps"] == local.receipt["sweeps"]
+    )
+    np.testing.assert_allclose(res.model.user_factors_, local.model.user_factors_, atol=1e-6)
+    np.testing.assert_allclose(res.model.item_factors_, local.model.item_factors_, atol=1e-6)
+    remaining = res.data.to_interactions()
+    assert remaining.fingerprint() == local.data.fingerprint()
+    fresh = ALS(4, dtype="float64", **config).objective(remaining)
+    cert = fresh.stationarity(Factors(res.model.user_factors_, res.model.item_factors_))
+    assert r["certified"] and cert["max_relative"] <= tol
+    assert cert["max_relative"] == pytest.approx(r["certificate"]["max_relative"], rel=1e-6)

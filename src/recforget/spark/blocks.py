@@ -36,6 +36,7 @@ __all__ = [
     "encode_block",
     "entry_weights",
     "run_pass",
+    "run_passes",
     "solve_block",
 ]
 
@@ -163,6 +164,20 @@ def decode_block(rec: dict[str, Any], dtype: np.dtype) -> dict[str, np.ndarray]:
         "reg": np.float64,
     }
     return {k: np.frombuffer(rec[k], dtype=t) for k, t in kinds.items()}
+
+
+def batch_columns(batch) -> dict[str, list]:
+    """A record batch of blocks as columns: the binary values as zero-copy Arrow buffers
+    (``np.frombuffer`` reads them in place), the others as Python values."""
+    import pyarrow as pa
+
+    out = {}
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        if pa.types.is_binary(col.type):
+            out[name] = [None if v is None else v.as_buffer() for v in col]
+        else:
+            out[name] = col.to_pylist()
+    return out
 
 
 def _block_schema():
@@ -338,7 +353,8 @@ _OUT_ARRAYS = ("solved", "X", "g_pre", "b_pre", "g_post", "b_post", "gram")
 def _pass_schema():
     from pyspark.sql import types as T
 
-    fields = [T.StructField("block", T.IntegerType(), False)]
+    fields = [T.StructField("part", T.IntegerType(), False)]
+    fields += [T.StructField("block", T.IntegerType(), False)]
     fields += [T.StructField(c, T.BinaryType()) for c in _OUT_ARRAYS]
     fields += [
         T.StructField("loss_data", T.DoubleType()),
@@ -374,23 +390,59 @@ def run_pass(
     touched: np.ndarray | None = None,
 ) -> PassResult:
     """One map over a side's blocks with ``X``, ``Y``, ``G`` broadcast; results to the driver."""
+    return run_passes([(blocks, X, Y, G, opts, touched)])[0]
+
+
+def run_passes(parts: list[tuple]) -> list[PassResult]:
+    """Independent passes in one Spark job: ``parts`` are ``(blocks, X, Y, G, opts[, touched])``.
+
+    Each part is a map over its blocks (as :func:`run_pass`) with its own broadcast; the maps
+    are united into one job (one job's latency instead of one per part) and the results split
+    by part. Only passes that do not need each other's output can share a job (e.g. the two
+    sides of a certificate at fixed factors).
+    """
     import pyarrow as pa
 
-    sc = blocks.sparkSession.sparkContext
-    dtype = X.dtype
-    k_x, k_y = X.shape[1], Y.shape[1]
-    state = sc.broadcast(
-        (
-            X.tobytes(),
-            Y.tobytes(),
-            np.ascontiguousarray(G, dtype=np.float64).tobytes(),
-            None if touched is None else np.asarray(touched, dtype=bool).tobytes(),
+    frames, states = [], []
+    for p, part in enumerate(parts):
+        blocks, X, Y, G, opts = part[:5]
+        touched = part[5] if len(part) > 5 else None
+        state = blocks.sparkSession.sparkContext.broadcast(
+            (
+                X.tobytes(),
+                Y.tobytes(),
+                np.ascontiguousarray(G, dtype=np.float64).tobytes(),
+                None if touched is None else np.asarray(touched, dtype=bool).tobytes(),
+            )
         )
-    )
+        states.append(state)
+        # no select: every block frame's columns include BLOCK_COLUMNS (extra ones are small),
+        # and a projection costs a round trip to the JVM per column
+        frames.append(
+            blocks.mapInArrow(
+                _pass_fn(p, state, X.dtype, X.shape[1], Y.shape[1], opts), _pass_schema()
+            )
+        )
+    union = frames[0]
+    for f in frames[1:]:
+        union = union.union(f)
+    table = union.toArrow()
+    for state in states:
+        state.unpersist()
+    part_col = np.asarray(table.column("part").to_numpy())
+    out = []
+    for p, part in enumerate(parts):
+        sub = table.filter(pa.array(part_col == p))
+        out.append(_assemble(sub, part[1], part[4]))
+    return out
+
+
+def _pass_fn(part: int, state, dtype, k_x: int, k_y: int, opts: PassOptions):
     schema = _pass_schema()
 
     def fn(batches):
         import numba
+        import pyarrow as pa
 
         from recforget._threads import one_blas_thread
 
@@ -402,11 +454,12 @@ def run_pass(
         Ta = None if tb is None else np.frombuffer(tb, dtype=bool)
         with one_blas_thread():
             for batch in batches:
-                recs = batch.to_pydict()
+                recs = batch_columns(batch)
                 rows_out: dict[str, list] = {c: [] for c in schema.names}
                 for j in range(batch.num_rows):
                     blk = decode_block({c: recs[c][j] for c in BLOCK_COLUMNS}, dtype)
                     res = solve_block(blk, Xa, Ya, Ga, opts, Ta)
+                    rows_out["part"].append(part)
                     rows_out["block"].append(recs["block"][j])
                     for c in _OUT_ARRAYS:
                         a = res.get(c)
@@ -419,15 +472,13 @@ def run_pass(
                     rows_out["seconds"].append(res["seconds"])
                 yield pa.RecordBatch.from_pydict(rows_out, schema=_arrow_schema())
 
-    table = blocks.select("block", "n", *BLOCK_COLUMNS).mapInArrow(fn, schema).toArrow()
-    state.unpersist()
-    return _assemble(table, X, opts)
+    return fn
 
 
 def _arrow_schema():
     import pyarrow as pa
 
-    fields = [pa.field("block", pa.int32(), False)]
+    fields = [pa.field("part", pa.int32(), False), pa.field("block", pa.int32(), False)]
     fields += [pa.field(c, pa.binary()) for c in _OUT_ARRAYS]
     fields += [pa.field("loss_data", pa.float64()), pa.field("loss_ridge", pa.float64())]
     fields += [pa.field("seconds", pa.float64())]

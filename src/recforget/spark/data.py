@@ -23,7 +23,7 @@ from recforget.data.errors import DataError, UnknownIdError, show_id
 from recforget.data.interactions import Interactions, Removal
 from recforget.data.vocab import Vocabulary
 
-__all__ = ["SparkInteractions", "SparkRemoval"]
+__all__ = ["RemovalPlan", "SparkInteractions", "SparkRemoval"]
 
 _COMBINE = ("sum", "mean", "max")
 
@@ -246,6 +246,20 @@ class SparkInteractions:
         missing: Literal["error", "ignore"] = "error",
     ) -> SparkRemoval:
         """Remove interactions, whole users and whole items (raw ids), as on one machine."""
+        return self.plan_removal(pairs, users, items, missing=missing).scan()
+
+    def plan_removal(
+        self,
+        pairs: Iterable[tuple[object, object]] = (),
+        users: Iterable[object] = (),
+        items: Iterable[object] = (),
+        *,
+        missing: Literal["error", "ignore"] = "error",
+    ) -> RemovalPlan:
+        """What a removal drops, from the vocabularies alone (no Spark job): the indices of the
+        users, items and pairs asked, the old-to-new index maps and the remaining data's
+        (lazy) frame. :meth:`RemovalPlan.finish` completes it with the removed entries, found
+        by a scan of the frame (:meth:`remove`) or of the rating blocks."""
         from pyspark.sql import functions as F
 
         pairs, users, items = list(pairs), list(users), list(items)
@@ -269,7 +283,8 @@ class SparkInteractions:
         pu_idx = self.users.index(pu, missing="ignore")
         pi_idx = self.items.index(pi, missing="ignore")
         known = (pu_idx >= 0) & (pi_idx >= 0)
-        pair_idx = np.unique(np.stack([pu_idx[known], pi_idx[known]], axis=1), axis=0)
+        asked = np.stack([pu_idx[known], pi_idx[known]], axis=1).astype(np.int64).reshape(-1, 2)
+        pair_idx = np.unique(asked, axis=0)
         spark = self.spark
 
         drop = F.lit(False)
@@ -290,17 +305,6 @@ class SparkInteractions:
             )
         else:
             frame = frame.withColumn("_pair", F.lit(False))
-        # one scan finds every removed entry, and which of them the pairs asked for
-        removed = frame.where("_drop").select("u", "i", "_pair").toArrow()
-        removed_u = removed.column("u").to_numpy().astype(np.int64)
-        removed_i = removed.column("i").to_numpy().astype(np.int64)
-        if len(pair_idx):
-            hit = removed.column("_pair").to_numpy(zero_copy_only=False).astype(bool)
-            present = set(zip(removed_u[hit].tolist(), removed_i[hit].tolist(), strict=True))
-            asked = zip(pu_idx[known].tolist(), pi_idx[known].tolist(), strict=True)
-            absent = sum(1 for p in asked if p not in present)
-        else:
-            absent = 0
         kept = frame.where(~F.col("_drop")).select("user", "item", "u", "i", "value")
 
         user_gone = np.zeros(self.n_users, dtype=bool)
@@ -316,18 +320,82 @@ class SparkInteractions:
             kept = _reindex(kept, user_map, item_map)
             new_users = self.users.take(np.flatnonzero(~user_gone))
             new_items = self.items.take(np.flatnonzero(~item_gone))
-        data = SparkInteractions(kept, new_users, new_items)
-        data._cache["nnz"] = self.nnz - len(removed_u)
-        return SparkRemoval(
-            data=data,
-            removed_users=removed_u,
-            removed_items=removed_i,
+        return RemovalPlan(
+            source=self,
+            frame=frame,
+            data=SparkInteractions(kept, new_users, new_items),
+            asked=asked,
+            pair_idx=pair_idx,
             user_map=user_map,
             item_map=item_map,
             dropped_users=uidx,
             dropped_items=iidx,
-            absent_pairs=absent,
             unknown=unknown,
+        )
+
+
+@dataclass(frozen=True)
+class RemovalPlan:
+    """A removal before its entries are found: see :meth:`SparkInteractions.plan_removal`.
+
+    ``frame`` is the data's frame with ``_drop`` (removed) and ``_pair`` (asked as a pair)
+    columns; ``data`` the remaining data (a lazy frame); ``asked`` the known pairs as asked
+    (old indices, repeats kept), ``pair_idx`` those pairs sorted and unique.
+    """
+
+    source: SparkInteractions
+    frame: Any
+    data: SparkInteractions
+    asked: np.ndarray
+    pair_idx: np.ndarray
+    user_map: np.ndarray
+    item_map: np.ndarray
+    dropped_users: np.ndarray
+    dropped_items: np.ndarray
+    unknown: dict[str, list[object]]
+
+    @property
+    def asks_nothing(self) -> bool:
+        """No known pair, user or item is asked: the removal is a no-op (no scan needed)."""
+        return not (len(self.pair_idx) or len(self.dropped_users) or len(self.dropped_items))
+
+    def scan(self) -> SparkRemoval:
+        """The removal, its entries found by one scan of the interactions."""
+        if self.asks_nothing:
+            empty = np.empty(0, dtype=np.int64)
+            return self.finish(empty, empty, np.empty(0, dtype=bool))
+        # one scan finds every removed entry, and which of them the pairs asked for
+        removed = self.frame.where("_drop").select("u", "i", "_pair").toArrow()
+        return self.finish(
+            removed.column("u").to_numpy().astype(np.int64),
+            removed.column("i").to_numpy().astype(np.int64),
+            removed.column("_pair").to_numpy(zero_copy_only=False).astype(bool),
+        )
+
+    def pair_keys(self) -> np.ndarray:
+        """``u * n_items + i`` (old indices) of the pairs asked, sorted and unique."""
+        n_items = np.int64(len(self.item_map))
+        return np.unique(self.pair_idx[:, 0] * n_items + self.pair_idx[:, 1])
+
+    def finish(self, removed_u: np.ndarray, removed_i: np.ndarray, hit: np.ndarray) -> SparkRemoval:
+        """The :class:`SparkRemoval`, from every removed entry (old indices) and whether each was
+        asked as a pair."""
+        if len(self.pair_idx):
+            present = set(zip(removed_u[hit].tolist(), removed_i[hit].tolist(), strict=True))
+            absent = sum(1 for p in map(tuple, self.asked.tolist()) if p not in present)
+        else:
+            absent = 0
+        self.data._cache["nnz"] = self.source.nnz - len(removed_u)
+        return SparkRemoval(
+            data=self.data,
+            removed_users=removed_u,
+            removed_items=removed_i,
+            user_map=self.user_map,
+            item_map=self.item_map,
+            dropped_users=self.dropped_users,
+            dropped_items=self.dropped_items,
+            absent_pairs=absent,
+            unknown=self.unknown,
         )
 
 

@@ -25,7 +25,14 @@ from recforget._rng import check_random_state, resolve_seed
 from recforget._threads import one_blas_thread
 from recforget.models._certificate import certificate
 from recforget.models.als import ALS
-from recforget.spark.blocks import ObjectiveSpec, PassOptions, blocked_gram, build_blocks, run_pass
+from recforget.spark.blocks import (
+    ObjectiveSpec,
+    PassOptions,
+    blocked_gram,
+    build_blocks,
+    run_pass,
+    run_passes,
+)
 from recforget.spark.data import SparkInteractions
 
 __all__ = ["SparkALS"]
@@ -133,7 +140,7 @@ class SparkALS:
         key = self._blocks_key(old)
         if key not in old._cache:
             return None
-        from recforget.spark.update import update_blocks
+        from recforget.spark.update import update_sides
 
         data = removal.data
         spec = self.spec()
@@ -141,21 +148,66 @@ class SparkALS:
         if spec.feedback == "implicit" and spec.weighting == "bm25":
             stats = data.row_stats()
         nb = self._blocks_per_side(old)
-        S = {"users": self.user_factors_, "items": self.item_factors_}
-        out, sc = {}, {}
-        for side, other in (("users", "items"), ("items", "users")):
-            fac = None
-            if scales:
-                with one_blas_thread():
-                    G = self.shared(blocked_gram(S[other], nb))
-                fac = (S[side], S[other], G)
-            out[side], s = update_blocks(
-                old._cache[key][side], side, nb, spec, removal, stats=stats, factors=fac
-            )
-            if scales:
-                sc[side] = s
+        out, sc = update_sides(
+            old._cache[key],
+            nb,
+            spec,
+            removal,
+            stats=stats,
+            factors=self._side_factors(nb) if scales else None,
+        )
         data._cache[key] = out
-        return sc
+        return sc or {}
+
+    def carry_removal(
+        self,
+        old: SparkInteractions,
+        plan,
+        *,
+        scales: bool = False,
+        first: PassOptions | None = None,
+    ):
+        """Find a removal's entries in ``old``'s cached blocks while deriving the remaining
+        data's blocks from them: one Spark job, no scan of the interactions.
+
+        ``plan`` is ``old.plan_removal(...)``; the model's factors must stand on ``plan.data``
+        (transplanted with the plan's maps). Returns ``(removal, scales, passed)`` (``scales``
+        as for :meth:`carry_blocks`; with ``first`` and ``scales``, ``passed`` is the
+        :class:`~recforget.spark.blocks.PassResult` of a pass over the new user blocks with
+        those options, run in the same job, or ``None``), or ``None`` when ``old`` has no
+        cached blocks for this objective or the route does not apply (see
+        :func:`recforget.spark.update.remove_with_blocks`); then ``plan.scan()`` and
+        :meth:`carry_blocks` do it in two steps.
+        """
+        key = self._blocks_key(old)
+        if key not in old._cache:
+            return None
+        from recforget.spark.update import remove_with_blocks
+
+        nb = self._blocks_per_side(old)
+        got = remove_with_blocks(
+            old._cache[key],
+            nb,
+            self.spec(),
+            plan,
+            factors=self._side_factors(nb) if scales else None,
+            first=first,
+        )
+        if got is None:
+            return None
+        removal, blocks, sc, passed = got
+        plan.data._cache[key] = blocks
+        return removal, sc or {}, passed
+
+    def _side_factors(self, nb: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per side: (its factors, the other side's, the shared term of its row problems)."""
+        S = {"users": self.user_factors_, "items": self.item_factors_}
+        with one_blas_thread():
+            G = {s: self.shared(blocked_gram(S[s], nb)) for s in S}
+        return {
+            "users": (S["users"], S["items"], G["items"]),
+            "items": (S["items"], S["users"], G["users"]),
+        }
 
     # ------------------------------------------------------------------ training
     def fit(self, data: SparkInteractions) -> SparkALS:
@@ -317,8 +369,8 @@ class SparkALS:
     def certify(self, tol: float | None = None) -> dict[str, Any]:
         """Objective and certificate on the data the model stands on, from scratch.
 
-        Two passes (one per side) with no solve: every row's gradient norm and the
-        objective's terms, summed from the blocks.
+        Two passes (one per side, in one Spark job) with no solve: every row's gradient norm
+        and the objective's terms, summed from the blocks.
         """
         data = self.seen_
         nb = self._blocks_per_side(data)
@@ -329,21 +381,13 @@ class SparkALS:
         with one_blas_thread():
             Gx, Gy = blocked_gram(X, nb), blocked_gram(Y, nb)
         explicit = est.feedback == "explicit"
-        ru = run_pass(
-            blocks["users"],
-            nb,
-            X,
-            Y,
-            self.shared(Gy),
-            PassOptions(solve="none", pre=True, loss=True, explicit=explicit, **base),
-        )
-        ri = run_pass(
-            blocks["items"],
-            nb,
-            Y,
-            X,
-            self.shared(Gx),
-            PassOptions(solve="none", pre=True, loss=True, explicit=explicit, **base),
+        opts = PassOptions(solve="none", pre=True, loss=True, explicit=explicit, **base)
+        # both sides at fixed factors: independent, so one Spark job
+        ru, ri = run_passes(
+            [
+                (blocks["users"], X, Y, self.shared(Gy), opts),
+                (blocks["items"], Y, X, self.shared(Gx), opts),
+            ]
         )
         cert = certificate(
             np.concatenate([ru.g_pre, ri.g_pre]), np.concatenate([ru.b_pre, ri.b_pre])

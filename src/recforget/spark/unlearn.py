@@ -11,7 +11,9 @@ The same methods as :mod:`recforget.unlearn.als`, on :class:`~recforget.spark.Sp
 * ``"retrain"``: fit from the model's seed on the remaining data (the oracle).
 
 The remaining data's blocks are derived from the model's cached blocks by removing the deleted
-entries (:mod:`recforget.spark.update`), or built from the remaining data when none are cached;
+entries (:mod:`recforget.spark.update`; the same job finds the removed entries, so the
+interactions are not scanned, and, for the selective method, runs its first users pass), or
+built from the remaining data when none are cached;
 either way every statistic of the objective (frequency-scaled ridge weights, BM25 statistics)
 is recomputed without the deleted data, and the blocks equal a rebuild byte for byte. The
 receipt has the single-machine receipt's fields, with ``engine: "spark"``.
@@ -25,8 +27,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from recforget._threads import one_blas_thread
 from recforget.models._certificate import certificate, row_floor
-from recforget.spark.blocks import PassOptions, blocked_gram, run_pass
+from recforget.spark.blocks import PassOptions, blocked_gram, run_pass, run_passes
 from recforget.spark.data import SparkInteractions
 from recforget.spark.engine import SparkALS
 from recforget.unlearn.api import request_fields
@@ -75,9 +78,14 @@ def _tol(model: SparkALS, tol: float | None) -> float:
     return float(tol)
 
 
-def _prepare(model: SparkALS, removal, *, scales: bool = False):
+def _prepare(model: SparkALS, removal, *, scales: bool = False, prepared=None):
     """The transplanted model, its blocks on the remaining data (updated, not rebuilt, when
-    the old data's blocks are cached) and, with ``scales``, the rows' ``||b_r||`` there."""
+    the old data's blocks are cached) and, with ``scales``, the rows' ``||b_r||`` there.
+
+    ``prepared`` is what :func:`forget` already did with the removal (see
+    :func:`_remove_carrying_blocks`), returned as is."""
+    if prepared is not None:
+        return prepared
     new = _transplant(model, removal)
     t0 = time.perf_counter()
     sc = new.carry_blocks(model.seen_, removal, scales=scales)
@@ -85,14 +93,17 @@ def _prepare(model: SparkALS, removal, *, scales: bool = False):
         new.blocks(removal.data)
     timing = {
         "blocks": "updated" if sc is not None else "built",
+        "removal": "scan",
         "blocks_seconds": time.perf_counter() - t0,
     }
     return new, (sc or None), timing
 
 
-def unlearn_als(model, removal, *, tol=None, max_sweeps=DEFAULT_MAX_SWEEPS, solver="cg"):
+def unlearn_als(
+    model, removal, *, tol=None, max_sweeps=DEFAULT_MAX_SWEEPS, solver="cg", _prepared=None
+):
     tol = _tol(model, tol)
-    new, _, timing = _prepare(model, removal)
+    new, _, timing = _prepare(model, removal, prepared=_prepared)
     new.sweeps(removal.data, max_sweeps, grad_tol=tol, solver=solver, tag="unlearn-als")
     n = removal.data.n_users + removal.data.n_items
     return new, {
@@ -113,6 +124,8 @@ def unlearn_als_selective(
     max_rounds=10 * DEFAULT_MAX_SWEEPS,
     solver="cholesky",
     touched_first=True,
+    _prepared=None,
+    _first=None,
 ):
     """Rounds of gradient-then-solve passes over the blocks, re-solving rows over ``tol``.
 
@@ -130,31 +143,29 @@ def unlearn_als_selective(
     the tolerance save rounds (on ML-1M, a 1% deletion at 1e-2 takes 2 rounds instead of 6).
     """
     tol = _tol(model, tol)
-    new, scales, timing = _prepare(model, removal, scales=True)
+    new, scales, timing = _prepare(model, removal, scales=True, prepared=_prepared)
     data = removal.data
     nb = new._blocks_per_side(data)
     blocks = new.blocks(data)
     est = new.estimator
     base = dict(solver=solver, cg_steps=est.cg_steps, threads=new.threads)
     S = {"users": new.user_factors_, "items": new.item_factors_}
-    G = {s: blocked_gram(S[s], nb) for s in S}
+    with one_blas_thread():
+        G = {s: blocked_gram(S[s], nb) for s in S}
     touched = {"users": np.zeros(data.n_users, bool), "items": np.zeros(data.n_items, bool)}
     if touched_first:
         touched["users"][removal.user_map[removal.affected_users]] = True
         touched["items"][removal.item_map[removal.affected_items]] = True
     t0 = time.perf_counter()
-    if scales is None:  # blocks built, not updated: one pass per side for the row scales
-        scales = {}
-        for s, o in (("users", "items"), ("items", "users")):
-            r = run_pass(
-                blocks[s],
-                nb,
-                S[s],
-                S[o],
-                new.shared(G[o]),
-                PassOptions(solve="none", pre=True, **base),
-            )
-            scales[s] = r.b_pre
+    if scales is None:  # blocks built, not updated: one pass per side (one job) for the scales
+        opts = PassOptions(solve="none", pre=True, **base)
+        ru, ri = run_passes(
+            [
+                (blocks["users"], S["users"], S["items"], new.shared(G["items"]), opts),
+                (blocks["items"], S["items"], S["users"], new.shared(G["users"]), opts),
+            ]
+        )
+        scales = {"users": ru.b_pre, "items": ri.b_pre}
         timing["scales_seconds"] = time.perf_counter() - t0
     post: dict[str, tuple | None] = {"users": None, "items": None}
     solved = {"users": 0, "items": 0}
@@ -171,7 +182,13 @@ def unlearn_als_selective(
         t0 = time.perf_counter()
         opts = PassOptions(solve="selective", post=True, tol=tol, floor=floor, **base)
         mark = touched[s] if passes < 2 else None
-        r = run_pass(blocks[s], nb, S[s], S[o], new.shared(G[o]), opts, mark)
+        if passes == 0 and _first is not None and _same_rows(_first, tol, floor, mark):
+            # the first users pass ran in the block update's job, with the rows' gradients
+            # before solving returned: the rows it re-solved are those this floor selects
+            r = _first
+            timing["first_pass"] = "in the block update's job"
+        else:
+            r = run_pass(blocks[s], nb, S[s], S[o], new.shared(G[o]), opts, mark)
         passes += 1
         S[s], G[s] = r.X, r.gram
         n = len(r.solved)
@@ -221,8 +238,14 @@ def unlearn_als_selective(
     }
 
 
-def retrain(model, removal, *, tol=None, max_sweeps=None):
-    new, _, timing = _prepare(model, removal)
+def _same_rows(r, tol: float, floor: float, touched: np.ndarray) -> bool:
+    """Whether a selective pass run with another floor re-solved the rows this one selects."""
+    over = np.flatnonzero(r.g_pre > tol * np.maximum(r.b_pre, floor))
+    return bool(np.array_equal(np.union1d(over, np.flatnonzero(touched)), r.solved))
+
+
+def retrain(model, removal, *, tol=None, max_sweeps=None, _prepared=None):
+    new, _, timing = _prepare(model, removal, prepared=_prepared)
     if tol is not None:
         new.estimator.set_params(grad_tol=tol, tol=None)
     if max_sweeps is not None:
@@ -238,6 +261,40 @@ def retrain(model, removal, *, tol=None, max_sweeps=None):
         "sweep_seconds": new.sweep_seconds_,
         "timing": timing,
     }
+
+
+def _remove_carrying_blocks(model: SparkALS, plan, method: str, options: dict):
+    """``(removal, prepared, first)``: with the old data's blocks cached, the removal's entries
+    are found by the job that derives the remaining data's blocks (and, for the selective
+    method, the row scales and its first users pass), ``prepared`` is what :func:`_prepare`
+    would return and ``first`` that pass's result (or ``None``); otherwise the removal comes
+    from a scan of the interactions and ``prepared`` and ``first`` are ``None``."""
+    if not plan.asks_nothing:
+        new = _transplant(model, plan)
+        selective = method == "unlearn-als-selective"
+        first = None
+        if selective and options.get("touched_first", True):
+            # the selective method's first pass (users; the floor checked on the driver after)
+            first = PassOptions(
+                solve="selective",
+                post=True,
+                tol=_tol(new, options.get("tol")),
+                floor=0.0,
+                solver=options.get("solver", "cholesky"),
+                cg_steps=new.estimator.cg_steps,
+                threads=new.threads,
+            )
+        t0 = time.perf_counter()
+        got = new.carry_removal(model.seen_, plan, scales=selective, first=first)
+        if got is not None:
+            removal, sc, passed = got
+            timing = {
+                "blocks": "updated",
+                "removal": "found by the block update",
+                "blocks_seconds": time.perf_counter() - t0,
+            }
+            return removal, (new, sc or None, timing), passed
+    return plan.scan(), None, None
 
 
 _IMPL = {
@@ -271,14 +328,21 @@ def forget(
         raise TypeError(f"request must be a DeletionRequest, got {type(request).__name__}")
     data = model.seen_
     start = time.perf_counter()
-    removal = data.remove(
+    plan = data.plan_removal(
         pairs=request.pairs, users=request.users, items=request.items, missing=missing
     )
+    removal, prepared, first = _remove_carrying_blocks(model, plan, method, options)
     remove_seconds = time.perf_counter() - start
+    if prepared is not None:  # the block update found the removal: its time is the blocks'
+        remove_seconds -= prepared[2]["blocks_seconds"]
     if removal.is_noop:
+        if prepared is not None:  # nothing was removed: drop the blocks made for nothing
+            for blocks in removal.data._cache.pop(model._blocks_key(removal.data)).values():
+                blocks.unpersist()
         new, info = model, {"noop": True, "sweeps": 0, "rows_solved": 0}
     else:
-        new, info = _IMPL[method](model, removal, **options)
+        extra = {"_first": first} if first is not None else {}
+        new, info = _IMPL[method](model, removal, _prepared=prepared, **extra, **options)
         info["noop"] = False
     seconds = time.perf_counter() - start
     timing = {"remove_seconds": remove_seconds, **info.pop("timing", {})}

@@ -17,7 +17,14 @@ for BM25, from the remaining data's statistics; ridge weights from the new row c
   records instead of one per entry.
 
 With ``factors`` given, each new block also returns its rows' scales ``||b_r||`` at those
-factors (the gradient at zero, which the certificate's floor needs), in the same job.
+factors (the gradient at zero, which the certificate's floor needs), in the same job, and
+both sides' updates run as one job (:func:`update_sides`).
+
+:func:`remove_with_blocks` needs no list of removed entries: with the pairs asked and the
+users and items that leave broadcast, every block finds its own removed entries, and the
+blocks of a side whose rows keep their indices return them, so a removal and both sides'
+updates are one job with no scan of the interactions; it can also run the selective
+method's first pass over the new user blocks in that job.
 """
 
 from __future__ import annotations
@@ -29,13 +36,21 @@ import numpy as np
 from recforget.spark.blocks import (
     BLOCK_COLUMNS,
     ObjectiveSpec,
+    PassOptions,
     _block_schema,
+    batch_columns,
     bm25_stats,
     decode_block,
     encode_block,
 )
 
-__all__ = ["block_entries", "prune_entries", "update_blocks"]
+__all__ = [
+    "block_entries",
+    "prune_entries",
+    "remove_with_blocks",
+    "split_entries",
+    "update_blocks",
+]
 
 
 def block_entries(blk: dict[str, np.ndarray], side: str) -> tuple[np.ndarray, ...]:
@@ -44,6 +59,39 @@ def block_entries(blk: dict[str, np.ndarray], side: str) -> tuple[np.ndarray, ..
     other = blk["indices"].astype(np.int64)
     u, i = (own, other) if side == "users" else (other, own)
     return u, i, blk["values"]
+
+
+def split_entries(
+    u: np.ndarray,
+    i: np.ndarray,
+    values: np.ndarray,
+    removed_keys: np.ndarray,
+    n_items: int,
+    user_map: np.ndarray,
+    item_map: np.ndarray,
+    *,
+    by_maps: bool = False,
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """``((u, i, values) kept and reindexed, (u, i, hit) removed, old indices)``.
+
+    An entry is removed when its key ``u * n_items + i`` is in ``removed_keys`` (sorted;
+    ``hit``) or, with ``by_maps``, when its user or item leaves (maps to -1). Without
+    ``by_maps`` every entry of a removed user or item must be among the keys (as
+    :meth:`SparkInteractions.remove` reports them); a kept entry that maps to -1 is an error.
+    """
+    keys = u * np.int64(n_items) + i
+    if len(removed_keys):
+        pos = np.minimum(np.searchsorted(removed_keys, keys), len(removed_keys) - 1)
+        hit = removed_keys[pos] == keys
+    else:
+        hit = np.zeros(len(keys), bool)
+    gone = hit | (user_map[u] < 0) | (item_map[i] < 0) if by_maps else hit
+    keep = ~gone
+    u2, i2 = user_map[u[keep]], item_map[i[keep]]
+    if len(u2) and (u2.min() < 0 or i2.min() < 0):
+        raise RuntimeError("a kept entry belongs to a removed user or item")
+    kept = (u2.astype(np.int64), i2.astype(np.int64), values[keep])
+    return kept, (u[gone], i[gone], hit[gone])
 
 
 def prune_entries(
@@ -60,15 +108,7 @@ def prune_entries(
     Every entry of a removed user or item must be among the removed keys (as
     :meth:`SparkInteractions.remove` reports them); a kept entry that maps to -1 is an error.
     """
-    keys = u * np.int64(n_items) + i
-    pos = np.searchsorted(removed_keys, keys)
-    pos = np.minimum(pos, max(len(removed_keys) - 1, 0))
-    gone = (removed_keys[pos] == keys) if len(removed_keys) else np.zeros(len(keys), bool)
-    keep = ~gone
-    u2, i2 = user_map[u[keep]], item_map[i[keep]]
-    if len(u2) and (u2.min() < 0 or i2.min() < 0):
-        raise RuntimeError("a kept entry belongs to a removed user or item")
-    return u2.astype(np.int64), i2.astype(np.int64), values[keep]
+    return split_entries(u, i, values, removed_keys, n_items, user_map, item_map)[0]
 
 
 def _scales(rec: dict[str, Any], dtype, Xb, Yb, Gb, k: int) -> bytes:
@@ -83,6 +123,62 @@ def _scales(rec: dict[str, Any], dtype, Xb, Yb, Gb, k: int) -> bytes:
     args = (blk["indptr"], blk["indices"], blk["w"], blk["v"])
     _, b = K.row_residuals(*args, Xl, Y, G, blk["reg"], K.all_rows(len(Xl)))
     return np.ascontiguousarray(b, dtype=np.float64).tobytes()
+
+
+_EXTRA = ("scales", "removed", "first")  # per new block: row scales, removed entries, a pass
+
+#: the arrays of a pass's output row (recforget.spark.blocks), as the ``first`` column packs them
+_PASS_ARRAYS = ("solved", "X", "g_pre", "b_pre", "g_post", "b_post", "gram")
+
+
+def _first_pass(rec, dtype, fac, k: int, opts: PassOptions, touched_rows, n_rows: int):
+    """Run a pass on a freshly encoded block: ``(packed output, its rows' scales)``.
+
+    The output is packed with ``np.savez`` (arrays only, read back without pickle); the scales
+    are the pass's gradients at zero before solving (what :func:`_scales` computes)."""
+    import io
+
+    from recforget.spark.blocks import solve_block
+
+    blk = decode_block(rec, dtype)
+    X = np.frombuffer(fac[0], dtype=dtype).reshape(-1, k)
+    Y = np.frombuffer(fac[1], dtype=dtype).reshape(-1, k)
+    G = np.frombuffer(fac[2], dtype=np.float64).reshape(k, k)
+    touched = np.zeros(n_rows, dtype=bool)
+    touched[touched_rows] = True
+    res = solve_block(blk, X, Y, G, opts, touched)
+    res["solved"] = blk["rows"][res["solved"]]
+    buf = io.BytesIO()
+    arrays = {c: np.ascontiguousarray(res[c]) for c in _PASS_ARRAYS if res.get(c) is not None}
+    np.savez(buf, seconds=np.float64(res["seconds"]), **arrays)
+    return buf.getvalue(), np.ascontiguousarray(res["b_pre"], dtype=np.float64).tobytes()
+
+
+def _first_result(table, X: np.ndarray, opts: PassOptions):
+    """The :class:`~recforget.spark.blocks.PassResult` of the passes packed in ``first``."""
+    import io
+
+    import pyarrow as pa
+
+    from recforget.spark.blocks import _arrow_schema, _assemble
+
+    cols = table.to_pydict()
+    rows: dict[str, list] = {f.name: [] for f in _arrow_schema()}
+    for b, blob in zip(cols["block"], cols["first"], strict=True):
+        with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+            rows["part"].append(0)
+            rows["block"].append(b)
+            for c in _PASS_ARRAYS:
+                rows[c].append(z[c].tobytes() if c in z.files else None)
+            rows["loss_data"].append(None)
+            rows["loss_ridge"].append(None)
+            rows["seconds"].append(float(z["seconds"]))
+    return _assemble(pa.table(rows, schema=_arrow_schema()), X, opts)
+
+
+def _narrow(side_map: np.ndarray) -> bool:
+    """Whether every kept row of a side keeps its index (then its blocks update in place)."""
+    return bool(np.array_equal(side_map[side_map >= 0], np.flatnonzero(side_map >= 0)))
 
 
 def update_blocks(
@@ -103,19 +199,9 @@ def update_blocks(
     and the shared term) returns ``(blocks, scales)``, else ``(blocks, None)``. The new blocks
     are persisted and materialised before returning.
     """
-    import pyarrow as pa
-    from pyspark import StorageLevel
-    from pyspark.sql import types as T
-
     if side not in ("users", "items"):
         raise ValueError(f"side must be 'users' or 'items', got {side!r}")
-    spark = blocks.sparkSession
-    sc = spark.sparkContext
-    user_map = np.asarray(removal.user_map, dtype=np.int64)
-    item_map = np.asarray(removal.item_map, dtype=np.int64)
-    n_items_old = len(item_map)
-    side_map = user_map if side == "users" else item_map
-    n_rows = int((side_map >= 0).sum())
+    n_items_old = len(removal.item_map)
     keys = np.unique(
         np.asarray(removal.removed_users, dtype=np.int64) * n_items_old
         + np.asarray(removal.removed_items, dtype=np.int64)
@@ -125,11 +211,203 @@ def update_blocks(
         if stats is None:
             raise ValueError("BM25 weights need the remaining data's row statistics (stats=)")
         bm25 = bm25_stats(spec, stats)
+    frame, state = _side_frame(
+        blocks, side, n_blocks, spec, keys, removal.user_map, removal.item_map, bm25, factors
+    )
+    (new,), (got,) = _materialise([frame])
+    state.unpersist()
+    return new, _scales_of(got, side, removal, n_blocks, factors is not None)
+
+
+def update_sides(
+    blocks: dict[str, Any],
+    n_blocks: int,
+    spec: ObjectiveSpec,
+    removal,
+    *,
+    stats: dict[str, np.ndarray] | None = None,
+    factors: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+):
+    """:func:`update_blocks` for both sides (``blocks`` and ``factors`` per side) in one job.
+
+    Returns ``({side: blocks}, {side: scales} or None)``.
+    """
+    n_items_old = len(removal.item_map)
+    keys = np.unique(
+        np.asarray(removal.removed_users, dtype=np.int64) * n_items_old
+        + np.asarray(removal.removed_items, dtype=np.int64)
+    )
+    bm25 = None
+    if spec.feedback == "implicit" and spec.weighting == "bm25":
+        if stats is None:
+            raise ValueError("BM25 weights need the remaining data's row statistics (stats=)")
+        bm25 = bm25_stats(spec, stats)
+    frames, states = [], []
+    for side in ("users", "items"):
+        fac = None if factors is None else factors[side]
+        f, st = _side_frame(
+            blocks[side], side, n_blocks, spec, keys, removal.user_map, removal.item_map, bm25, fac
+        )
+        frames.append(f)
+        states.append(st)
+    new, got = _materialise(frames)
+    for st in states:
+        st.unpersist()
+    scales = {
+        side: _scales_of(t, side, removal, n_blocks, factors is not None)
+        for side, t in zip(("users", "items"), got, strict=True)
+    }
+    return dict(zip(("users", "items"), new, strict=True)), (scales if factors else None)
+
+
+def remove_with_blocks(
+    blocks: dict[str, Any],
+    n_blocks: int,
+    spec: ObjectiveSpec,
+    plan,
+    *,
+    factors: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+    first: PassOptions | None = None,
+):
+    """A removal and both sides' updated blocks in one Spark job, without a scan of the data.
+
+    ``plan`` is a :class:`~recforget.spark.data.RemovalPlan` of the data ``blocks`` (both
+    sides) were built on. Each block drops its entries of the pairs asked and of the users and
+    items that leave, and encodes itself again, as :func:`update_blocks` does; the blocks of
+    one side whose rows keep their indices also return the entries they dropped (a user
+    block holds each of its users' entries exactly once, and so does an item block for its
+    items), from which the :class:`~recforget.spark.data.SparkRemoval` is built: so the
+    removal needs no scan of the interactions. With ``factors`` (per side, as for
+    :func:`update_blocks`) each block also returns its rows' scales. With ``first`` too (and
+    the user side's rows keeping their indices), each new user block also runs a pass with
+    these options (the users that lost entries touched) in the same job. Returns
+    ``(removal, {side: blocks}, {side: scales} or None, the users' PassResult or None)``, or
+    ``None`` when this route does not apply: when neither side's rows keep their indices, or
+    for BM25 weights (they need the remaining data's statistics before the blocks are
+    encoded).
+    """
+    if spec.feedback == "implicit" and spec.weighting == "bm25":
+        return None
+    maps = {"users": plan.user_map, "items": plan.item_map}
+    narrow = [side for side in ("users", "items") if _narrow(maps[side])]
+    if not narrow:
+        return None
+    keys = plan.pair_keys()
+    fold = first is not None and factors is not None and "users" in narrow
+    frames, states = [], []
+    for side in ("users", "items"):
+        fac = None if factors is None else factors[side]
+        frame, state = _side_frame(
+            blocks[side],
+            side,
+            n_blocks,
+            spec,
+            keys,
+            plan.user_map,
+            plan.item_map,
+            None,
+            fac,
+            by_maps=True,
+            report=side in narrow,
+            first=first if side == "users" and fold else None,
+        )
+        frames.append(frame)
+        states.append(state)
+    new, got = _materialise(frames)
+    for state in states:
+        state.unpersist()
+    found = {}
+    for side, table in zip(("users", "items"), got, strict=True):
+        if side in narrow:
+            cols = table.to_pydict()
+            order = np.argsort(np.asarray(cols["block"]), kind="stable")
+            parts = [np.frombuffer(cols["removed"][j], dtype=np.int64) for j in order]
+            found[side] = np.concatenate(parts).reshape(-1, 3) if parts else np.empty((0, 3))
+    if len(found) == 2 and len(found["users"]) != len(found["items"]):  # pragma: no cover
+        raise RuntimeError(
+            f"the user blocks dropped {len(found['users'])} entries, "
+            f"the item blocks {len(found['items'])}"
+        )
+    ent = found[narrow[0]]
+    removal = plan.finish(ent[:, 0].copy(), ent[:, 1].copy(), ent[:, 2].astype(bool))
+    scales = None
+    if factors is not None:
+        scales = {
+            side: _scales_of(t, side, removal, n_blocks, True)
+            for side, t in zip(("users", "items"), got, strict=True)
+        }
+    passed = _first_result(got[0], factors["users"][0], first) if fold else None
+    return removal, dict(zip(("users", "items"), new, strict=True)), scales, passed
+
+
+def _materialise(frames: list) -> tuple[list, list]:
+    """Persist each frame and materialise them all in one job; each one's (block, scales,
+    removed, first) columns, as Arrow tables."""
+    import pyarrow as pa
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    persisted = [f.persist(StorageLevel.MEMORY_AND_DISK) for f in frames]
+    # a union of the cached frames scans (and so fills) every one of their caches
+    parts = [f.select(F.lit(j).alias("part"), "block", *_EXTRA) for j, f in enumerate(persisted)]
+    union = parts[0]
+    for f in parts[1:]:
+        union = union.union(f)
+    table = union.toArrow()
+    part = np.asarray(table.column("part").to_numpy())
+    return persisted, [table.filter(pa.array(part == j)) for j in range(len(persisted))]
+
+
+def _scales_of(table, side: str, removal, n_blocks: int, want: bool):
+    """The side's row scales from the blocks' ``scales`` column (global row order)."""
+    if table.num_rows != n_blocks:  # pragma: no cover - every old block maps to one new block
+        raise RuntimeError(f"updated {table.num_rows} {side} blocks, expected {n_blocks}")
+    if not want:
+        return None
+    side_map = removal.user_map if side == "users" else removal.item_map
+    n_rows = int((np.asarray(side_map) >= 0).sum())
+    scales = np.zeros(n_rows)
+    cols = table.to_pydict()
+    for b, s in zip(cols["block"], cols["scales"], strict=True):
+        scales[np.arange(b, n_rows, n_blocks)] = np.frombuffer(s, dtype=np.float64)
+    return scales
+
+
+def _side_frame(
+    blocks,
+    side: str,
+    n_blocks: int,
+    spec: ObjectiveSpec,
+    keys: np.ndarray,
+    user_map: np.ndarray,
+    item_map: np.ndarray,
+    bm25: tuple[np.ndarray, np.ndarray] | None,
+    factors: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+    *,
+    by_maps: bool = False,
+    report: bool = False,
+    first: PassOptions | None = None,
+):
+    """The (lazy) frame of one side's new blocks, and the broadcast it reads.
+
+    With ``first`` (a narrow side, with ``factors`` and ``by_maps``), each new block also runs
+    a pass with these options on itself, the rows that lost entries marked as touched, and
+    returns the pass's output (as :func:`~recforget.spark.blocks.run_pass` would) in the
+    ``first`` column."""
+    import pyarrow as pa
+    from pyspark.sql import types as T
+
+    spark = blocks.sparkSession
+    user_map = np.asarray(user_map, dtype=np.int64)
+    item_map = np.asarray(item_map, dtype=np.int64)
+    n_items_old = len(item_map)
+    side_map = user_map if side == "users" else item_map
+    n_rows = int((side_map >= 0).sum())
     dtype = np.dtype(spec.dtype)
     k = 0 if factors is None else factors[0].shape[1]
-    state = sc.broadcast(
+    state = spark.sparkContext.broadcast(
         {
-            "keys": keys.tobytes(),
+            "keys": np.asarray(keys, dtype=np.int64).tobytes(),
             "user_map": user_map.tobytes(),
             "item_map": item_map.tobytes(),
             "bm25": None if bm25 is None else (bm25[0].tobytes(), bm25[1].tobytes()),
@@ -138,11 +416,11 @@ def update_blocks(
             else tuple(np.ascontiguousarray(a).tobytes() for a in factors),
         }
     )
-    out_schema = T.StructType([*_block_schema().fields, T.StructField("scales", T.BinaryType())])
+    extra = [T.StructField(c, T.BinaryType()) for c in _EXTRA]
+    out_schema = T.StructType([*_block_schema().fields, *extra])
     arrow_out = pa.schema(
         [pa.field("block", pa.int32(), False), pa.field("n", pa.int64())]
-        + [pa.field(c, pa.binary()) for c in BLOCK_COLUMNS]
-        + [pa.field("scales", pa.binary())]
+        + [pa.field(c, pa.binary()) for c in (*BLOCK_COLUMNS, *_EXTRA)]
     )
 
     def unpack():
@@ -156,45 +434,46 @@ def update_blocks(
             st["factors"],
         )
 
-    def finish(rec: dict[str, Any], fac) -> dict[str, Any]:
+    def finish(rec: dict[str, Any], fac, gone=None) -> dict[str, Any]:
         rec["scales"] = None if fac is None else _scales(rec, dtype, *fac, k)
+        rec["removed"] = rec["first"] = None
+        if gone is not None:
+            rec["removed"] = np.stack(
+                [gone[0], gone[1], gone[2].astype(np.int64)], axis=1
+            ).tobytes()
         return rec
 
     def pruned(recs, j, rkeys, um, im):
         blk = decode_block({c: recs[c][j] for c in BLOCK_COLUMNS}, dtype)
-        return prune_entries(*block_entries(blk, side), rkeys, n_items_old, um, im)
+        u, i, v = block_entries(blk, side)
+        return split_entries(u, i, v, rkeys, n_items_old, um, im, by_maps=by_maps)
 
-    if np.array_equal(side_map[side_map >= 0], np.flatnonzero(side_map >= 0)):
+    if _narrow(side_map):
         # every kept row of this side stays where it is: one narrow map, no shuffle
         def fn(batches):
             rkeys, um, im, bm, fac = unpack()
             for batch in batches:
-                recs = batch.to_pydict()
+                recs = batch_columns(batch)
                 out: dict[str, list] = {f.name: [] for f in arrow_out}
                 for j in range(batch.num_rows):
                     b = int(recs["block"][j])
-                    u, i, v = pruned(recs, j, rkeys, um, im)
-                    rec = finish(encode_block(spec, side, b, n_blocks, n_rows, u, i, v, bm), fac)
+                    (u, i, v), gone = pruned(recs, j, rkeys, um, im)
+                    rec = encode_block(spec, side, b, n_blocks, n_rows, u, i, v, bm)
+                    if first is None:
+                        rec = finish(rec, fac, gone if report else None)
+                    else:
+                        rec = finish(rec, None, gone if report else None)
+                        own = (um if side == "users" else im)[gone[0 if side == "users" else 1]]
+                        rec["first"], rec["scales"] = _first_pass(
+                            rec, dtype, fac, k, first, own[own >= 0], n_rows
+                        )
                     for c in out:
                         out[c].append(rec[c])
                 yield pa.RecordBatch.from_pydict(out, schema=arrow_out)
 
-        new = blocks.select("block", "n", *BLOCK_COLUMNS).mapInArrow(fn, out_schema)
-    else:
-        new = _redeal(blocks, side, n_blocks, n_rows, spec, dtype, unpack, pruned, finish)
-        new = spark.createDataFrame(new, out_schema)
-    new = new.persist(StorageLevel.MEMORY_AND_DISK)
-    got = new.select("block", "scales").toArrow()  # materialises the whole cached blocks
-    if got.num_rows != n_blocks:  # pragma: no cover - every old block maps to one new block
-        raise RuntimeError(f"updated {got.num_rows} blocks, expected {n_blocks}")
-    state.unpersist()
-    scales = None
-    if factors is not None:
-        scales = np.zeros(n_rows)
-        cols = got.to_pydict()
-        for b, s in zip(cols["block"], cols["scales"], strict=True):
-            scales[np.arange(b, n_rows, n_blocks)] = np.frombuffer(s, dtype=np.float64)
-    return new, scales
+        return blocks.mapInArrow(fn, out_schema), state
+    rdd = _redeal(blocks, side, n_blocks, n_rows, spec, dtype, unpack, pruned, finish)
+    return spark.createDataFrame(rdd, out_schema), state
 
 
 def _redeal(blocks, side, n_blocks, n_rows, spec, dtype, unpack, pruned, finish):
@@ -205,7 +484,7 @@ def _redeal(blocks, side, n_blocks, n_rows, spec, dtype, unpack, pruned, finish)
         rkeys, um, im, _, _ = unpack()
         for row in rows:
             recs = {c: [row[c]] for c in ("block", *BLOCK_COLUMNS)}
-            ent = pruned(recs, 0, rkeys, um, im)
+            ent, _ = pruned(recs, 0, rkeys, um, im)
             target = ent[key] % n_blocks
             for t in range(n_blocks):
                 m = target == t
@@ -225,7 +504,7 @@ def _redeal(blocks, side, n_blocks, n_rows, spec, dtype, unpack, pruned, finish)
                 for c, dt in enumerate((np.int64, np.int64, np.float64))
             ]
             rec = finish(encode_block(spec, side, t, n_blocks, n_rows, *cols, bm), fac)
-            yield (rec["block"], rec["n"], *(rec[c] for c in BLOCK_COLUMNS), rec["scales"])
+            yield (rec["block"], rec["n"], *(rec[c] for c in (*BLOCK_COLUMNS, *_EXTRA)))
 
     rdd = blocks.select("block", *BLOCK_COLUMNS).rdd.mapPartitions(pieces)
     # placeholders come from every partition; keep one per target (groupByKey collects all)
