@@ -32,6 +32,20 @@ WEIGHTS_FILE = "weights.safetensors"
 _SCORE_CELLS = 1 << 18  # (user, item) pairs per scoring chunk
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch intra-op threads set to ``n`` for the block (``None``: left alone)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class NCF(Recommender):
     """Neural collaborative filtering: GMF, MLP or NeuMF trained on implicit feedback.
 
@@ -185,18 +199,8 @@ class NCF(Recommender):
             raise ValueError(f"num_threads must be None or an integer >= 1, got {n!r}")
         torch.device(self.device)  # raises on a malformed device string
 
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
-        n = getattr(self, "num_threads", None)
-        if n is None:
-            yield
-            return
-        old = torch.get_num_threads()
-        torch.set_num_threads(int(n))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)
+    def _threads(self):
+        return torch_threads(getattr(self, "num_threads", None))
 
     def _build(self, n_users: int, n_items: int, *, device: str = "meta") -> NCFModule:
         return build_module(
@@ -555,4 +559,4 @@ def NeuMF(factors: int = 32, **params: Any) -> NCF:
     return NCF("neumf", factors, **params)
 
 
-__all__ = ["GMF", "MLP", "NCF", "NeuMF"]
+__all__ = ["GMF", "MLP", "NCF", "NeuMF", "torch_threads"]

@@ -1,4 +1,5 @@
-"""Screening a request against a stream's working data and the ids it forgot before.
+"""Screening a request against a stream's working data and the ids it forgot before; the
+request queue both streaming forgetters serve.
 
 Both streaming forgetters (ALS and NCF) keep a :class:`~recforget.data.mutable.MutableInteractions`
 view and the hashes of the users and items they dropped (``forgotten``: ``{"users": set,
@@ -75,4 +76,43 @@ def record_dropped(view: MutableInteractions, forgotten: dict[str, set], removal
         forgotten[which].update(hash_id(ids[k]) for k in dropped.tolist())
 
 
-__all__ = ["check_known", "record_dropped", "still_to_remove"]
+def check_request(request: object) -> None:
+    """Raise :class:`TypeError` unless ``request`` is a :class:`DeletionRequest`."""
+    if not isinstance(request, DeletionRequest):
+        raise TypeError(f"request must be a DeletionRequest, got {type(request).__name__}")
+
+
+class RequestQueue:
+    """``forget``, ``submit``, ``pending`` and ``flush`` on top of a ``forget_batch``.
+
+    The class using it defines ``forget_batch(requests) -> list of receipts`` and sets
+    ``self._queue = []`` in its constructor.
+    """
+
+    _queue: list[DeletionRequest]
+
+    def forget_batch(self, requests: Sequence[DeletionRequest]) -> list[dict]:
+        raise NotImplementedError
+
+    def forget(self, request: DeletionRequest) -> dict:
+        """Forget one request; returns its receipt."""
+        return self.forget_batch([request])[0]
+
+    def submit(self, request: DeletionRequest) -> int:
+        """Queue a request (served by :meth:`flush`); returns the queue's length."""
+        check_request(request)
+        self._queue.append(request)
+        return len(self._queue)
+
+    @property
+    def pending(self) -> int:
+        """Requests queued and not yet served."""
+        return len(self._queue)
+
+    def flush(self) -> list[dict]:
+        """Serve every queued request as one batch (:meth:`forget_batch`)."""
+        queue, self._queue = self._queue, []
+        return self.forget_batch(queue) if queue else []
+
+
+__all__ = ["RequestQueue", "check_known", "check_request", "record_dropped", "still_to_remove"]

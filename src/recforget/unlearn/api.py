@@ -158,21 +158,17 @@ def forget(
     if hasattr(new_model, "model_hash"):
         receipt["model_hash"] = new_model.model_hash()
     if not info["noop"]:
-        log = list(getattr(model, "deletions_", []))
-        log.append(
-            {
-                k: receipt[k]
-                for k in (
-                    "method",
-                    "request_digest",
-                    "removed",
-                    "data_fingerprint_after",
-                    "seconds",
-                )
-            }
-        )
-        new_model.deletions_ = log
+        new_model.deletions_ = [*getattr(model, "deletions_", []), deletion_entry(receipt)]
     return UnlearnResult(model=new_model, data=removal.data, receipt=receipt)
 
 
-__all__ = ["UnlearnResult", "forget", "request_fields"]
+DELETION_LOG_FIELDS = ("method", "request_digest", "removed", "data_fingerprint_after", "seconds")
+
+
+def deletion_entry(receipt: dict) -> dict:
+    """A model's deletion-log entry (``deletions_``) for a receipt: its
+    :data:`DELETION_LOG_FIELDS`, no raw ids."""
+    return {k: receipt[k] for k in DELETION_LOG_FIELDS}
+
+
+__all__ = ["DELETION_LOG_FIELDS", "UnlearnResult", "deletion_entry", "forget", "request_fields"]

@@ -47,8 +47,14 @@ from recforget._threads import one_blas_thread
 from recforget.data.interactions import Interactions
 from recforget.models.als import ALS
 from recforget.unlearn._stream_als import SIDES, IncrementalALS
-from recforget.unlearn._stream_requests import check_known, record_dropped, still_to_remove
-from recforget.unlearn.api import request_fields
+from recforget.unlearn._stream_requests import (
+    RequestQueue,
+    check_known,
+    check_request,
+    record_dropped,
+    still_to_remove,
+)
+from recforget.unlearn.api import deletion_entry, request_fields
 from recforget.unlearn.requests import DeletionRequest
 
 METHOD = "unlearn-als-stream"
@@ -60,7 +66,7 @@ DEFAULT_TOL = 1e-3
 DEFAULT_NEIGHBOUR_TARGET = MappingProxyType({"users": 0.3, "items": 0.3, "pairs": 0.2})
 
 
-class Forgetter:
+class Forgetter(RequestQueue):
     """Serve a stream of deletion requests on one ALS model, certifying each.
 
     Parameters
@@ -318,25 +324,6 @@ class Forgetter:
         return out
 
     # ------------------------------------------------------------------ requests
-    def forget(self, request: DeletionRequest) -> dict[str, Any]:
-        """Forget one request; returns its receipt once the model is certified again."""
-        return self.forget_batch([request])[0]
-
-    def submit(self, request: DeletionRequest) -> int:
-        """Queue a request (served by :meth:`flush`); returns the queue's length."""
-        _check_request(request)
-        self._queue.append(request)
-        return len(self._queue)
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
-    def flush(self) -> list[dict[str, Any]]:
-        """Serve every queued request as one batch (one re-solve and one certificate)."""
-        queue, self._queue = self._queue, []
-        return self.forget_batch(queue) if queue else []
-
     def forget_batch(self, requests: Sequence[DeletionRequest]) -> list[dict[str, Any]]:
         """Forget several requests together: each is removed in order, then the rows are
         re-solved and certified once. Returns one receipt per request (sharing ``seconds``,
@@ -345,7 +332,7 @@ class Forgetter:
         from recforget import __version__
 
         for r in requests:
-            _check_request(r)
+            check_request(r)
         if self.missing == "error":
             self._check_known(requests)  # before anything changes
         parts = []
@@ -429,18 +416,7 @@ class Forgetter:
             if verification is not None:
                 receipt["verification"] = _plain(verification)
             if not noop:
-                self._deletions.append(
-                    {
-                        k: receipt[k]
-                        for k in (
-                            "method",
-                            "request_digest",
-                            "removed",
-                            "data_fingerprint_after",
-                            "seconds",
-                        )
-                    }
-                )
+                self._deletions.append(deletion_entry(receipt))
             receipts.append(receipt)
         wall = time.perf_counter() - wall_start
         for receipt in receipts:
@@ -507,11 +483,6 @@ def _neighbour_targets(value: Any) -> dict[str, float | None]:
         if t is not None and not (isinstance(t, int | float) and 0 <= t <= 1):
             raise ValueError(f"neighbour_target for {kind} must be in [0, 1], got {t!r}")
     return out
-
-
-def _check_request(request: object) -> None:
-    if not isinstance(request, DeletionRequest):
-        raise TypeError(f"request must be a DeletionRequest, got {type(request).__name__}")
 
 
 def _plain(obj: Any) -> Any:

@@ -31,7 +31,7 @@ Every ``verify_every`` requests the gradients and loss are recomputed from scrat
 reported in the receipt's ``verification``) and the stream continues from the fresh values.
 
 >>> from recforget import DeletionRequest, Interactions
->>> from recforget.models.ncf import NCF
+>>> from recforget.models.ncf import NCF, torch_threads
 >>> from recforget.unlearn.stream import Forgetter
 >>> data = Interactions.from_arrays([0, 0, 1, 1, 2, 2, 3], [0, 1, 1, 2, 0, 2, 3])
 >>> model = NCF("gmf", factors=4, epochs=3, random_state=0).fit(data)
@@ -49,8 +49,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -66,9 +65,15 @@ from recforget.models._certificate import certificate, certified, relative_resid
 from recforget.models._ncf_curvature import Curvature, prepared
 from recforget.models._ncf_module import GMFHead, NCFModule
 from recforget.models._ncf_objective import objective_reg, shared_weights
-from recforget.models.ncf import NCF
-from recforget.unlearn._stream_requests import check_known, record_dropped, still_to_remove
-from recforget.unlearn.api import request_fields
+from recforget.models.ncf import NCF, torch_threads
+from recforget.unlearn._stream_requests import (
+    RequestQueue,
+    check_known,
+    check_request,
+    record_dropped,
+    still_to_remove,
+)
+from recforget.unlearn.api import deletion_entry, request_fields
 from recforget.unlearn.ncf._stream_sample import WorkingSample
 from recforget.unlearn.ncf.alteraser import _tol
 from recforget.unlearn.ncf.sample import SampleChange
@@ -117,7 +122,7 @@ def _terms(
     return float(total.detach()), out[0], out[1], dict(zip(sh, out[2:], strict=True))
 
 
-class NCFForgetter:
+class NCFForgetter(RequestQueue):
     """Serve a stream of deletion requests on one NCF model with AltEraser's one-step update.
 
     Each request is what ``recforget.forget(model, request, "alteraser")`` does to the model
@@ -184,7 +189,7 @@ class NCFForgetter:
         self._seed = int(model.seed_)
         self._num_threads = model.num_threads
         prepare_seconds = 0.0
-        with _torch_threads(self._num_threads), one_blas_thread():
+        with torch_threads(self._num_threads), one_blas_thread():
             curv = prepared(model, self.reg, "global")  # the stream's steps use one ridge
             if curv is None:
                 t0 = time.perf_counter()
@@ -403,7 +408,7 @@ class NCFForgetter:
         in units of the row's certificate scale (the shared weights included);
         ``loss_drift`` the loss's, relative. The stream continues from the fresh values.
         """
-        with _torch_threads(self._num_threads), one_blas_thread():
+        with torch_threads(self._num_threads), one_blas_thread():
             g_old = {w: self._g[w].clone() for w in _SIDES}
             gs_old = torch.cat([v.ravel() for v in self._gs.values()])
             L_old = self._L
@@ -428,25 +433,6 @@ class NCFForgetter:
         }
 
     # ------------------------------------------------------------------ requests
-    def forget(self, request: DeletionRequest) -> dict[str, Any]:
-        """Forget one request; returns its receipt."""
-        return self.forget_batch([request])[0]
-
-    def submit(self, request: DeletionRequest) -> int:
-        """Queue a request (served by :meth:`flush`); returns the queue's length."""
-        _check_request(request)
-        self._queue.append(request)
-        return len(self._queue)
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
-    def flush(self) -> list[dict[str, Any]]:
-        """Serve every queued request as one batch (one step for all of them)."""
-        queue, self._queue = self._queue, []
-        return self.forget_batch(queue) if queue else []
-
     def forget_batch(self, requests: Sequence[DeletionRequest]) -> list[dict[str, Any]]:
         """Forget several requests together: each is removed in order, then one step is
         taken for all (as ``recforget.forget`` on their union would). One receipt each."""
@@ -454,12 +440,12 @@ class NCFForgetter:
         from recforget import __version__
 
         for r in requests:
-            _check_request(r)
+            check_request(r)
         if self.missing == "error":
             self._check_known(requests)
         parts, changes = [], []
         dropped: dict[str, list[np.ndarray]] = {"users": [], "items": []}
-        with _torch_threads(self._num_threads), one_blas_thread():
+        with torch_threads(self._num_threads), one_blas_thread():
             start = time.perf_counter()
             for request in requests:
                 before = self._data_digest.hexdigest()
@@ -529,18 +515,7 @@ class NCFForgetter:
             if verification is not None:
                 receipt["verification"] = verification
             if not removal.is_noop:
-                self._deletions.append(
-                    {
-                        k: receipt[k]
-                        for k in (
-                            "method",
-                            "request_digest",
-                            "removed",
-                            "data_fingerprint_after",
-                            "seconds",
-                        )
-                    }
-                )
+                self._deletions.append(deletion_entry(receipt))
             receipts.append(receipt)
         wall = time.perf_counter() - wall_start
         for receipt in receipts:
@@ -736,25 +711,6 @@ class NCFForgetter:
         for k in self._gs:
             self._gs[k] += new_s[k] - old_s[k]
         return taken, decrease
-
-
-@contextmanager
-def _torch_threads(n: int | None) -> Iterator[None]:
-    """torch intra-op threads set to ``n`` for the block (``None``: left alone)."""
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _check_request(request: object) -> None:
-    if not isinstance(request, DeletionRequest):
-        raise TypeError(f"request must be a DeletionRequest, got {type(request).__name__}")
 
 
 __all__ = ["METHOD", "MODEL_SCHEME", "NCFForgetter"]
