@@ -201,6 +201,18 @@ def update_blocks(
     """
     if side not in ("users", "items"):
         raise ValueError(f"side must be 'users' or 'items', got {side!r}")
+    keys, bm25 = _removed_keys_and_bm25(spec, removal, stats)
+    frame, state = _side_frame(
+        blocks, side, n_blocks, spec, keys, removal.user_map, removal.item_map, bm25, factors
+    )
+    (new,), (got,) = _materialise([frame])
+    state.unpersist()
+    return new, _scales_of(got, side, removal, n_blocks, factors is not None)
+
+
+def _removed_keys_and_bm25(spec: ObjectiveSpec, removal, stats):
+    """The removed entries as sorted ``user * n_items + item`` keys (old indices), and the
+    remaining data's BM25 statistics when the objective weights by BM25 (else ``None``)."""
     n_items_old = len(removal.item_map)
     keys = np.unique(
         np.asarray(removal.removed_users, dtype=np.int64) * n_items_old
@@ -211,12 +223,7 @@ def update_blocks(
         if stats is None:
             raise ValueError("BM25 weights need the remaining data's row statistics (stats=)")
         bm25 = bm25_stats(spec, stats)
-    frame, state = _side_frame(
-        blocks, side, n_blocks, spec, keys, removal.user_map, removal.item_map, bm25, factors
-    )
-    (new,), (got,) = _materialise([frame])
-    state.unpersist()
-    return new, _scales_of(got, side, removal, n_blocks, factors is not None)
+    return keys, bm25
 
 
 def update_sides(
@@ -232,16 +239,7 @@ def update_sides(
 
     Returns ``({side: blocks}, {side: scales} or None)``.
     """
-    n_items_old = len(removal.item_map)
-    keys = np.unique(
-        np.asarray(removal.removed_users, dtype=np.int64) * n_items_old
-        + np.asarray(removal.removed_items, dtype=np.int64)
-    )
-    bm25 = None
-    if spec.feedback == "implicit" and spec.weighting == "bm25":
-        if stats is None:
-            raise ValueError("BM25 weights need the remaining data's row statistics (stats=)")
-        bm25 = bm25_stats(spec, stats)
+    keys, bm25 = _removed_keys_and_bm25(spec, removal, stats)
     frames, states = [], []
     for side in ("users", "items"):
         fac = None if factors is None else factors[side]
