@@ -30,6 +30,20 @@ def _loss_and_slope(z: float, y: float) -> tuple[float, float]:
 
 
 @njit(cache=True, fastmath=True, inline="always")
+def _sample_change(z0, z1, y, m, acc):
+    """Add one sample's change (logit ``z0`` before, ``z1`` after, weight ``m``) to ``acc``
+    (loss, slope sum, weight sum); return its weighted slopes ``(c0, c1)``."""
+    l0, r0 = _loss_and_slope(z0, y)
+    l1, r1 = _loss_and_slope(z1, y)
+    acc[0] += m * (l1 - l0)
+    c0 = m * r0
+    c1 = m * r1
+    acc[1] += c1 - c0
+    acc[2] += m
+    return c0, c1
+
+
+@njit(cache=True, fastmath=True, inline="always")
 def _term(u, i, y, m, P0, Q0, P1, Q1, h, gU, gV, gh, acc, b):
     """One sample whose user (and maybe item) moved."""
     d = P0.shape[1]
@@ -38,13 +52,7 @@ def _term(u, i, y, m, P0, Q0, P1, Q1, h, gU, gV, gh, acc, b):
     for k in range(d):
         z0 += h[k] * P0[u, k] * Q0[i, k]
         z1 += h[k] * P1[u, k] * Q1[i, k]
-    l0, r0 = _loss_and_slope(z0, y)
-    l1, r1 = _loss_and_slope(z1, y)
-    acc[0] += m * (l1 - l0)
-    c0 = m * r0
-    c1 = m * r1
-    acc[1] += c1 - c0
-    acc[2] += m
+    c0, c1 = _sample_change(z0, z1, y, m, acc)
     for k in range(d):
         gU[u, k] += h[k] * (c1 * Q1[i, k] - c0 * Q0[i, k])
         gV[i, k] += h[k] * (c1 * P1[u, k] - c0 * P0[u, k])
@@ -61,13 +69,7 @@ def _item_term(u, y, m, P0, a0, a1, gU, S0, S1, acc, b):
     for k in range(d):
         z0 += P0[u, k] * a0[k]
         z1 += P0[u, k] * a1[k]
-    l0, r0 = _loss_and_slope(z0, y)
-    l1, r1 = _loss_and_slope(z1, y)
-    acc[0] += m * (l1 - l0)
-    c0 = m * r0
-    c1 = m * r1
-    acc[1] += c1 - c0
-    acc[2] += m
+    c0, c1 = _sample_change(z0, z1, y, m, acc)
     for k in range(d):
         p = P0[u, k]
         gU[u, k] += c1 * a1[k] - c0 * a0[k]
