@@ -75,6 +75,11 @@ def _data(dataset: str, seed: int):
     return random_holdout(data, 0.2, random_state=seed)
 
 
+def _quantiles(values) -> dict[str, float]:
+    """``{"p50", "p95", "p99"}`` of ``values``."""
+    return {f"p{q}": float(np.percentile(values, q)) for q in (50, 95, 99)}
+
+
 def _degrees_like(args) -> np.ndarray:
     """History lengths of ``--requests`` users drawn uniformly (seeded, with replacement) from
     the ``--degree-like`` data set's training split: the deletion sizes to match."""
@@ -373,22 +378,13 @@ def run(args) -> dict:
         },
         "data": {"users": train.n_users, "items": train.n_items, "train_nnz": train.nnz},
         "latency_ms": {
-            "p50": float(np.percentile(lat_ms, 50)),
-            "p95": float(np.percentile(lat_ms, 95)),
-            "p99": float(np.percentile(lat_ms, 99)),
+            **_quantiles(lat_ms),
             "mean": float(lat_ms.mean()),
             "max": float(lat_ms.max()),
         },
-        "latency_ms_excluding_verification": {
-            q: float(np.percentile(lat_ms - 1e3 * np.asarray(verify_times), p))
-            for q, p in (("p50", 50), ("p95", 95), ("p99", 99))
-        },
+        "latency_ms_excluding_verification": _quantiles(lat_ms - 1e3 * np.asarray(verify_times)),
         "verify_ms_mean": float(1e3 * np.mean(verify_times)),
-        "cpu_ms": {
-            "p50": float(np.percentile(1e3 * np.asarray(cpu_times), 50)),
-            "p95": float(np.percentile(1e3 * np.asarray(cpu_times), 95)),
-            "p99": float(np.percentile(1e3 * np.asarray(cpu_times), 99)),
-        },
+        "cpu_ms": _quantiles(1e3 * np.asarray(cpu_times)),
         "rows_solved": {"median": float(np.median(rows_solved)), "max": int(max(rows_solved))},
         "degree_like": args.degree_like,
         "deleted_pairs_per_request": (
@@ -591,19 +587,13 @@ def run_ncf(args) -> dict:
         "objective_reg": reg,
         "data": {"users": train.n_users, "items": train.n_items, "train_nnz": train.nnz},
         "latency_ms": {
-            "p50": float(np.percentile(lat_ms, 50)),
-            "p95": float(np.percentile(lat_ms, 95)),
-            "p99": float(np.percentile(lat_ms, 99)),
+            **_quantiles(lat_ms),
             "mean": float(lat_ms.mean()),
             "max": float(lat_ms.max()),
         },
         # CPU time of this process per request (one thread): what a request costs when it
         # has a core to itself, whatever else shares the machine
-        "cpu_ms": {
-            "p50": float(np.percentile(1e3 * np.asarray(cpu_times), 50)),
-            "p95": float(np.percentile(1e3 * np.asarray(cpu_times), 95)),
-            "p99": float(np.percentile(1e3 * np.asarray(cpu_times), 99)),
-        },
+        "cpu_ms": _quantiles(1e3 * np.asarray(cpu_times)),
         "method_ms_p50": float(1e3 * np.median(seconds)),
         "blocks_solved": {"median": float(np.median(blocks)), "max": int(max(blocks))},
         "samples": forgetter.setup["samples"],
