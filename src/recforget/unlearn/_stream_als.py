@@ -87,13 +87,10 @@ class IncrementalALS:
         touched_first: bool = True,
         max_rounds: int = 2000,
         target: float = 1.0,
-        neighbour_target: float | None = None,
     ) -> None:
         model._check_fitted()
         if not 0 < target <= 1:
             raise ValueError(f"target must be in (0, 1], got {target!r}")
-        if neighbour_target is not None and not 0 <= neighbour_target <= 1:
-            raise ValueError(f"neighbour_target must be in [0, 1], got {neighbour_target!r}")
         if model.biases and model.feedback == "explicit":
             raise ValueError(
                 "streaming forgetting needs a model without biases: the global mean makes every "
@@ -116,7 +113,6 @@ class IncrementalALS:
         self.touched_first = touched_first
         self.max_rounds = int(max_rounds)
         self.target = float(target)
-        self.neighbour_target = neighbour_target
         self.implicit = model.feedback == "implicit"
         self.frequency = model.regularization_scaling == "frequency"
         self.lam = float(model.regularization)
@@ -388,7 +384,7 @@ class IncrementalALS:
     def repair(
         self,
         touched: dict[str, np.ndarray] | None = None,
-        neighbour_target: float | str | None = "default",
+        neighbour_target: float | None = None,
         push_target: float | None = None,
     ) -> dict:
         """Re-solve rows until every live row is within ``target * tol`` (selective rounds).
@@ -399,18 +395,17 @@ class IncrementalALS:
 
         ``touched`` rows are re-solved in the first round whatever their residual (the rows
         that lost data: a loose tolerance would otherwise leave the deleted data's trace).
-        ``neighbour_target`` overrides the instance's for this call: the touched rows'
-        neighbours whose residual estimate exceeds it (times ``tol``) are re-solved in the
-        second round; with ``push_target``, also those that their neighbours' moves shifted by
-        more than it since their last solve (:meth:`pushed_rows`).
+        With ``neighbour_target``, the touched rows' neighbours whose residual estimate exceeds
+        it (times ``tol``) are re-solved in the second round; with ``push_target``, also those
+        that their neighbours' moves shifted by more than it since their last solve
+        (:meth:`pushed_rows`).
         """
         touched = touched or {}
-        near_target = self.neighbour_target if neighbour_target == "default" else neighbour_target
         rounds = 0
         solved0 = dict(self.rows_solved)
         first = True
         pending: dict[str, np.ndarray] = {}  # 1-hop neighbours of the touched rows
-        if near_target is not None or push_target is not None:
+        if neighbour_target is not None or push_target is not None:
             for which in SIDES:  # each side's neighbours come from the other side only
                 if len(touched.get(which, ())):
                     other = "items" if which == "users" else "users"
@@ -428,8 +423,9 @@ class IncrementalALS:
                     rows = np.union1d(rows, extra)
                 if not first and len(pending.get(which, ())):
                     near = pending.pop(which)
-                    if near_target is not None:
-                        rows = np.union1d(rows, self.over_rows(which, near, floor, near_target))
+                    if neighbour_target is not None:
+                        over_near = self.over_rows(which, near, floor, neighbour_target)
+                        rows = np.union1d(rows, over_near)
                     if push_target is not None:
                         rows = np.union1d(rows, self.pushed_rows(which, near, floor, push_target))
                 last[which] = (over, bound, scale)

@@ -200,7 +200,6 @@ class Forgetter(RequestQueue):
                 touched_first=touched_first,
                 max_rounds=max_rounds,
                 target=target,
-                neighbour_target=targets["users"],
             )
             initial = self._state.certificate()
             self._state.target = setup_target  # leave every row room under tol to start
