@@ -391,6 +391,8 @@ def test_neighbour_target_per_kind_of_deletion():
         Forgetter(model, neighbour_target={"rows": 0.1})
     with pytest.raises(ValueError, match="neighbour_target for pairs"):
         Forgetter(model, neighbour_target={"pairs": -0.1})
+    with pytest.raises(ValueError, match="neighbour_target for users"):
+        Forgetter(model, neighbour_target={"users": True})
 
 
 def test_verify_entries_bounds_the_slice_and_stretches_the_pass():

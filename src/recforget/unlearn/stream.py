@@ -479,7 +479,9 @@ def _neighbour_targets(value: Any) -> dict[str, float | None]:
     else:
         out = dict.fromkeys(DEFAULT_NEIGHBOUR_TARGET, value)
     for kind, t in out.items():
-        if t is not None and not (isinstance(t, int | float) and 0 <= t <= 1):
+        if t is not None and not (
+            isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= 1
+        ):
             raise ValueError(f"neighbour_target for {kind} must be in [0, 1], got {t!r}")
     return out
 
