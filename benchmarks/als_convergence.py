@@ -22,7 +22,11 @@ pairs' mean score that a run closes (reference: the accelerated retrain at the t
 tolerance). A driver spelled ``NAME+fixed`` (``plain+fixed``, ``anderson+fixed``) runs
 Unlearn-ALS with the classic inexact rows, ``cg_steps`` (3) CG iterations on every row
 (``inner_tol=None``; method label ``unlearn-als/fixed-cg``), instead of the default rows solved
-to 0.1 times the tolerance. Timings are under one BLAS and one numba thread.
+to 0.1 times the tolerance; ``NAME+forcing`` solves them with the forcing term 0.1 (method
+label ``unlearn-als/forcing``: each sweep cuts a row's residual tenfold, never past 0.1 times
+the tolerance); ``anderson+sweep`` runs Anderson with the old safeguard (a refused step takes
+the plain sweep's output, not the line search's point; label suffix ``/sweep-safeguard``).
+Suffixes combine (``anderson+fixed+sweep``). Timings are under one BLAS and one numba thread.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,18 +51,46 @@ def _say(msg: str) -> None:
 
 
 FIXED = "+fixed"  # driver suffix: Unlearn-ALS's CG rows take a fixed cg_steps (inner_tol=None)
+FORCING = "+forcing"  # ... rows solved with the forcing term FORCING_ETA (see unlearn_als)
+SWEEP = "+sweep"  # ... Anderson's refused steps fall back to the plain sweep (the old safeguard)
+SUFFIXES = (FIXED, FORCING, SWEEP)
+FORCING_ETA = 0.1
+
+
+def _strip(driver: str) -> str:
+    for suffix in SUFFIXES:
+        driver = driver.removesuffix(suffix)
+    return driver
 
 
 def _acc(driver: str) -> str | None:
-    name = driver.removesuffix(FIXED)
+    name = _strip(driver)
     return None if name == "plain" else name
 
 
 def _rows_opts(driver: str, method: str) -> tuple[str, dict]:
-    """``(method label, options)``: "+fixed" drivers run the classic fixed-step CG rows."""
-    if not driver.endswith(FIXED):
-        return method, {}
-    return f"{method}/fixed-cg", {"inner_tol": None}
+    """``(method label, options)`` for a driver's suffixes (none: the method's defaults)."""
+    label, opts = method, {}
+    if FIXED in driver:
+        label, opts["inner_tol"] = f"{label}/fixed-cg", None
+    if FORCING in driver:
+        label, opts["forcing"] = f"{label}/forcing", FORCING_ETA
+    if SWEEP in driver:
+        label = f"{label}/sweep-safeguard"
+    return label, opts
+
+
+@contextmanager
+def _safeguard(driver: str):
+    """Anderson's old safeguard (refusals take the plain sweep) for a "+sweep" driver."""
+    from recforget.models import _als_sweeps
+
+    old = _als_sweeps.DEFAULT_SAFEGUARD
+    _als_sweeps.DEFAULT_SAFEGUARD = "sweep" if SWEEP in driver else old
+    try:
+        yield
+    finally:
+        _als_sweeps.DEFAULT_SAFEGUARD = old
 
 
 def _rows_from_trace(base: dict, trace: list[dict], tols: list[float], total: float) -> list[dict]:
@@ -165,26 +198,29 @@ def run(args) -> list[dict]:
             if task not in args.tasks:
                 continue
             for driver in args.drivers:
-                if method == "retrain" and driver.endswith(FIXED):
-                    continue  # the retrain's rows do not depend on it
                 label, opts = _rows_opts(driver, method)
-                res = forget(
-                    original,
-                    requests[req],
-                    method,
-                    tol=tmin,
-                    max_sweeps=args.max_sweeps,
-                    accelerate=_acc(driver),
-                    **opts,
-                )
-                driver = driver.removesuffix(FIXED)
+                if method == "retrain":
+                    if opts:
+                        continue  # the retrain's (Cholesky) rows do not depend on them
+                    label = _rows_opts(driver, "retrain")[0]
+                with _safeguard(driver):
+                    res = forget(
+                        original,
+                        requests[req],
+                        method,
+                        tol=tmin,
+                        max_sweeps=args.max_sweeps,
+                        accelerate=_acc(driver),
+                        **opts,
+                    )
+                driver = _strip(driver)
                 new = record(task, label, driver, res.model, res.receipt["seconds"])
                 if req == "1pct":
                     score = _deleted_score(res.model, requests[req])
                     for row in new:
                         row["deleted_score"] = score if row is new[-1] else None
                         row["original_score"] = scores["original"]
-                    if method == "retrain" and driver != "plain":
+                    if label == "retrain" and driver != "plain":
                         if retrain_ref is None or new[-1]["residual"] < retrain_ref[1]:
                             retrain_ref = (score, new[-1]["residual"])
         ref = None if retrain_ref is None else retrain_ref[0]
@@ -193,8 +229,8 @@ def run(args) -> list[dict]:
                 continue
             for tol in tols:
                 for driver in args.drivers:
-                    if driver.endswith(FIXED):
-                        continue
+                    if _strip(driver) != driver:
+                        continue  # selective rounds: the defaults only
                     res = forget(
                         original, requests[req], "unlearn-als-selective", tol=tol,
                         accelerate=_acc(driver),
@@ -228,19 +264,20 @@ def run(args) -> list[dict]:
             )
             for driver in args.drivers:
                 label, opts = _rows_opts(driver, "unlearn-als")
-                res = forget(
-                    wrapped,
-                    requests["1pct"],
-                    "unlearn-als",
-                    tol=tmin,
-                    max_sweeps=args.max_sweeps,
-                    accelerate=_acc(driver),
-                    **opts,
-                )
+                with _safeguard(driver):
+                    res = forget(
+                        wrapped,
+                        requests["1pct"],
+                        "unlearn-als",
+                        tol=tmin,
+                        max_sweeps=args.max_sweeps,
+                        accelerate=_acc(driver),
+                        **opts,
+                    )
                 record(
                     "unlearn-1pct-from-implicit",
                     label,
-                    driver.removesuffix(FIXED),
+                    _strip(driver),
                     res.model,
                     res.receipt["seconds"],
                 )
@@ -254,6 +291,7 @@ def _warm_up(drivers: list[str]) -> None:
     """Compile every kernel the timed runs use (numba) on a tiny problem, untimed."""
     from recforget import ALS, DeletionRequest, forget
     from recforget.data.interactions import Interactions
+    from recforget.models._als_sweeps import _pack, line_coefficients
 
     rng = np.random.default_rng(0)
     cells = rng.choice(600, 300, replace=False)
@@ -266,6 +304,10 @@ def _warm_up(drivers: list[str]) -> None:
             model.fit(data)
             for method in ("retrain", "unlearn-als", "unlearn-als-selective"):
                 forget(model, DeletionRequest(pairs=pair), method, accelerate=_acc(driver))
+    # Anderson's fallback line search runs only on a refused step: compile it here too
+    obj = model.objective(data)
+    F = model._factors()
+    line_coefficients(obj, F, _pack(F))
 
 
 def _original(args, train, params, base, record):
@@ -277,7 +319,7 @@ def _original(args, train, params, base, record):
         cache = Path(args.cache) / f"{args.dataset}_reg{params['regularization']:g}_{args.seed}"
     best = None
     if "fit" in args.tasks or cache is None or not cache.exists():
-        names = [d for d in args.drivers if not d.endswith(FIXED)]
+        names = [d for d in args.drivers if _strip(d) == d]
         drivers = names if "fit" in args.tasks else [d for d in names if d != "plain"]
         for driver in drivers or ["ncg"]:
             model = ALS(**{k: v for k, v in params.items()}, accelerate=_acc(driver))
@@ -311,7 +353,11 @@ def _settings(args) -> dict:
         "holdout": 0.2,
         "fit_solver": "cholesky",
         "unlearn_solver": "cg",
-        "unlearn_rows": "solved to 0.1 tol, at most 10 CG steps (+fixed drivers: cg_steps 3)",
+        "unlearn_rows": (
+            "solved to 0.1 tol, at most 10 CG steps (+fixed drivers: cg_steps 3; +forcing: "
+            f"forcing {FORCING_ETA})"
+        ),
+        "anderson_safeguard": "line (+sweep drivers: sweep)",
         "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")},
     }
 
@@ -371,8 +417,17 @@ def plots(results: list[dict], folder: str) -> list[Path]:
                 continue
             secs = [p["seconds"] for p in t["trace"]]
             res = [p["max_relative"] for p in t["trace"]]
-            fixed = t.get("method", "").endswith("/fixed-cg")
-            ax.semilogy(secs, res, label=t["driver"] + (" (3 CG steps a row)" if fixed else ""))
+            method = t.get("method", "")
+            tags = [
+                name
+                for tag, name in (
+                    ("/fixed-cg", "3 CG steps a row"),
+                    ("/forcing", "forcing term"),
+                    ("/sweep-safeguard", "old safeguard"),
+                )
+                if tag in method
+            ]
+            ax.semilogy(secs, res, label=t["driver"] + (f" ({', '.join(tags)})" if tags else ""))
         ax.set_xlabel("seconds")
         ax.set_ylabel("max relative row residual")
         ax.set_title(f"{key[0]} reg {key[1]:g}: {key[2]}")

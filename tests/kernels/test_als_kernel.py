@@ -130,6 +130,35 @@ def test_cg_to_a_target_solves_each_row_to_it(seed):
     np.testing.assert_array_equal(Xa, Xb)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_cg_forcing_term_reduces_each_row_by_its_factor(seed):
+    _R, csr, X, Y = _problem(seed, 15, 11, 5, 0.4)
+    c = 1 + 4.0 * csr.data
+    args = (csr.indptr.astype(np.int64), csr.indices, c - 1, c)
+    G, reg, rows = K.gram(Y), np.full(15, 0.3), K.all_rows(15)
+    Xc = X.copy()
+    K.solve_rows_cholesky(*args, Xc, Y, G, reg, rows)
+    start = Xc + 1e-3 * (X - Xc)
+    start[::3] = X[::3]  # rows far from their solution, and rows near it
+    g0, b0 = K.row_residuals(*args, start, Y, G, reg, rows)
+    rel, eta = 1e-5, 0.1
+    Xf = start.copy()
+    done = K.solve_rows_cg(*args, Xf, Y, G, reg, rows, 50, rel, 0.0, eta)
+    g, b = K.row_residuals(*args, Xf, Y, G, reg, rows)
+    # every row stopped at the looser of its two targets (residuals are 2 (A x - b))
+    assert np.all(g <= np.maximum(rel * b, eta * g0) * (1 + 1e-6))
+    # ... so some rows far from their solution stop short of the tight target
+    far = g0 > 10 * rel * b0
+    assert far.any() and np.any(g[far] > rel * b[far])
+    Xt = start.copy()
+    tight = K.solve_rows_cg(*args, Xt, Y, G, reg, rows, 50, rel)
+    assert 0 < done < tight
+    # eta = 0 is the plain target, bit for bit
+    Xz = start.copy()
+    K.solve_rows_cg(*args, Xz, Y, G, reg, rows, 50, rel, 0.0, 0.0)
+    np.testing.assert_array_equal(Xz, Xt)
+
+
 @pytest.mark.parametrize("rel", [1e-3, 1e-8])
 def test_cg_target_floor_covers_rows_without_data(rel):
     _R, csr, X, Y = _problem(7, 10, 8, 4, 0.5)

@@ -302,3 +302,112 @@ def test_uncertified_receipt_says_what_was_reached_and_what_to_do():
     default = forget(model, request)
     assert default.receipt["certified"] and "convergence" not in default.receipt
     assert default.receipt["driver"] == "anderson"
+
+
+@pytest.mark.parametrize("driver", [None, *DRIVERS])
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_forcing_rows_never_raise_the_objective(config, driver):
+    data = planted()
+    obj, F = _start(data, config)
+    fresh = _model(config).objective(data)  # an independent objective, built from scratch
+    losses = [fresh.loss(F)]
+    kw = {"solver": "cg", "cg_steps": 10, "inner_tol": 1e-6, "accelerate": driver}
+    run = run_sweeps(
+        obj, F, 30, forcing=0.1, on_step=lambda G, info: losses.append(fresh.loss(G)), **kw
+    )
+    steps = np.diff(losses)
+    assert np.all(steps <= 1e-12 * abs(losses[0])), steps.max()
+    # the forcing term stops rows early: fewer CG steps than rows solved to inner_tol
+    _, E = _start(data, config)
+    tight = run_sweeps(obj, E, 30, **kw)
+    assert 0 < run.cg_iterations < tight.cg_iterations
+
+
+@pytest.mark.parametrize("driver", [None, *DRIVERS])
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_forcing_rows_reach_the_exact_certified_point(config, driver):
+    data = planted()
+    tol = 1e-7
+    obj, F = _start(data, config)
+    E = F.copy()  # plain sweeps with exact (Cholesky) rows from the same start
+    assert run_sweeps(obj, E, 3000, solver="cholesky", grad_tol=tol).reason == "grad_tol"
+    run = run_sweeps(
+        obj, F, 3000, solver="cg", cg_steps=10, grad_tol=tol, inner_tol=0.3 * tol, forcing=0.1,
+        accelerate=driver,
+    )  # fmt: skip
+    assert run.reason == "grad_tol"
+    fresh = _model(config).objective(data)  # certified and compared on a rebuilt objective
+    assert fresh.stationarity(F)["max_relative"] <= tol
+    assert fresh.loss(F) == pytest.approx(fresh.loss(E), rel=1e-6)
+    S_exact = E.X @ E.Y.T
+    assert np.abs(F.X @ F.Y.T - S_exact).max() < 1e-3 * np.abs(S_exact).max()
+
+
+@pytest.mark.parametrize("reg", [0.05, 0.5])
+@pytest.mark.parametrize("safeguard", ["line", "sweep"])
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_anderson_safeguards_never_raise_the_objective(config, safeguard, reg):
+    """Far from stationary Anderson's mixed points are often refused; either fallback is safe.
+
+    At regularisation 0.5 the certified point is the one plain exact sweeps reach; at 0.05
+    (many refusals) the objective has several stationary points, so only certification and
+    monotonicity are checked there.
+    """
+    config = {**config, "regularization": reg}
+    data = planted(60, 40)
+    tol = 1e-6
+    obj, F = _start(data, config)
+    fresh = _model(config).objective(data)  # an independent objective, built from scratch
+    losses = [fresh.loss(F)]
+    run = run_sweeps(
+        obj, F, 5000, solver="cholesky", grad_tol=tol, accelerate="anderson", safeguard=safeguard,
+        on_step=lambda G, info: losses.append(fresh.loss(G)),
+    )  # fmt: skip
+    assert run.reason == "grad_tol"
+    steps = np.diff(losses)
+    assert np.all(steps <= 1e-12 * abs(losses[0])), steps.max()
+    assert fresh.stationarity(F)["max_relative"] <= tol
+    if safeguard == "sweep":
+        assert run.line_steps == 0
+    elif config["feedback"] == "implicit" or reg < 0.5:
+        assert 0 < run.line_steps <= run.fallbacks  # refused steps took the line's minimum
+    if reg == 0.5:
+        _, E = _start(data, config)
+        assert run_sweeps(obj, E, 5000, solver="cholesky", grad_tol=tol).reason == "grad_tol"
+        assert fresh.loss(F) == pytest.approx(fresh.loss(E), rel=1e-6)
+        S_exact = E.X @ E.Y.T
+        assert np.abs(F.X @ F.Y.T - S_exact).max() < 1e-3 * np.abs(S_exact).max()
+
+
+@pytest.mark.parametrize("driver", [None, "anderson"])
+@pytest.mark.parametrize("method", ["unlearn-als", "unlearn-als-selective"])
+def test_forcing_rows_that_lose_all_data(driver, method):
+    data = planted()
+    config = CONFIGS[0]
+    model = _model(config, iterations=2000, grad_tol=1e-6).fit(data)
+    user = 0
+    items = data.indices[data.indptr[user] : data.indptr[user + 1]]
+    request = DeletionRequest(pairs=[(data.users.ids[user], data.items.ids[j]) for j in items])
+    budget = {} if method == "unlearn-als-selective" else {"max_sweeps": 3000}
+    res = forget(model, request, method, tol=1e-6, accelerate=driver, forcing=0.1, **budget)
+    assert res.receipt["certified"]
+    new, remaining = res.model, res.data
+    assert remaining.user_counts()[user] == 0
+    F = Factors(new.user_factors_, new.item_factors_)
+    assert _model(config).objective(remaining).stationarity(F)["max_relative"] <= 1e-6
+    assert np.abs(new.user_factors_[user]).max() <= 1e-5 * np.abs(new.user_factors_).max()
+
+
+def test_bad_forcing_and_safeguard_are_named():
+    data = planted()
+    model = _model(CONFIGS[0], iterations=200, grad_tol=1e-5).fit(data)
+    request = DeletionRequest(pairs=[(data.users.ids[0], data.items.ids[data.indices[0]])])
+    for method in ("unlearn-als", "unlearn-als-selective"):
+        for bad in (0, 1, 1.5, -0.1, True, "0.1", float("nan")):
+            with pytest.raises(ValueError, match="forcing"):
+                forget(model, request, method, forcing=bad)
+    obj, F = _start(data, CONFIGS[0])
+    with pytest.raises(ValueError, match="safeguard"):
+        run_sweeps(obj, F, 2, accelerate="anderson", safeguard="damped")
+    with pytest.raises(ValueError, match="forcing"):
+        run_sweeps(obj, F, 2, solver="cg", inner_tol=1e-3, forcing=2.0)

@@ -129,8 +129,10 @@ def solve_rows_cholesky(indptr, indices, w, v, X, Y, G, reg, rows):  # pragma: n
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel, floor):  # pragma: no cover
-    """CG on the selected rows; a row stops once ``||b - A x|| <= rel max(||b||, floor)``.
+def _cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel, floor, eta):  # pragma: no cover
+    """CG on the selected rows; a row stops once ``||b - A x|| <= rel max(||b||, floor)``,
+    or, with ``eta > 0``, once it is at most ``max(that, eta ||b - A x_0||)`` (``x_0`` the
+    row's start).
 
     ``rel = 0`` runs ``steps`` iterations on every row (the stop then only fires on an exact
     solution). Returns the number of CG iterations run, summed over rows.
@@ -167,11 +169,11 @@ def _cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel, floor):  # p
         for f in range(k):
             bb += b[f] * b[f]
         scale = max(np.sqrt(bb), floor)
-        stop = (rel * scale) ** 2
         p = res.copy()
         rs_old = 0.0
         for f in range(k):
             rs_old += res[f] * res[f]
+        stop = max((rel * scale) ** 2, eta * eta * rs_old)
         Ap = np.empty(k)
         for _ in range(steps):
             if rs_old <= stop:
@@ -210,7 +212,7 @@ def _cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel, floor):  # p
     return done.sum()
 
 
-def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel=0.0, floor=0.0):
+def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel=0.0, floor=0.0, eta=0.0):
     """``steps`` conjugate-gradient iterations per selected row, warm-started at ``X[r]``.
 
     Same system as :func:`solve_rows_cholesky`; ``A p`` is applied without forming ``A``
@@ -221,10 +223,17 @@ def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel=0.0, flo
     With ``rel > 0`` a row stops early, before any step if it is already there, once its
     residual ``||b_r - A_r x_r||`` is at most ``rel * max(||b_r||, floor)``: the row is then
     solved to relative accuracy ``rel`` (the certificate's measure, see
-    :mod:`recforget.models._certificate`), and ``steps`` is only a cap. Returns the number of
-    CG iterations run, summed over the rows.
+    :mod:`recforget.models._certificate`), and ``steps`` is only a cap. With ``eta > 0`` (a
+    forcing term, ``0 < eta < 1``) a row also stops once its residual is ``eta`` times the one
+    it started the call with: each call reduces a row's residual by that factor, never past
+    ``rel`` (an inexact-Newton row solve). Returns the number of CG iterations run, summed over
+    the rows.
     """
-    return int(_cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, float(rel), float(floor)))
+    return int(
+        _cg_rows(
+            indptr, indices, w, v, X, Y, G, reg, rows, steps, float(rel), float(floor), float(eta)
+        )
+    )
 
 
 @njit(parallel=True, cache=True, fastmath=True)

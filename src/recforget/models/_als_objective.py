@@ -167,13 +167,14 @@ class ALSObjective:
         cg_steps: int = 3,
         rel: float = 0.0,
         floor: float = 0.0,
+        eta: float = 0.0,
     ) -> int:
         """Re-solve the given rows of ``which`` ("users" | "items") in place.
 
         With ``solver="cg"`` and ``rel > 0``, ``cg_steps`` is a cap and each row stops once its
         relative residual is at most ``rel`` (scale floored at ``floor``; see
         :func:`recforget.kernels.als.solve_rows_cg`). Returns the CG iterations run (0 for
-        Cholesky).
+        Cholesky). ``eta`` is the CG rows' forcing term (see ``solve_rows_cg``).
         """
         side, X, Y, v, G = self._side(which, F)
         rows = K.all_rows(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -184,8 +185,9 @@ class ALSObjective:
             K.solve_rows_cholesky(side.indptr, side.indices, side.w, v, X, Y, G, side.reg, rows)
         else:
             steps = K.solve_rows_cg(
-                side.indptr, side.indices, side.w, v, X, Y, G, side.reg, rows, cg_steps, rel, floor
-            )
+                side.indptr, side.indices, side.w, v, X, Y, G, side.reg, rows, cg_steps, rel, floor,
+                eta,
+            )  # fmt: skip
         self._unaugment(which, F, X)
         return steps
 

@@ -18,10 +18,12 @@ items with users fixed), followed by a cheap correction:
     the linearised residual.
 
 Both are safeguarded: a candidate is accepted only if its objective, computed from scratch, is
-no higher than the current point's; otherwise the plain sweep's output is taken and the memory
-cleared. The plain sweep never raises the
-objective (each row solve minimises its own ridge problem), so the objective never increases
-whatever the driver. The first iteration is always a plain sweep, so that every row is
+no higher than the current point's; otherwise the memory is cleared and the driver falls back:
+ALS-NCG to the plain sweep's output, Anderson (by default) to the best point, by an exact line
+search, on the line through the plain sweep's output along the refused correction (never
+worse than that output; ``safeguard="sweep"`` takes the output itself). The plain sweep never
+raises the objective (each row solve minimises its own ridge problem), so the objective never
+increases whatever the driver. The first iteration is always a plain sweep, so that every row is
 re-solved at least once on the data the objective stands on, as with plain sweeps.
 """
 
@@ -48,6 +50,8 @@ from recforget.models._certificate import certificate, certified, row_floor
 ACCELERATIONS = ("ncg", "anderson")
 DEFAULT_ACCELERATION = "anderson"
 ANDERSON_MEMORY = 5
+SAFEGUARDS = ("line", "sweep")  # what Anderson takes when a mixed point raises the objective
+DEFAULT_SAFEGUARD = "line"
 
 
 @dataclass
@@ -60,7 +64,8 @@ class SweepRun:
     certificate: dict[str, float] | None = None
     trace: list[dict[str, float]] = field(default_factory=list)
     accepted: int = 0  # accelerated steps kept
-    fallbacks: int = 0  # accelerated steps refused by the safeguard (plain sweep taken)
+    fallbacks: int = 0  # accelerated steps refused by the safeguard
+    line_steps: int = 0  # Anderson refusals replaced by the line search's point
     cg_iterations: int = 0  # CG iterations of the row solves, summed over rows and sweeps
 
 
@@ -69,6 +74,15 @@ def check_accelerate(accelerate: str | None) -> str | None:
     if accelerate is not None and accelerate not in ACCELERATIONS:
         raise ValueError(f"accelerate must be None, 'ncg' or 'anderson', got {accelerate!r}")
     return accelerate
+
+
+def check_forcing(forcing: float | None) -> float | None:
+    """Validate a forcing term: ``None`` or a number strictly between 0 and 1."""
+    if forcing is None:
+        return None
+    if isinstance(forcing, bool) or not isinstance(forcing, int | float) or not 0 < forcing < 1:
+        raise ValueError(f"forcing must be None or a number in (0, 1), got {forcing!r}")
+    return float(forcing)
 
 
 # ---------------------------------------------------------------------- flat views
@@ -172,6 +186,8 @@ def run_sweeps(
     grad_tol: float | None = None,
     accelerate: str | None = None,
     inner_tol: float | None = None,
+    forcing: float | None = None,
+    safeguard: str | None = None,
     track_loss: bool = False,
     progress: bool = False,
     on_step: Callable[[Factors, dict[str, Any]], None] | None = None,
@@ -197,6 +213,14 @@ def run_sweeps(
     inner_tol : float or None
         With CG rows, solve each row only to this relative residual (``cg_steps`` is then a
         cap; rows already there take no step). ``None``: ``cg_steps`` iterations on every row.
+    forcing : float or None
+        With ``inner_tol``, a forcing term ``0 < forcing < 1`` (inexact Newton, after
+        Eisenstat and Walker): each sweep solves a CG row only until its residual is
+        ``forcing`` times the one it started the sweep with, never past ``inner_tol``, so
+        rows far from their solution take few steps. ``None``: every row to ``inner_tol``.
+    safeguard : {"line", "sweep"} or None
+        What Anderson takes when a mixed point would raise the objective (see ``_Anderson``);
+        ``None``: ``DEFAULT_SAFEGUARD``.
     track_loss : bool
         Record the objective after each iteration in ``history`` (also done with ``tol``).
     on_step : callable or None
@@ -209,13 +233,21 @@ def run_sweeps(
         ``grad_tol`` is set (``seconds`` since the start, certificate included).
     """
     check_accelerate(accelerate)
+    check_forcing(forcing)
+    safeguard = DEFAULT_SAFEGUARD if safeguard is None else safeguard
+    if safeguard not in SAFEGUARDS:
+        raise ValueError(f"safeguard must be 'line' or 'sweep', got {safeguard!r}")
     run = SweepRun()
-    sweep = _Sweeper(obj, solver, cg_steps, inner_tol, run)
+    sweep = _Sweeper(obj, solver, cg_steps, inner_tol, run, forcing)
     track = tol is not None or track_loss or accelerate is not None
     start = time.perf_counter()
     loss_of = fast_loss if accelerate is not None else ALSObjective.loss
     prev = loss_of(obj, F) if (tol is not None or accelerate is not None) else None
-    state = _NCG() if accelerate == "ncg" else _Anderson() if accelerate == "anderson" else None
+    state: _NCG | _Anderson | None = None
+    if accelerate == "ncg":
+        state = _NCG()
+    elif accelerate == "anderson":
+        state = _Anderson(safeguard=safeguard)
     bar = tqdm(range(n), desc="ALS", disable=not progress, leave=False)
     for _ in bar:
         if state is None or run.sweeps == 0:
@@ -257,20 +289,24 @@ def run_sweeps(
 class _Sweeper:
     """One ALS sweep (users with items fixed, then items with users fixed) and the certificate.
 
-    With ``inner_tol``, CG rows stop at that relative residual; the scale floor they use is the
-    certificate's, refreshed by every :meth:`certify`.
+    With ``inner_tol``, CG rows stop at that relative residual (or, with ``forcing``, at that
+    share of the residual each row starts the sweep with, whichever is looser); the scale
+    floor they use is the certificate's, refreshed by every :meth:`certify`.
     """
 
-    def __init__(self, obj, solver: str, cg_steps: int, inner_tol: float | None, run) -> None:
+    def __init__(
+        self, obj, solver: str, cg_steps: int, inner_tol: float | None, run, forcing=None
+    ) -> None:
         self.obj, self.solver, self.cg_steps, self.run = obj, solver, cg_steps, run
         self.rel = 0.0 if inner_tol is None or solver != "cg" else float(inner_tol)
+        self.eta = 0.0 if forcing is None or self.rel == 0.0 else float(forcing)
         self.floor = 0.0
 
     def __call__(self, F: Factors) -> None:
         for which in ("users", "items"):
             self.run.cg_iterations += self.obj.solve(
                 which, F, solver=self.solver, cg_steps=self.cg_steps, rel=self.rel,
-                floor=self.floor,
+                floor=self.floor, eta=self.eta,
             )  # fmt: skip
 
     def certify(self, F: Factors) -> dict[str, float]:
@@ -320,10 +356,18 @@ class _NCG:
 
 
 class _Anderson:
-    """Anderson mixing of the sweep map's last ``ANDERSON_MEMORY`` outputs."""
+    """Anderson mixing of the sweep map's last ``ANDERSON_MEMORY`` outputs, safeguarded.
 
-    def __init__(self, memory: int = ANDERSON_MEMORY) -> None:
-        self.memory = memory
+    A mixed point is kept when its objective is no higher than the current point's. When it
+    is higher, ``safeguard="line"`` (default) moves from the plain sweep's output ``G(x)``
+    along the refused correction ``d = mixed - G(x)`` by the exact minimiser ``t`` of the
+    objective on that line (a quartic, one pass over the data: the same line search as
+    ALS-NCG; ``t`` may be negative), which is never worse than ``G(x)``; ``"sweep"`` takes
+    ``G(x)`` itself. Either way the memory restarts.
+    """
+
+    def __init__(self, memory: int = ANDERSON_MEMORY, safeguard: str = DEFAULT_SAFEGUARD) -> None:
+        self.memory, self.safeguard = memory, safeguard
 
     def reset(self, obj: ALSObjective, F: Factors, loss: float | None) -> None:
         self.loss = fast_loss(obj, F) if loss is None else loss
@@ -356,14 +400,31 @@ class _Anderson:
             if np.isfinite(cand_loss) and cand_loss <= self.loss:
                 chosen, chosen_loss = cand, cand_loss
                 run.accepted += 1
-            else:  # safeguard: keep the plain sweep, restart the memory
-                self.dF, self.dG = [], []
+            else:  # safeguard: the plain sweep's output, or the best point on the line
                 run.fallbacks += 1
+                if self.safeguard == "line":
+                    chosen, chosen_loss = self._line(obj, bar, gx, mixed - gx, run)
+                self.dF, self.dG = [], []
         if chosen_loss is None:
             chosen_loss = fast_loss(obj, bar)
         _copy_into(F, chosen)
         self.loss = chosen_loss
         return chosen_loss
+
+    def _line(self, obj, bar: Factors, gx: np.ndarray, d: np.ndarray, run: SweepRun):
+        """``(point, loss)``: the objective's minimiser on ``G(x) + t d``, or ``(bar, None)``."""
+        if not np.all(np.isfinite(d)):
+            return bar, None
+        t = quartic_argmin(line_coefficients(obj, bar, d))
+        if t == 0.0:
+            return bar, None
+        cand = bar.copy()
+        _unpack(gx + t * d, cand)
+        cand_loss = fast_loss(obj, cand)
+        if not (np.isfinite(cand_loss) and cand_loss <= self.loss):  # rounding: keep G(x)
+            return bar, None
+        run.line_steps += 1
+        return cand, cand_loss
 
 
 def _lstsq(columns: list[np.ndarray], b: np.ndarray) -> np.ndarray:

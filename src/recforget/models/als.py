@@ -231,6 +231,7 @@ class ALS(Recommender):
         fresh: bool = False,
         accelerate: str | None = "auto",
         inner_tol: float | None = None,
+        forcing: float | None = None,
     ) -> ALS:
         """Run up to ``n`` ALS sweeps on ``interactions`` starting from the current factors.
 
@@ -238,9 +239,10 @@ class ALS(Recommender):
         the model's vocabularies. ``accelerate`` overrides the model's driver for this call
         (``"auto"``: the model's ``accelerate`` parameter). ``inner_tol`` (CG rows only) solves
         each row to that relative residual, ``cg_steps`` being a cap, instead of running
-        ``cg_steps`` iterations on every row. Sets ``n_iter_``, ``stop_reason_``,
-        ``loss_history_``, ``sweep_trace_`` and, with ``grad_tol``, ``certificate_`` (the last
-        stationarity check).
+        ``cg_steps`` iterations on every row; ``forcing`` (with ``inner_tol``) loosens that
+        target while a row is far from its solution (see ``run_sweeps``). Sets ``n_iter_``,
+        ``stop_reason_``, ``loss_history_``, ``sweep_trace_`` and, with ``grad_tol``,
+        ``certificate_`` (the last stationarity check).
         """
         self._check_fitted()
         self._check_vocab(interactions)
@@ -259,6 +261,7 @@ class ALS(Recommender):
                 grad_tol=grad_tol,
                 accelerate=driver,
                 inner_tol=inner_tol,
+                forcing=forcing,
                 track_loss=self.track_loss,
                 progress=self.show_progress,
             )

@@ -19,7 +19,7 @@ import numpy as np
 from recforget._threads import single_blas
 from recforget.data.interactions import Removal
 from recforget.models._als_objective import Factors
-from recforget.models._als_sweeps import convergence_note
+from recforget.models._als_sweeps import check_forcing, convergence_note
 from recforget.models._certificate import relative_residuals, row_floor
 from recforget.models.als import ALS
 from recforget.models.base import clone
@@ -129,6 +129,7 @@ def unlearn_als(
     accelerate: str | None = "auto",
     inner_tol: float | str | None = "auto",
     cg_steps: int | None = None,
+    forcing: float | None = None,
 ) -> tuple[ALS, dict]:
     """Unlearn-ALS: warm-started full sweeps on the remaining data until certified.
 
@@ -149,12 +150,22 @@ def unlearn_als(
     ``None`` runs ``cg_steps`` (default: the model's) iterations on every row, the classic
     inexact sweep. Measured on ML-1M at regularisation 0.01 (1% deleted, tolerance 1e-3) the
     classic 3-step rows need 103 plain sweeps where these need 11 (docs/acceleration.md).
+
+    ``forcing`` (``None`` by default, else a number in (0, 1); CG rows with an ``inner_tol``
+    only) is an inexact-Newton forcing term: each sweep then stops a row once its residual is
+    ``forcing`` times the one it started the sweep with, never past ``inner_tol``. It saves CG
+    work with plain sweeps far from stationary, but the row map then changes from sweep to
+    sweep and Anderson needs more sweeps, so it is off by default (docs/acceleration.md).
     """
     tol = _tol(model, tol)
+    check_forcing(forcing)
     new = transplant(model, removal)
     inner, steps = _inner(model, tol, solver, inner_tol, cg_steps)
     new.set_params(solver=_check_solver(solver), cg_steps=steps)
-    new.sweeps(removal.data, max_sweeps, grad_tol=tol, accelerate=accelerate, inner_tol=inner)
+    new.sweeps(
+        removal.data, max_sweeps, grad_tol=tol, accelerate=accelerate, inner_tol=inner,
+        forcing=forcing,
+    )  # fmt: skip
     new.set_params(solver=model.solver, cg_steps=model.cg_steps)
     n = new.seen_.n_users + new.seen_.n_items
     return new, _report(
@@ -183,6 +194,7 @@ def unlearn_als_selective(
     handover_rounds: int = HANDOVER_ROUNDS,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
     inner_tol: float | str | None = "auto",
+    forcing: float | None = None,
 ) -> tuple[ALS, dict]:
     """Re-solve only the rows whose gradient exceeds the tolerance, until none does.
 
@@ -204,12 +216,13 @@ def unlearn_als_selective(
     stationary, e.g. trained for a fixed number of iterations), a round costs a full sweep and
     converges no faster than one, so the method hands over to the accelerated full-sweep
     driver (``accelerate``, "auto": the model's own; ``None`` never hands over) for at most
-    ``max_sweeps`` iterations, with CG rows solved as ``inner_tol`` says (see
+    ``max_sweeps`` iterations, with CG rows solved as ``inner_tol`` and ``forcing`` say (see
     :func:`unlearn_als`). (A deletion from a certified model also puts many rows just over the
     tolerance at first; a few rounds clear them, hence the wait.)
     """
     tol = _tol(model, tol, DEFAULT_SELECTIVE_TOL)
     solver = _check_solver(solver)
+    check_forcing(forcing)
     new = transplant(model, removal)
     driver = new._driver(accelerate, tol)
     obj = new.objective(removal.data)
@@ -266,8 +279,9 @@ def unlearn_als_selective(
         inner, steps = _inner(model, tol, solver, inner_tol, None)
         new.set_params(solver=solver, cg_steps=steps)  # the same row solver as the rounds
         new.sweeps(
-            removal.data, max_sweeps, grad_tol=tol, accelerate=driver, fresh=True, inner_tol=inner
-        )
+            removal.data, max_sweeps, grad_tol=tol, accelerate=driver, fresh=True,
+            inner_tol=inner, forcing=forcing,
+        )  # fmt: skip
         new.set_params(solver=model.solver, cg_steps=model.cg_steps)
         solved_u += new.n_iter_ * new.seen_.n_users
         solved_i += new.n_iter_ * new.seen_.n_items
