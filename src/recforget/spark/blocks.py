@@ -22,6 +22,7 @@ The functions without a ``spark`` argument are plain numpy and run inside the ex
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -134,9 +135,12 @@ def encode_block(
     key, col = (u, i) if side == "users" else (i, u)
     rows = np.arange(block, n_rows, n_blocks, dtype=np.int64)
     local = (np.asarray(key, dtype=np.int64) - block) // n_blocks
-    order = np.lexsort((col, local))
-    u, i, values = u[order], i[order], np.asarray(values, dtype=np.float64)[order]
-    local, col = local[order], np.asarray(col)[order]
+    col = np.asarray(col)
+    values = np.asarray(values, dtype=np.float64)
+    if not _sorted_by(local, col):  # (entries pruned from a block come in order already)
+        order = np.lexsort((col, local))
+        u, i, values = u[order], i[order], values[order]
+        local, col = local[order], col[order]
     counts = np.bincount(local, minlength=len(rows)).astype(np.int64)
     indptr = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
@@ -151,6 +155,15 @@ def encode_block(
         "reg": row_ridge(spec, counts),
     }
     return {"block": int(block), "n": len(rows), **{k: a.tobytes() for k, a in arrays.items()}}
+
+
+def _sorted_by(major: np.ndarray, minor: np.ndarray) -> bool:
+    """Whether entries are in ``(major, minor)`` order (what ``np.lexsort`` would give: the
+    keys are distinct, so a sorted input is its own sort)."""
+    if len(major) < 2:
+        return True
+    dm = np.diff(major)
+    return bool(np.all((dm > 0) | ((dm == 0) & (np.diff(minor) > 0))))
 
 
 def decode_block(rec: dict[str, Any], dtype: np.dtype) -> dict[str, np.ndarray]:
@@ -380,6 +393,29 @@ class PassResult:
     block_seconds: list[float] | None = None  # each block's row-solve time, block order
 
 
+_BLOCK_COLUMNS_OF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def map_blocks(blocks, fn, schema):
+    """``blocks.mapInArrow(fn, schema)``, with the frame's column references made once.
+
+    ``DataFrame.mapInArrow`` resolves every column of the frame with one JVM round trip each
+    (twelve for an updated block frame) every time it is called; a pass calls it once per
+    side, so the references are kept per frame and the map built from them. (Frames without
+    a JVM handle, e.g. Spark Connect's, take ``mapInArrow`` itself.)"""
+    if not hasattr(blocks, "_jdf"):
+        return blocks.mapInArrow(fn, schema)
+    from pyspark.sql import DataFrame
+    from pyspark.sql.pandas.functions import pandas_udf
+    from pyspark.util import PythonEvalType
+
+    cols = _BLOCK_COLUMNS_OF.get(blocks)
+    if cols is None:
+        cols = _BLOCK_COLUMNS_OF[blocks] = [blocks[c] for c in blocks.columns]
+    udf = pandas_udf(fn, returnType=schema, functionType=PythonEvalType.SQL_MAP_ARROW_ITER_UDF)
+    return DataFrame(blocks._jdf.mapInArrow(udf(*cols)._jc, False, None), blocks.sparkSession)
+
+
 def run_pass(
     blocks,
     n_blocks: int,
@@ -419,8 +455,8 @@ def run_passes(parts: list[tuple]) -> list[PassResult]:
         # no select: every block frame's columns include BLOCK_COLUMNS (extra ones are small),
         # and a projection costs a round trip to the JVM per column
         frames.append(
-            blocks.mapInArrow(
-                _pass_fn(p, state, X.dtype, X.shape[1], Y.shape[1], opts), _pass_schema()
+            map_blocks(
+                blocks, _pass_fn(p, state, X.dtype, X.shape[1], Y.shape[1], opts), _pass_schema()
             )
         )
     union = frames[0]
