@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from recforget.spark.blocks import (
+    _OTHER_ARRAYS,
+    _OUT_ARRAYS,
     BLOCK_COLUMNS,
     ObjectiveSpec,
     PassOptions,
@@ -156,7 +158,7 @@ def _scales(rec: dict[str, Any], dtype, Xb, Yb, Gb, k: int) -> bytes:
 _EXTRA = ("scales", "removed", "first")  # per new block: row scales, removed entries, a pass
 
 #: the arrays of a pass's output row (recforget.spark.blocks), as the ``first`` column packs them
-_PASS_ARRAYS = ("solved", "X", "g_pre", "b_pre", "g_post", "b_post", "gram")
+_PASS_ARRAYS = (*_OUT_ARRAYS, *_OTHER_ARRAYS)
 
 
 def _first_pass(rec, dtype, fac, k: int, opts: PassOptions, touched_rows, n_rows: int):
