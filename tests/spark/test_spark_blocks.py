@@ -135,6 +135,96 @@ def test_selective_block_solves_only_rows_over_tolerance():
     assert res["X"].shape == (len(over), 4)
 
 
+@pytest.mark.parametrize("side", ["users", "items"])
+def test_block_encoding_of_sorted_and_shuffled_entries_is_the_same(side):
+    """Entries already in block order skip the sort; the bytes are those of sorted input."""
+    data = skewed_data()
+    spec = ObjectiveSpec.from_params(ALS(3, **CONFIGS[1]).get_params())
+    u = data.row_of_entry.astype(np.int64)
+    i = data.indices.astype(np.int64)
+    key = u if side == "users" else i
+    m = key % 3 == 1
+    n = data.n_users if side == "users" else data.n_items
+    stats = {
+        "n_users": data.user_counts(),
+        "n_items": data.item_counts(),
+        "len_users": np.bincount(data.row_of_entry, weights=data.values, minlength=data.n_users),
+    }
+    from recforget.spark.blocks import bm25_stats
+
+    bm25 = bm25_stats(spec, stats)
+    shuffle = np.random.default_rng(0).permutation(int(m.sum()))
+    ref = encode_block(
+        spec, side, 1, 3, n, u[m][shuffle], i[m][shuffle], data.values[m][shuffle], bm25
+    )
+    blk = decode_block(ref, np.dtype(spec.dtype))
+    # the decoded entries come in block order: encoding them again takes the no-sort path
+    from recforget.spark.update import block_entries
+
+    again = encode_block(spec, side, 1, 3, n, *block_entries(blk, side), bm25)
+    assert again == ref
+    assert len(blk["indices"]) > 10
+
+
+def test_removed_entries_are_found_in_any_entry_order():
+    from recforget.spark.update import _hits
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        nu, ni = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        u, i = np.nonzero(rng.random((nu, ni)) < rng.random())
+        order = trial % 3  # user-major (user blocks), item-major (item blocks), shuffled
+        o = np.lexsort((u, i)) if order == 1 else rng.permutation(len(u)) if order == 2 else None
+        if o is not None:
+            u, i = u[o], i[o]
+        u, i = u.astype(np.int64), i.astype(np.int64)
+        removed = np.unique(rng.integers(0, nu * ni, size=int(rng.integers(0, 30))))
+        expect = np.isin(u * ni + i, removed)
+        np.testing.assert_array_equal(_hits(u, i, removed.astype(np.int64), ni, nu), expect)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: "-".join(map(str, c.values())))
+@pytest.mark.parametrize("side", ["users", "items"])
+def test_other_side_sums_give_the_other_sides_gradients(config, side):
+    """Summed over a side's blocks, the partial sums give the other side's row gradients (as
+    the row kernel computes them on the other side's blocks) and their entry counts."""
+    from recforget.spark.blocks import bm25_stats, other_side_sums, row_ridge
+
+    data = skewed_data(4)
+    model = ALS(3, iterations=2, random_state=0, **config).fit(data)
+    spec = ObjectiveSpec.from_params(model.get_params())
+    stats = {
+        "n_users": data.user_counts(),
+        "n_items": data.item_counts(),
+        "len_users": np.bincount(data.row_of_entry, weights=data.values, minlength=data.n_users),
+    }
+    bm25 = bm25_stats(spec, stats) if spec.weighting == "bm25" else None
+    other = "items" if side == "users" else "users"
+    F = {"users": model.user_factors_, "items": model.item_factors_}
+    jitter = np.random.default_rng(1).standard_normal(F[other].shape).astype(F[other].dtype)
+    X, Y = F[side], F[other] + 0.05 * jitter  # (away from its solution: gradients not ~0)
+    shared = K.gram(X) if spec.feedback == "implicit" else np.zeros((3, 3))
+    grad_sum, rhs_sum = np.zeros((len(Y), 3)), np.zeros((len(Y), 3))
+    counts = np.zeros(len(Y), np.int64)
+    for blk in blocks_of(data, side, 3, spec, bm25):
+        g, r, c = other_side_sums(blk, np.ascontiguousarray(X[blk["rows"]]), Y, len(Y))
+        grad_sum += g
+        rhs_sum += r
+        counts += c
+    Y64 = Y.astype(np.float64)
+    lam = row_ridge(spec, counts)
+    grad = 2.0 * (Y64 @ shared + lam[:, None] * Y64 + grad_sum)
+    (full,) = blocks_of(data, other, 1, spec, bm25)
+    args = (full["indptr"], full["indices"], full["w"], full["v"])
+    ref_g, ref_r = K.row_gradients(*args, Y, X, shared, full["reg"], K.all_rows(len(Y)))
+    np.testing.assert_array_equal(counts, np.diff(full["indptr"]))
+    # (summed in another order: equal to rounding, relative to the row's scale ||rhs||)
+    scale = np.abs(ref_r).max()
+    np.testing.assert_allclose(grad, ref_g, rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_allclose(2.0 * rhs_sum, ref_r, rtol=1e-9, atol=1e-12 * scale)
+    assert np.abs(ref_g).max() > 1e-3 * scale
+
+
 def test_importing_the_spark_modules_loads_no_pyspark():
     import subprocess
     import sys

@@ -143,6 +143,21 @@ def test_selective_forget_on_updated_blocks_is_certified_from_scratch(spark, con
     np.testing.assert_allclose(res.model.user_factors_, local.model.user_factors_, atol=1e-6)
     np.testing.assert_allclose(res.model.item_factors_, local.model.item_factors_, atol=1e-6)
     assert r["rows_solved"] < r["sweeps"] * (remaining.n_users + remaining.n_items)
+    # its last pass was known from the one before (the other side's partial sums): the same
+    # steps and factors as running that pass, which re-solves nothing
+    assert r["timing"]["last_pass"].startswith("from the previous pass")
+    run = spark_forget(
+        model, req, "unlearn-als-selective", tol=tol, solver=solver, other_sums=False
+    )
+    ran = run.receipt
+    assert "last_pass" not in ran["timing"]
+    for key in ("passes", "sweeps", "rows_solved", "rows_solved_users", "rows_solved_items"):
+        assert r[key] == ran[key], key
+    np.testing.assert_array_equal(res.model.user_factors_, run.model.user_factors_)
+    np.testing.assert_array_equal(res.model.item_factors_, run.model.item_factors_)
+    assert res.model.certificate_["max_relative"] == pytest.approx(
+        run.model.certificate_["max_relative"], rel=1e-9
+    )
 
 
 def test_unpersist_releases_the_frame_and_the_cached_blocks(spark):

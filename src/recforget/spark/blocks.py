@@ -22,6 +22,7 @@ The functions without a ``spark`` argument are plain numpy and run inside the ex
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -134,9 +135,12 @@ def encode_block(
     key, col = (u, i) if side == "users" else (i, u)
     rows = np.arange(block, n_rows, n_blocks, dtype=np.int64)
     local = (np.asarray(key, dtype=np.int64) - block) // n_blocks
-    order = np.lexsort((col, local))
-    u, i, values = u[order], i[order], np.asarray(values, dtype=np.float64)[order]
-    local, col = local[order], np.asarray(col)[order]
+    col = np.asarray(col)
+    values = np.asarray(values, dtype=np.float64)
+    if not _sorted_by(local, col):  # (entries pruned from a block come in order already)
+        order = np.lexsort((col, local))
+        u, i, values = u[order], i[order], values[order]
+        local, col = local[order], col[order]
     counts = np.bincount(local, minlength=len(rows)).astype(np.int64)
     indptr = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
@@ -151,6 +155,15 @@ def encode_block(
         "reg": row_ridge(spec, counts),
     }
     return {"block": int(block), "n": len(rows), **{k: a.tobytes() for k, a in arrays.items()}}
+
+
+def _sorted_by(major: np.ndarray, minor: np.ndarray) -> bool:
+    """Whether entries are in ``(major, minor)`` order (what ``np.lexsort`` would give: the
+    keys are distinct, so a sorted input is its own sort)."""
+    if len(major) < 2:
+        return True
+    dm = np.diff(major)
+    return bool(np.all((dm > 0) | ((dm == 0) & (np.diff(minor) > 0))))
 
 
 def decode_block(rec: dict[str, Any], dtype: np.dtype) -> dict[str, np.ndarray]:
@@ -277,6 +290,7 @@ class PassOptions:
     tol: float = 0.0  # selective: threshold, relative to max(b_r, floor)
     floor: float = 0.0
     threads: int = 1  # numba threads per task
+    other: int = 0  # > 0: the other side's row count; return its rows' partial gradient sums
 
 
 def solve_block(
@@ -331,6 +345,8 @@ def solve_block(
     X64 = Xl.astype(np.float64)
     out["gram"] = X64.T @ X64
     out["solved"] = sel
+    if opts.other:
+        out["o_grad"], out["o_rhs"], out["o_count"] = other_side_sums(blk, Xl, Y, opts.other)
     out["X"] = Xl[sel] if opts.solve == "selective" else Xl
     if opts.loss:
         ridge = float(blk["reg"] @ np.einsum("ij,ij->i", X64, X64))
@@ -347,7 +363,35 @@ def solve_block(
     return out
 
 
+def other_side_sums(
+    blk: dict[str, np.ndarray], Xl: np.ndarray, Y: np.ndarray, n_other: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """This block's share of the other side's row gradients, at its rows ``Xl`` (float64).
+
+    The block holds every entry ``(r, j)`` of its rows ``r``; row ``j`` of the other side has
+    ``grad_j = 2 ((G + lambda_j) y_j + sum_r (w (x_r . y_j) - v) x_r)`` and ``rhs_j = 2 sum_r
+    v x_r``, summed over all blocks. Returns ``(sum_r (w s - v) x_r, sum_r v x_r, entries per
+    j)`` over this block's entries (each ``(n_other, k)``, ``(n_other,)``)."""
+    import scipy.sparse as sp
+
+    from recforget.kernels import als as K
+
+    n, k = Xl.shape
+    if not len(blk["indices"]):
+        return np.zeros((n_other, k)), np.zeros((n_other, k)), np.zeros(n_other, np.int64)
+    dots = K.entry_dots(blk["indptr"], blk["indices"], Xl, Y)
+    v = blk["v"].astype(np.float64)
+    csr = (blk["indices"], blk["indptr"])
+    coef = sp.csr_matrix((blk["w"].astype(np.float64) * dots - v, *csr), shape=(n, n_other))
+    X64 = Xl.astype(np.float64)
+    grad = np.asarray(coef.T @ X64)
+    rhs = np.asarray(sp.csr_matrix((v, *csr), shape=(n, n_other)).T @ X64)
+    return grad, rhs, np.bincount(blk["indices"], minlength=n_other).astype(np.int64)
+
+
 _OUT_ARRAYS = ("solved", "X", "g_pre", "b_pre", "g_post", "b_post", "gram")
+_OTHER_ARRAYS = ("o_grad", "o_rhs", "o_count")
+_OTHER_DTYPES = (np.float64, np.float64, np.int64)
 
 
 def _pass_schema():
@@ -355,7 +399,7 @@ def _pass_schema():
 
     fields = [T.StructField("part", T.IntegerType(), False)]
     fields += [T.StructField("block", T.IntegerType(), False)]
-    fields += [T.StructField(c, T.BinaryType()) for c in _OUT_ARRAYS]
+    fields += [T.StructField(c, T.BinaryType()) for c in (*_OUT_ARRAYS, *_OTHER_ARRAYS)]
     fields += [
         T.StructField("loss_data", T.DoubleType()),
         T.StructField("loss_ridge", T.DoubleType()),
@@ -378,6 +422,32 @@ class PassResult:
     loss_data: float = 0.0
     loss_ridge: float = 0.0
     block_seconds: list[float] | None = None  # each block's row-solve time, block order
+    # with PassOptions.other: the other side's partial gradient sums, over all blocks in block
+    # order (see other_side_sums)
+    other: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+_BLOCK_COLUMNS_OF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def map_blocks(blocks, fn, schema):
+    """``blocks.mapInArrow(fn, schema)``, with the frame's column references made once.
+
+    ``DataFrame.mapInArrow`` resolves every column of the frame with one JVM round trip each
+    (twelve for an updated block frame) every time it is called; a pass calls it once per
+    side, so the references are kept per frame and the map built from them. (Frames without
+    a JVM handle, e.g. Spark Connect's, take ``mapInArrow`` itself.)"""
+    if not hasattr(blocks, "_jdf"):
+        return blocks.mapInArrow(fn, schema)
+    from pyspark.sql import DataFrame
+    from pyspark.sql.pandas.functions import pandas_udf
+    from pyspark.util import PythonEvalType
+
+    cols = _BLOCK_COLUMNS_OF.get(blocks)
+    if cols is None:
+        cols = _BLOCK_COLUMNS_OF[blocks] = [blocks[c] for c in blocks.columns]
+    udf = pandas_udf(fn, returnType=schema, functionType=PythonEvalType.SQL_MAP_ARROW_ITER_UDF)
+    return DataFrame(blocks._jdf.mapInArrow(udf(*cols)._jc, False, None), blocks.sparkSession)
 
 
 def run_pass(
@@ -419,8 +489,8 @@ def run_passes(parts: list[tuple]) -> list[PassResult]:
         # no select: every block frame's columns include BLOCK_COLUMNS (extra ones are small),
         # and a projection costs a round trip to the JVM per column
         frames.append(
-            blocks.mapInArrow(
-                _pass_fn(p, state, X.dtype, X.shape[1], Y.shape[1], opts), _pass_schema()
+            map_blocks(
+                blocks, _pass_fn(p, state, X.dtype, X.shape[1], Y.shape[1], opts), _pass_schema()
             )
         )
     union = frames[0]
@@ -461,7 +531,7 @@ def _pass_fn(part: int, state, dtype, k_x: int, k_y: int, opts: PassOptions):
                     res = solve_block(blk, Xa, Ya, Ga, opts, Ta)
                     rows_out["part"].append(part)
                     rows_out["block"].append(recs["block"][j])
-                    for c in _OUT_ARRAYS:
+                    for c in (*_OUT_ARRAYS, *_OTHER_ARRAYS):
                         a = res.get(c)
                         if c == "solved" and a is not None:
                             a = blk["rows"][a]
@@ -479,7 +549,7 @@ def _arrow_schema():
     import pyarrow as pa
 
     fields = [pa.field("part", pa.int32(), False), pa.field("block", pa.int32(), False)]
-    fields += [pa.field(c, pa.binary()) for c in _OUT_ARRAYS]
+    fields += [pa.field(c, pa.binary()) for c in (*_OUT_ARRAYS, *_OTHER_ARRAYS)]
     fields += [pa.field("loss_data", pa.float64()), pa.field("loss_ridge", pa.float64())]
     fields += [pa.field("seconds", pa.float64())]
     return pa.schema(fields)
@@ -502,6 +572,13 @@ def _assemble(table, X: np.ndarray, opts: PassOptions) -> PassResult:
         for c in ("g_pre", "b_pre", "g_post", "b_post")
     }
     loss_d = loss_r = 0.0
+    other = None
+    if opts.other:
+        other = (
+            np.zeros((opts.other, k)),
+            np.zeros((opts.other, k)),
+            np.zeros(opts.other, np.int64),
+        )
     n_blocks = len(order)
     for j in order:
         b = int(cols["block"][j])
@@ -520,6 +597,9 @@ def _assemble(table, X: np.ndarray, opts: PassOptions) -> PassResult:
         if opts.loss:
             loss_d += cols["loss_data"][j]
             loss_r += cols["loss_ridge"][j]
+        if other is not None:
+            for acc, c, dt in zip(other, _OTHER_ARRAYS, _OTHER_DTYPES, strict=True):
+                acc += np.frombuffer(cols[c][j], dtype=dt).reshape(acc.shape)
     return PassResult(
         X=Xn,
         gram=G,
@@ -527,5 +607,6 @@ def _assemble(table, X: np.ndarray, opts: PassOptions) -> PassResult:
         loss_data=loss_d,
         loss_ridge=loss_r,
         block_seconds=[float(cols["seconds"][j]) for j in order],
+        other=other,
         **norms,
     )

@@ -12,8 +12,8 @@ vocabularies, pairs leave the matrix) and reports the same counts.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -40,18 +40,61 @@ def _distinct_ids(df, col: str, name: str) -> Vocabulary:
     return Vocabulary.from_values(values, name=name)
 
 
-@dataclass
 class SparkInteractions:
-    """Interactions on Spark: ``frame`` (user, item, u, i, value) plus the vocabularies."""
+    """Interactions on Spark: ``frame`` (user, item, u, i, value) plus the vocabularies.
 
-    frame: Any  # pyspark.sql.DataFrame
-    users: Vocabulary
-    items: Vocabulary
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    ``frame`` is a DataFrame, or (:meth:`lazy`) built on first use: the remaining data of a
+    removal is described by the removal's plan, and a forget that works on rating blocks never
+    reads it, so its DataFrame (a few JVM round trips per operation) is not built until asked.
+    """
+
+    def __init__(
+        self,
+        frame: Any,
+        users: Vocabulary,
+        items: Vocabulary,
+        _cache: dict[str, Any] | None = None,
+    ) -> None:
+        self._frame = frame
+        self._build: Callable[[], Any] | None = None
+        self._spark = None
+        self.users = users
+        self.items = items
+        self._cache = {} if _cache is None else _cache
+
+    @classmethod
+    def lazy(
+        cls, spark, build: Callable[[], Any], users: Vocabulary, items: Vocabulary
+    ) -> SparkInteractions:
+        """Interactions whose DataFrame ``build()`` makes on first use of ``frame``."""
+        new = cls(None, users, items)
+        new._build, new._spark = build, spark
+        return new
+
+    @property
+    def frame(self):
+        if self._frame is None and self._build is not None:
+            self._frame, self._build = self._build(), None
+        return self._frame
+
+    @frame.setter
+    def frame(self, value) -> None:
+        self._frame, self._build = value, None
+
+    @property
+    def frame_built(self) -> bool:
+        """Whether the DataFrame exists (always, unless made by :meth:`lazy` and not used)."""
+        return self._build is None
+
+    def __repr__(self) -> str:
+        return (
+            f"SparkInteractions(n_users={self.n_users}, n_items={self.n_items}, "
+            f"frame={'built' if self.frame_built else 'not built'})"
+        )
 
     @property
     def spark(self):
-        return self.frame.sparkSession
+        return self._spark if self._frame is None else self._frame.sparkSession
 
     @property
     def n_users(self) -> int:
@@ -163,7 +206,8 @@ class SparkInteractions:
         """Release what this data set holds in the executors: its frame and every cached set
         of rating blocks (a forget derives the remaining data's blocks from these and then no
         longer needs them; a model standing on this data rebuilds them if asked to sweep)."""
-        self.frame.unpersist()
+        if self.frame_built:
+            self.frame.unpersist()
         for key in [k for k in self._cache if isinstance(k, tuple) and k[0] == "blocks"]:
             for blocks in self._cache.pop(key).values():
                 blocks.unpersist()
@@ -285,27 +329,6 @@ class SparkInteractions:
         known = (pu_idx >= 0) & (pi_idx >= 0)
         asked = np.stack([pu_idx[known], pi_idx[known]], axis=1).astype(np.int64).reshape(-1, 2)
         pair_idx = np.unique(asked, axis=0)
-        spark = self.spark
-
-        drop = F.lit(False)
-        if len(uidx):
-            drop = drop | F.col("u").isin([int(x) for x in uidx])
-        if len(iidx):
-            drop = drop | F.col("i").isin([int(x) for x in iidx])
-        frame = self.frame.withColumn("_drop", drop)
-        if len(pair_idx):
-            pdf = pd.DataFrame(
-                {"u": pair_idx[:, 0].astype(np.int32), "i": pair_idx[:, 1].astype(np.int32)}
-            )
-            pf = spark.createDataFrame(pdf).withColumn("_pair", F.lit(True))
-            frame = (
-                frame.join(F.broadcast(pf), ["u", "i"], "left")
-                .withColumn("_pair", F.coalesce(F.col("_pair"), F.lit(False)))
-                .withColumn("_drop", F.col("_drop") | F.col("_pair"))
-            )
-        else:
-            frame = frame.withColumn("_pair", F.lit(False))
-        kept = frame.where(~F.col("_drop")).select("user", "item", "u", "i", "value")
 
         user_gone = np.zeros(self.n_users, dtype=bool)
         user_gone[uidx] = True
@@ -317,13 +340,27 @@ class SparkInteractions:
         item_map[item_gone] = -1
         new_users, new_items = self.users, self.items
         if len(uidx) or len(iidx):
-            kept = _reindex(kept, user_map, item_map)
             new_users = self.users.take(np.flatnonzero(~user_gone))
             new_items = self.items.take(np.flatnonzero(~item_gone))
+        # the DataFrames are built on first use (each operation is a JVM round trip): a forget
+        # that finds the removal in the rating blocks never needs them
+        built: dict[str, Any] = {}
+
+        def marked():
+            if "marked" not in built:
+                built["marked"] = _marked_frame(self, uidx, iidx, pair_idx)
+            return built["marked"]
+
+        def kept():
+            frame = marked().where(~F.col("_drop")).select("user", "item", "u", "i", "value")
+            if len(uidx) or len(iidx):
+                frame = _reindex(frame, user_map, item_map)
+            return frame
+
         return RemovalPlan(
             source=self,
-            frame=frame,
-            data=SparkInteractions(kept, new_users, new_items),
+            marked=marked,
+            data=SparkInteractions.lazy(self.spark, kept, new_users, new_items),
             asked=asked,
             pair_idx=pair_idx,
             user_map=user_map,
@@ -334,17 +371,43 @@ class SparkInteractions:
         )
 
 
+def _marked_frame(data: SparkInteractions, uidx, iidx, pair_idx):
+    """``data``'s frame with ``_drop`` (removed) and ``_pair`` (asked as a pair) columns."""
+    from pyspark.sql import functions as F
+
+    drop = F.lit(False)
+    if len(uidx):
+        drop = drop | F.col("u").isin([int(x) for x in uidx])
+    if len(iidx):
+        drop = drop | F.col("i").isin([int(x) for x in iidx])
+    frame = data.frame.withColumn("_drop", drop)
+    if len(pair_idx):
+        pdf = pd.DataFrame(
+            {"u": pair_idx[:, 0].astype(np.int32), "i": pair_idx[:, 1].astype(np.int32)}
+        )
+        pf = data.spark.createDataFrame(pdf).withColumn("_pair", F.lit(True))
+        frame = (
+            frame.join(F.broadcast(pf), ["u", "i"], "left")
+            .withColumn("_pair", F.coalesce(F.col("_pair"), F.lit(False)))
+            .withColumn("_drop", F.col("_drop") | F.col("_pair"))
+        )
+    else:
+        frame = frame.withColumn("_pair", F.lit(False))
+    return frame
+
+
 @dataclass(frozen=True)
 class RemovalPlan:
     """A removal before its entries are found: see :meth:`SparkInteractions.plan_removal`.
 
     ``frame`` is the data's frame with ``_drop`` (removed) and ``_pair`` (asked as a pair)
-    columns; ``data`` the remaining data (a lazy frame); ``asked`` the known pairs as asked
-    (old indices, repeats kept), ``pair_idx`` those pairs sorted and unique.
+    columns, built on first use by ``marked()``; ``data`` the remaining data (its frame built
+    on first use too); ``asked`` the known pairs as asked (old indices, repeats kept),
+    ``pair_idx`` those pairs sorted and unique.
     """
 
     source: SparkInteractions
-    frame: Any
+    marked: Callable[[], Any]
     data: SparkInteractions
     asked: np.ndarray
     pair_idx: np.ndarray
@@ -353,6 +416,10 @@ class RemovalPlan:
     dropped_users: np.ndarray
     dropped_items: np.ndarray
     unknown: dict[str, list[object]]
+
+    @property
+    def frame(self):
+        return self.marked()
 
     @property
     def asks_nothing(self) -> bool:

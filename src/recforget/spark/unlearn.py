@@ -124,6 +124,7 @@ def unlearn_als_selective(
     max_rounds=10 * DEFAULT_MAX_SWEEPS,
     solver="cholesky",
     touched_first=True,
+    other_sums=True,
     _prepared=None,
     _first=None,
 ):
@@ -141,6 +142,12 @@ def unlearn_als_selective(
     conjugate gradient: a round costs two Spark jobs whatever it solves, and the few rows a
     round re-solves are cheap to solve exactly, so exact solves that leave no row just over
     the tolerance save rounds (on ML-1M, a 1% deletion at 1e-2 takes 2 rounds instead of 6).
+
+    With ``other_sums`` (default), every pass after the first also returns its blocks' shares
+    of the other side's row gradients; when they show, with a margin, that the next pass would
+    re-solve no row and that the certificate would hold after it, that pass is not run: its
+    outcome (no row moved, those gradients) is known, and the method stops one Spark job
+    earlier, with the same factors, passes and rows re-solved.
     """
     tol = _tol(model, tol)
     new, scales, timing = _prepare(model, removal, scales=True, prepared=_prepared)
@@ -174,15 +181,29 @@ def unlearn_als_selective(
     cert = None
     seconds: list[float] = []
     reason = "max_rounds"
+    known = None  # the next pass's outcome, when the last pass showed it re-solves nothing
+    spec = new.spec()
     while passes < 2 * max_rounds:
         s, o = ("users", "items") if passes % 2 == 0 else ("items", "users")
         # the floor of the row scales: this side's are exact (they depend on the other side's
         # factors only, which have not moved since), the other side's are from its last pass
         floor = row_floor(np.concatenate([scales["users"], scales["items"]]))
         t0 = time.perf_counter()
-        opts = PassOptions(solve="selective", post=True, tol=tol, floor=floor, **base)
+        # from the second pass on, a pass also returns the other side's partial gradient
+        # sums, from which the driver sees whether the next pass would re-solve nothing
+        opts = PassOptions(
+            solve="selective",
+            post=True,
+            tol=tol,
+            floor=floor,
+            other=len(S[o]) if passes >= 1 and other_sums else 0,
+            **base,
+        )
         mark = touched[s] if passes < 2 else None
-        if passes == 0 and _first is not None and _same_rows(_first, tol, floor, mark):
+        if known is not None:
+            r, known = known, None
+            timing["last_pass"] = "from the previous pass's partial sums (no job)"
+        elif passes == 0 and _first is not None and _same_rows(_first, tol, floor, mark):
             # the first users pass ran in the block update's job, with the rows' gradients
             # before solving returned: the rows it re-solved are those this floor selects
             r = _first
@@ -198,6 +219,8 @@ def unlearn_als_selective(
             post[o] = None  # this side moved: the other side's gradients are stale
         post[s] = (r.g_post, r.b_post)
         scales[s] = r.b_post
+        if n and r.other is not None and passes >= 2:
+            known = _pass_known_idle(r, o, S, G[o], new.shared(r.gram), spec, scales, post, tol)
         seconds.append(time.perf_counter() - t0)
         new._report(
             {
@@ -236,6 +259,45 @@ def unlearn_als_selective(
         "sweep_seconds": seconds,
         "timing": timing,
     }
+
+
+#: how far under the tolerance the gradients from partial sums must be for the driver to take
+#: the next pass as one that re-solves nothing (they are summed in another order than the row
+#: kernel's, so they differ from its gradients in the last bits)
+_KNOWN_MARGIN = 1e-6
+
+
+def _pass_known_idle(r, o: str, S, gram_o, shared, spec, scales, post, tol: float):
+    """The next pass (side ``o``) as a :class:`PassResult`, when the partial sums the last pass
+    returned show that it re-solves no row and that the certificate holds after it; else None.
+
+    Row ``j`` of ``o`` has ``grad_j = 2 ((G + lambda_j) y_j + sum_b partial_b[j])`` (the row
+    kernel's formula, its sum over the rated rows split by block); its selection threshold and
+    the certificate must hold with a margin of :data:`_KNOWN_MARGIN` (relative), so that the
+    row kernel's gradients select no row either: the pass would leave every factor as it is,
+    and its gradients are those of the final state."""
+    from recforget.spark.blocks import PassResult, row_ridge
+
+    grad_sum, rhs_sum, counts = r.other
+    Y = S[o].astype(np.float64)
+    lam = row_ridge(spec, counts)
+    grad = 2.0 * (Y @ shared + lam[:, None] * Y + grad_sum)
+    g = np.sqrt(np.einsum("ij,ij->i", grad, grad))
+    b = 2.0 * np.sqrt(np.einsum("ij,ij->i", rhs_sum, rhs_sum))
+    floor = row_floor(np.concatenate([scales["users"], scales["items"]]))
+    bar = tol * (1.0 - _KNOWN_MARGIN)
+    if np.any(g > bar * np.maximum(b, floor)):
+        return None
+    both = {o: (g, b), **{k: v for k, v in post.items() if k != o}}
+    cert = certificate(
+        np.concatenate([both["users"][0], both["items"][0]]),
+        np.concatenate([both["users"][1], both["items"][1]]),
+    )
+    if cert["max_relative"] > bar:
+        return None
+    return PassResult(
+        X=S[o], gram=gram_o, solved=np.empty(0, np.int64), g_pre=g, b_pre=b, g_post=g, b_post=b
+    )
 
 
 def _same_rows(r, tol: float, floor: float, touched: np.ndarray) -> bool:

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from recforget.spark.blocks import (
+    _OTHER_ARRAYS,
+    _OUT_ARRAYS,
     BLOCK_COLUMNS,
     ObjectiveSpec,
     PassOptions,
@@ -42,6 +44,7 @@ from recforget.spark.blocks import (
     bm25_stats,
     decode_block,
     encode_block,
+    map_blocks,
 )
 
 __all__ = [
@@ -79,12 +82,7 @@ def split_entries(
     ``by_maps`` every entry of a removed user or item must be among the keys (as
     :meth:`SparkInteractions.remove` reports them); a kept entry that maps to -1 is an error.
     """
-    keys = u * np.int64(n_items) + i
-    if len(removed_keys):
-        pos = np.minimum(np.searchsorted(removed_keys, keys), len(removed_keys) - 1)
-        hit = removed_keys[pos] == keys
-    else:
-        hit = np.zeros(len(keys), bool)
+    hit = _hits(u, i, removed_keys, n_items, len(user_map))
     gone = hit | (user_map[u] < 0) | (item_map[i] < 0) if by_maps else hit
     keep = ~gone
     u2, i2 = user_map[u[keep]], item_map[i[keep]]
@@ -92,6 +90,38 @@ def split_entries(
         raise RuntimeError("a kept entry belongs to a removed user or item")
     kept = (u2.astype(np.int64), i2.astype(np.int64), values[keep])
     return kept, (u[gone], i[gone], hit[gone])
+
+
+def _hits(u, i, removed_keys: np.ndarray, n_items: int, n_users: int) -> np.ndarray:
+    """Which entries ``(u, i)`` have their key ``u * n_items + i`` in ``removed_keys`` (sorted).
+
+    A block's entries are distinct and sorted by (own row, other row): by ``u * n_items + i``
+    on the user side, ``i * n_users + u`` on the item side. Then the few removed keys are
+    looked up among the entries (``O(m log n)``) instead of every entry among the removed
+    keys; otherwise (entries in any order) the latter."""
+    n = len(u)
+    hit = np.zeros(n, dtype=bool)
+    if not len(removed_keys) or not n:
+        return hit
+    keys = u * np.int64(n_items) + i
+    if _ascending(keys):
+        wanted = removed_keys
+    else:
+        if not _ascending(i * np.int64(n_users) + u):
+            pos = np.minimum(np.searchsorted(removed_keys, keys), len(removed_keys) - 1)
+            return removed_keys[pos] == keys
+        keys = i * np.int64(n_users) + u
+        wanted = np.sort((removed_keys % n_items) * np.int64(n_users) + removed_keys // n_items)
+    pos = np.searchsorted(keys, wanted)
+    ok = pos < n
+    ok[ok] = keys[pos[ok]] == wanted[ok]
+    hit[pos[ok]] = True
+    return hit
+
+
+def _ascending(a: np.ndarray) -> bool:
+    """Strictly increasing (distinct keys in order)."""
+    return bool(np.all(a[1:] > a[:-1]))
 
 
 def prune_entries(
@@ -128,7 +158,7 @@ def _scales(rec: dict[str, Any], dtype, Xb, Yb, Gb, k: int) -> bytes:
 _EXTRA = ("scales", "removed", "first")  # per new block: row scales, removed entries, a pass
 
 #: the arrays of a pass's output row (recforget.spark.blocks), as the ``first`` column packs them
-_PASS_ARRAYS = ("solved", "X", "g_pre", "b_pre", "g_post", "b_post", "gram")
+_PASS_ARRAYS = (*_OUT_ARRAYS, *_OTHER_ARRAYS)
 
 
 def _first_pass(rec, dtype, fac, k: int, opts: PassOptions, touched_rows, n_rows: int):
@@ -469,7 +499,7 @@ def _side_frame(
                         out[c].append(rec[c])
                 yield pa.RecordBatch.from_pydict(out, schema=arrow_out)
 
-        return blocks.mapInArrow(fn, out_schema), state
+        return map_blocks(blocks, fn, out_schema), state
     rdd = _redeal(blocks, side, n_blocks, n_rows, spec, dtype, unpack, pruned, finish)
     return spark.createDataFrame(rdd, out_schema), state
 
