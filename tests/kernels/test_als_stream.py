@@ -42,10 +42,13 @@ def _changes(A, w, v, Y, rows, X_old, X_new):
 
 
 def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, pushed=None):
+    """The kernel with row budgets ``budget`` (through ``room * max(bn - eb, floor) - gn``);
+    returns the rows it updated exactly, as a mask, and checks the rows it reports touched."""
     step = np.linalg.norm(X_new - X_old, axis=1)
-    dirty = np.zeros(len(Y), dtype=bool)
     pushed = np.zeros(len(Y)) if pushed is None else pushed
-    propagate_rows(
+    bn = err_b + np.maximum(budget, 0.0)  # room 1, floor 0: budget = (bn - eb) - gn
+    gn = np.maximum(-budget, 0.0)
+    touched, exact = propagate_rows(
         A.indptr.astype(np.int64),
         A.indices.astype(np.int32),
         w,
@@ -63,11 +66,21 @@ def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, p
         rhs,
         err,
         err_b,
-        budget,
+        bn,
+        gn,
+        0.0,
+        1.0,
         cheap,
-        dirty,
         pushed,
     )
+    reached = set()
+    for t, r in enumerate(rows):
+        if step[t] > 0:
+            live = (w[A.indptr[r] : A.indptr[r + 1]] != 0) | (v[A.indptr[r] : A.indptr[r + 1]] != 0)
+            reached.update(A.indices[A.indptr[r] : A.indptr[r + 1]][live].tolist())
+    assert touched.tolist() == sorted(reached)
+    dirty = np.zeros(len(Y), dtype=bool)
+    dirty[touched[exact]] = True
     return dirty
 
 

@@ -66,9 +66,11 @@ def propagate_rows(
     rhs,
     err,
     rhs_err,
-    budget,
+    rhs_norm,
+    grad_norm,
+    floor,
+    room,
     cheap,
-    dirty,
     pushed,
 ):  # pragma: no cover - compiled
     """Account for rows ``rows[t]`` of this side moving from ``X_old[t]`` to ``X_new[t]`` in
@@ -80,7 +82,7 @@ def propagate_rows(
     ``= 2 (a d + c x)`` with ``a = w (x'.y) - v`` and ``c = w (d.y)``, since
     ``(x'.y) x' - (x.y) x = (x'.y) d + (d.y) x``; the value at zero changes by ``2 v d``
     (norm ``2 |v| ||d||``). Three tiers, cheapest first, while ``err[j]`` stays within
-    ``budget[j]``:
+    row ``j``'s budget (below):
 
     1. ``O(1)``: the Cauchy-Schwarz bound ``2 ||d|| (w ||y_j|| (||x'|| + ||x||) + |v|)``
        (``step``, ``norm_old``, ``norm_new``, ``y_norm`` give the norms) is added to
@@ -89,8 +91,11 @@ def propagate_rows(
        ``2 sqrt(a^2 ||d||^2 + c^2 ||x||^2 + 2 a c (d.x))`` (``step_dot_old`` is ``d.x``),
        which is added instead (often far below the first bound: for a well-fitted positive
        ``w (x'.y)`` is close to ``v``);
-    3. past the budget, the change is applied exactly to ``grad[j]`` and ``rhs[j]`` and
-       ``dirty[j]`` is set (their norms changed).
+    3. past the budget, the change is applied exactly to ``grad[j]`` and ``rhs[j]`` (their
+       norms then need recomputing).
+
+    Row ``j``'s budget is ``room * max(rhs_norm[j] - rhs_err[j], floor) - grad_norm[j]`` (its
+    values on entry): a share ``room`` of the tolerance on the row's scale, less its gradient.
 
     ``pushed[j]`` grows by an upper bound of the norm of the change (the tier-1 bound, or the
     exact norm where it was taken), whatever the tier: how far this call moved row ``j``.
@@ -99,6 +104,10 @@ def propagate_rows(
     first (a counting sort, ``O(entries + n_other)``), so its ``y`` is read and its gradient
     written once per call, not once per entry. ``cheap`` is the share of the budget tier 1
     may fill (0: tier 1 is skipped, its loose bounds would use up the room that tier 2 needs).
+
+    Returns ``(touched, exact)``: the rows ``j`` that some live entry of a moved row reaches
+    (ascending; their ``err``, ``rhs_err`` or ``pushed`` may have changed), and whether each got
+    an exact update. Apart from an ``O(n_other)`` counting pass, the work is ``O(entries)``.
     """
     k = Y.shape[1]
     n_other = Y.shape[0]
@@ -127,16 +136,25 @@ def propagate_rows(
                 tt[fill[j]] = t
                 ee[fill[j]] = e
                 fill[j] += 1
+    n_touched = 0
+    for j in range(n_other):
+        if start[j] < start[j + 1]:
+            n_touched += 1
+    touched = np.empty(n_touched, dtype=np.int64)
+    exact_of = np.zeros(n_touched, dtype=np.bool_)
     y = np.empty(k)
     acc_g = np.empty(k)
     acc_b = np.empty(k)
+    q = -1
     for j in range(n_other):
         if start[j] == start[j + 1]:
             continue
+        q += 1
+        touched[q] = j
         e_j = err[j]
         eb_j = rhs_err[j]
         push_j = 0.0
-        limit = budget[j]
+        limit = room * max(rhs_norm[j] - eb_j, floor) - grad_norm[j]
         have_y = False
         exact = False
         for p in range(start[j], start[j + 1]):
@@ -190,4 +208,5 @@ def propagate_rows(
             for f in range(k):
                 grad[j, f] += acc_g[f]
                 rhs[j, f] += acc_b[f]
-            dirty[j] = True
+            exact_of[q] = True
+    return touched, exact_of
