@@ -96,6 +96,7 @@ class IncrementalALS:
         touched_first: bool = True,
         max_rounds: int = 2000,
         target: float = 1.0,
+        inner_tol: float | None = None,
     ) -> None:
         model._check_fitted()
         if not 0 < target <= 1:
@@ -119,6 +120,9 @@ class IncrementalALS:
         self.tol = float(tol)
         self.solver = solver
         self.cg_steps = int(model.cg_steps if cg_steps is None else cg_steps)
+        if inner_tol is not None and not (np.isfinite(inner_tol) and inner_tol > 0):
+            raise ValueError(f"inner_tol must be None or a positive number, got {inner_tol!r}")
+        self.inner_tol = inner_tol  # CG rows stop at this relative residual (None: all steps)
         self.touched_first = touched_first
         self.max_rounds = int(max_rounds)
         self.target = float(target)
@@ -232,7 +236,14 @@ class IncrementalALS:
         s.sums += add - sub
         s.err += EPS * (np.abs(s.sums) + add + sub)
         s.track[rows] = new
-        np.maximum.at(s.blk, rows // BLOCK, self._keys(new, s.f_ref))
+        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
+            order = np.argsort(rows)
+            rows, new = rows[order], new[order]
+        blocks = rows // BLOCK  # ascending: one maximum per run of a block
+        starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
+        top = np.maximum.reduceat(self._keys(new, s.f_ref), starts, axis=0)
+        b = blocks[starts]
+        s.blk[b] = np.maximum(s.blk[b], top)
 
     def _recount(self, s: _Side) -> None:
         """Recompute ``s``'s ``track``, ``sums`` and ``n_live`` from scratch (``O(n)``)."""
@@ -293,11 +304,23 @@ class IncrementalALS:
         # ge/max(lb, floor) <= ge/max(lb, f_ref) * max(1, f_ref/floor), likewise for xn
         blk_rel = max(1.0, s.f_ref / floor) * (s.blk[:, 0] + 2.0 * dn * s.blk[:, 1])
         hot = np.flatnonzero(blk_rel > lim)
-        rows = (hot[:, None] * BLOCK + np.arange(BLOCK)).ravel()
-        rows = rows[rows < n]
-        alive = s.alive[rows]
-        scale = np.maximum(s.bn[rows] - s.eb[rows], floor)
-        bound = s.gn[rows] + s.e[rows] + (2.0 * dn) * s.xn[rows]
+        if 2 * len(hot) > len(blk_rel):  # most blocks: one contiguous pass over all rows
+            rows = np.arange(n)
+            hot = np.arange(len(blk_rel))
+
+            def take(a):
+                return a
+
+        else:
+            rows = (hot[:, None] * BLOCK + np.arange(BLOCK)).ravel()
+            rows = rows[rows < n]
+
+            def take(a):
+                return a[rows]
+
+        alive = take(s.alive)
+        scale = np.maximum(take(s.bn) - take(s.eb), floor)
+        bound = take(s.gn) + take(s.e) + (2.0 * dn) * take(s.xn)
         limit = lim * scale
         cand = np.flatnonzero(alive & (bound > limit))
         if dn > 0 and len(cand) > REFRESH_SHARE * n + 16:
@@ -326,7 +349,7 @@ class IncrementalALS:
             max_res = max(max_res, float((s.blk[cold, 2] + 2.0 * dn * s.blk[cold, 3]).max()))
         if len(hot):  # tighten the blocks read to their rows' current values
             starts = np.arange(0, len(rows), BLOCK)
-            s.blk[hot] = np.maximum.reduceat(self._keys(s.track[rows], s.f_ref), starts, axis=0)
+            s.blk[hot] = np.maximum.reduceat(self._keys(take(s.track), s.f_ref), starts, axis=0)
         return over, {"max_relative": max_rel, "max_residual": max_res, "dn": dn}
 
     def neighbours(self, which: str, rows: np.ndarray) -> np.ndarray:
@@ -430,8 +453,9 @@ class IncrementalALS:
         if self.solver == "cholesky":
             K.solve_rows_cholesky(s.indptr, s.indices, s.w, s.v, s.X, o.X, s.G, s.reg, rows)
         else:
+            rel, floor = (0.0, 0.0) if self.inner_tol is None else (self.inner_tol, self.floor())
             K.solve_rows_cg(
-                s.indptr, s.indices, s.w, s.v, s.X, o.X, s.G, s.reg, rows, self.cg_steps
+                s.indptr, s.indices, s.w, s.v, s.X, o.X, s.G, s.reg, rows, self.cg_steps, rel, floor
             )
         self.rows_solved[which] += len(rows)
         s.push[rows] = 0.0  # at rest with their neighbours as they are now
