@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["propagate_rows", "remove_entries"]
+__all__ = ["propagate_rows", "remove_entries", "track_rows"]
 
 
 @njit(cache=True)
@@ -210,3 +210,47 @@ def propagate_rows(
                 rhs[j, f] += acc_b[f]
             exact_of[q] = True
     return touched, exact_of
+
+
+@njit(cache=True)
+def track_rows(rows, bn, eb, gn, e, xn, alive, track, blk, f_ref, block):  # pragma: no cover
+    """Per-row summaries of rows ``rows`` after they changed (in place, ``O(len(rows))``).
+
+    ``track[r]`` holds what row ``r`` last contributed: ``lb = max(bn - eb, 0)``,
+    ``ge = gn + e``, ``xn`` and ``bn`` (zeros for a dead row); it is replaced by the current
+    values, and the block maxima ``blk[r // block]`` are raised to ``ge / sc``, ``xn / sc``,
+    ``ge`` and ``xn`` with ``sc = max(lb, f_ref)``. Returns ``(add, sub)``: the sums over the
+    rows of the new and the old ``lb^2, ge^2, ge xn, xn^2, bn^2``, summed in order (so the
+    caller's running sums change by ``add - sub``, with rounding at most about
+    ``len(rows)`` units in the last place of ``add + sub``). A row listed twice counts once.
+    """
+    add = np.zeros(5)
+    sub = np.zeros(5)
+    for t in range(rows.shape[0]):
+        r = rows[t]
+        lb0, ge0, x0, b0 = track[r, 0], track[r, 1], track[r, 2], track[r, 3]
+        sub[0] += lb0 * lb0
+        sub[1] += ge0 * ge0
+        sub[2] += ge0 * x0
+        sub[3] += x0 * x0
+        sub[4] += b0 * b0
+        if alive[r]:
+            lb = max(bn[r] - eb[r], 0.0)
+            ge = gn[r] + e[r]
+            x = xn[r]
+            b = bn[r]
+        else:
+            lb = ge = x = b = 0.0
+        add[0] += lb * lb
+        add[1] += ge * ge
+        add[2] += ge * x
+        add[3] += x * x
+        add[4] += b * b
+        track[r, 0], track[r, 1], track[r, 2], track[r, 3] = lb, ge, x, b
+        sc = max(lb, f_ref)
+        q = r // block
+        blk[q, 0] = max(blk[q, 0], ge / sc)
+        blk[q, 1] = max(blk[q, 1], x / sc)
+        blk[q, 2] = max(blk[q, 2], ge)
+        blk[q, 3] = max(blk[q, 3], x)
+    return add, sub

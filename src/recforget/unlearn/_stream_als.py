@@ -48,7 +48,7 @@ from recforget.models.als import ALS
 SIDES = ("users", "items")
 REFRESH_SHARE = 0.1  # fold D into all gradients when more rows than this need exact checks
 BLOCK = 128  # rows per block of the maintained maxima that let a check skip quiet rows
-EPS = 4e-15  # rounding allowance per update of a maintained sum, relative to its terms
+EPS = 1.2e-16  # unit roundoff (with margin): a sum of m terms is off by <= m EPS their total
 BOUND_SHARE = 0.5  # share of a row's room under the tolerance that neighbour bounds may use
 CHEAP_SHARE = 0.0  # share of that budget the O(1) Cauchy-Schwarz bounds may use
 
@@ -227,29 +227,21 @@ class IncrementalALS:
         return np.stack([t[:, 1] / sc, t[:, 2] / sc, t[:, 1], t[:, 2]], axis=1)
 
     def _track(self, s: _Side, rows: np.ndarray) -> None:
-        """``rows`` (distinct) of ``s`` changed: update ``sums`` by the change of their terms
-        (with its rounding added to ``err``) and raise ``blk`` to their values (``O(rows)``)."""
+        """``rows`` of ``s`` changed: update ``sums`` by the change of their terms (with its
+        rounding added to ``err``) and raise ``blk`` to their values (``O(rows)``)."""
         if not len(rows):
             return
-        new = self._values(s, rows)
-        add, sub = self._moments(new).sum(axis=0), self._moments(s.track[rows]).sum(axis=0)
+        add, sub = S.track_rows(
+            rows, s.bn, s.eb, s.gn, s.e, s.xn, s.alive, s.track, s.blk, s.f_ref, BLOCK
+        )
         s.sums += add - sub
-        s.err += EPS * (np.abs(s.sums) + add + sub)
-        s.track[rows] = new
-        if len(rows) > 1 and not (rows[1:] > rows[:-1]).all():
-            order = np.argsort(rows)
-            rows, new = rows[order], new[order]
-        blocks = rows // BLOCK  # ascending: one maximum per run of a block
-        starts = np.flatnonzero(np.r_[True, blocks[1:] != blocks[:-1]])
-        top = np.maximum.reduceat(self._keys(new, s.f_ref), starts, axis=0)
-        b = blocks[starts]
-        s.blk[b] = np.maximum(s.blk[b], top)
+        s.err += (len(rows) + 4) * EPS * (np.abs(s.sums) + add + sub)
 
     def _recount(self, s: _Side) -> None:
         """Recompute ``s``'s ``track``, ``sums`` and ``n_live`` from scratch (``O(n)``)."""
         s.track = self._values(s, np.arange(len(s.X)))
         s.sums = self._moments(s.track).sum(axis=0)
-        s.err = EPS * s.sums
+        s.err = 32 * EPS * s.sums  # numpy's pairwise sums: log2(n) units at most
         s.n_live = int(s.alive.sum())
 
     def _reblock(self, s: _Side, f_ref: float) -> None:
