@@ -264,7 +264,6 @@ def run(args) -> dict:
         verify_entries=args.verify_entries or None,
         touched_first=not args.no_touched_first,
         setup_target=args.setup_target,
-        inner_tol=args.inner_tol,
     )
     setup_seconds = time.perf_counter() - start
     print(f"forgetter setup {setup_seconds:.2f}s", file=sys.stderr)
@@ -376,7 +375,6 @@ def run(args) -> dict:
             "neighbour_target": dict(forgetter.neighbour_target),
             "touched_first": not args.no_touched_first,
             "setup_target": args.setup_target,
-            "inner_tol": args.inner_tol,
         },
         "data": {"users": train.n_users, "items": train.n_items, "train_nnz": train.nnz},
         "latency_ms": {
@@ -754,13 +752,6 @@ def main() -> None:
         "sample of this data set's users (e.g. ml-1m: equal-sized deletions on the expansion)",
     )
     parser.add_argument("--setup-target", type=float, default=0.3)
-    parser.add_argument(
-        "--inner-tol",
-        type=float,
-        default=None,
-        help="Forgetter's inner_tol: CG re-solves stop at this relative residual (default: "
-        "cg_steps steps each)",
-    )
     parser.add_argument("--eval-users", type=int, default=2000)
     parser.add_argument("--compare-fit", action="store_true")
     parser.add_argument(

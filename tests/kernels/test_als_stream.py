@@ -42,13 +42,10 @@ def _changes(A, w, v, Y, rows, X_old, X_new):
 
 
 def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, pushed=None):
-    """The kernel with row budgets ``budget`` (through ``room * max(bn - eb, floor) - gn``);
-    returns the rows it updated exactly, as a mask, and checks the rows it reports touched."""
     step = np.linalg.norm(X_new - X_old, axis=1)
+    dirty = np.zeros(len(Y), dtype=bool)
     pushed = np.zeros(len(Y)) if pushed is None else pushed
-    bn = err_b + np.maximum(budget, 0.0)  # room 1, floor 0: budget = (bn - eb) - gn
-    gn = np.maximum(-budget, 0.0)
-    touched, exact = propagate_rows(
+    propagate_rows(
         A.indptr.astype(np.int64),
         A.indices.astype(np.int32),
         w,
@@ -66,21 +63,11 @@ def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, p
         rhs,
         err,
         err_b,
-        bn,
-        gn,
-        0.0,
-        1.0,
+        budget,
         cheap,
+        dirty,
         pushed,
     )
-    reached = set()
-    for t, r in enumerate(rows):
-        if step[t] > 0:
-            live = (w[A.indptr[r] : A.indptr[r + 1]] != 0) | (v[A.indptr[r] : A.indptr[r + 1]] != 0)
-            reached.update(A.indices[A.indptr[r] : A.indptr[r + 1]][live].tolist())
-    assert touched.tolist() == sorted(reached)
-    dirty = np.zeros(len(Y), dtype=bool)
-    dirty[touched[exact]] = True
     return dirty
 
 
@@ -171,34 +158,3 @@ def test_remove_entries_takes_the_terms_out_of_both_sides():
     remove_entries(rows, cols, w, v, X, Y, gX, bX, gY, bY)
     for got, exp in zip((gX, bX, gY, bY), want, strict=True):
         np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-12)
-
-
-def test_track_rows_replaces_contributions_and_raises_block_maxima():
-    from recforget.kernels.als_stream import track_rows
-
-    rng = np.random.default_rng(3)
-    n, block = 10, 4
-    bn, eb, gn, e, xn = (rng.uniform(0, 2, n) for _ in range(5))
-    alive = np.ones(n, dtype=bool)
-    alive[7] = False
-    track = rng.uniform(0, 1, (n, 4))
-    old = track.copy()
-    blk = np.zeros((3, 4))
-    rows = np.array([1, 7, 5, 1], dtype=np.int64)  # row 1 twice: counted once
-    add, sub = track_rows(rows, bn, eb, gn, e, xn, alive, track, blk, 0.5, block)
-
-    def moments(t):
-        lb, ge, x, b = t.T
-        return np.stack([lb * lb, ge * ge, ge * x, x * x, b * b], axis=1)
-
-    new = np.stack([np.maximum(bn - eb, 0), gn + e, xn, bn], axis=1)
-    new[7] = 0.0
-    once = np.array([1, 7, 5])
-    np.testing.assert_allclose(add - sub, moments(new[once]).sum(0) - moments(old[once]).sum(0))
-    np.testing.assert_array_equal(track[once], new[once])
-    np.testing.assert_array_equal(np.delete(track, once, 0), np.delete(old, once, 0))
-    sc = np.maximum(new[:, 0], 0.5)
-    keys = np.stack([new[:, 1] / sc, new[:, 2] / sc, new[:, 1], new[:, 2]], axis=1)
-    np.testing.assert_allclose(blk[0], keys[1])
-    np.testing.assert_allclose(blk[1], keys[5])  # row 7 is dead: zeros
-    assert not blk[2].any()

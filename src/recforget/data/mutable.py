@@ -112,7 +112,6 @@ class MutableInteractions:
         view.item_alive = np.ones(data.n_items, dtype=bool)
         view.user_counts = data.user_counts().astype(np.int64)
         view.item_counts = data.item_counts().astype(np.int64)
-        view._nnz = data.nnz
         view.sorted_rows = True
         if slack > 0:
             view.compact(slack=slack)
@@ -162,8 +161,8 @@ class MutableInteractions:
 
     @property
     def nnz(self) -> int:
-        """Live entries (kept as they change: ``O(1)``)."""
-        return self._nnz
+        """Live entries."""
+        return int(self.user_counts.sum())
 
     @property
     def capacity(self) -> int:
@@ -260,7 +259,6 @@ class MutableInteractions:
         cols = self.indices[entries].astype(np.int64)
         self.live[entries] = False
         np.subtract.at(self.user_counts, rows, 1)
-        self._nnz -= len(entries)
         np.subtract.at(self.item_counts, cols, 1)
         self.user_alive[whole_u] = False
         self.item_alive[whole_i] = False
@@ -295,7 +293,6 @@ class MutableInteractions:
             self.timestamps[e] = timestamp
         self.live[e] = True
         self.user_counts[u] += 1
-        self._nnz += 1
         self.item_counts[i] += 1
         return e
 

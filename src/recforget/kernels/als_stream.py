@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["propagate_rows", "remove_entries", "track_rows"]
+__all__ = ["propagate_rows", "remove_entries"]
 
 
 @njit(cache=True)
@@ -66,11 +66,9 @@ def propagate_rows(
     rhs,
     err,
     rhs_err,
-    rhs_norm,
-    grad_norm,
-    floor,
-    room,
+    budget,
     cheap,
+    dirty,
     pushed,
 ):  # pragma: no cover - compiled
     """Account for rows ``rows[t]`` of this side moving from ``X_old[t]`` to ``X_new[t]`` in
@@ -82,7 +80,7 @@ def propagate_rows(
     ``= 2 (a d + c x)`` with ``a = w (x'.y) - v`` and ``c = w (d.y)``, since
     ``(x'.y) x' - (x.y) x = (x'.y) d + (d.y) x``; the value at zero changes by ``2 v d``
     (norm ``2 |v| ||d||``). Three tiers, cheapest first, while ``err[j]`` stays within
-    row ``j``'s budget (below):
+    ``budget[j]``:
 
     1. ``O(1)``: the Cauchy-Schwarz bound ``2 ||d|| (w ||y_j|| (||x'|| + ||x||) + |v|)``
        (``step``, ``norm_old``, ``norm_new``, ``y_norm`` give the norms) is added to
@@ -91,11 +89,8 @@ def propagate_rows(
        ``2 sqrt(a^2 ||d||^2 + c^2 ||x||^2 + 2 a c (d.x))`` (``step_dot_old`` is ``d.x``),
        which is added instead (often far below the first bound: for a well-fitted positive
        ``w (x'.y)`` is close to ``v``);
-    3. past the budget, the change is applied exactly to ``grad[j]`` and ``rhs[j]`` (their
-       norms then need recomputing).
-
-    Row ``j``'s budget is ``room * max(rhs_norm[j] - rhs_err[j], floor) - grad_norm[j]`` (its
-    values on entry): a share ``room`` of the tolerance on the row's scale, less its gradient.
+    3. past the budget, the change is applied exactly to ``grad[j]`` and ``rhs[j]`` and
+       ``dirty[j]`` is set (their norms changed).
 
     ``pushed[j]`` grows by an upper bound of the norm of the change (the tier-1 bound, or the
     exact norm where it was taken), whatever the tier: how far this call moved row ``j``.
@@ -104,10 +99,6 @@ def propagate_rows(
     first (a counting sort, ``O(entries + n_other)``), so its ``y`` is read and its gradient
     written once per call, not once per entry. ``cheap`` is the share of the budget tier 1
     may fill (0: tier 1 is skipped, its loose bounds would use up the room that tier 2 needs).
-
-    Returns ``(touched, exact)``: the rows ``j`` that some live entry of a moved row reaches
-    (ascending; their ``err``, ``rhs_err`` or ``pushed`` may have changed), and whether each got
-    an exact update. Apart from an ``O(n_other)`` counting pass, the work is ``O(entries)``.
     """
     k = Y.shape[1]
     n_other = Y.shape[0]
@@ -136,25 +127,16 @@ def propagate_rows(
                 tt[fill[j]] = t
                 ee[fill[j]] = e
                 fill[j] += 1
-    n_touched = 0
-    for j in range(n_other):
-        if start[j] < start[j + 1]:
-            n_touched += 1
-    touched = np.empty(n_touched, dtype=np.int64)
-    exact_of = np.zeros(n_touched, dtype=np.bool_)
     y = np.empty(k)
     acc_g = np.empty(k)
     acc_b = np.empty(k)
-    q = -1
     for j in range(n_other):
         if start[j] == start[j + 1]:
             continue
-        q += 1
-        touched[q] = j
         e_j = err[j]
         eb_j = rhs_err[j]
         push_j = 0.0
-        limit = room * max(rhs_norm[j] - eb_j, floor) - grad_norm[j]
+        limit = budget[j]
         have_y = False
         exact = False
         for p in range(start[j], start[j + 1]):
@@ -208,49 +190,4 @@ def propagate_rows(
             for f in range(k):
                 grad[j, f] += acc_g[f]
                 rhs[j, f] += acc_b[f]
-            exact_of[q] = True
-    return touched, exact_of
-
-
-@njit(cache=True)
-def track_rows(rows, bn, eb, gn, e, xn, alive, track, blk, f_ref, block):  # pragma: no cover
-    """Per-row summaries of rows ``rows`` after they changed (in place, ``O(len(rows))``).
-
-    ``track[r]`` holds what row ``r`` last contributed: ``lb = max(bn - eb, 0)``,
-    ``ge = gn + e``, ``xn`` and ``bn`` (zeros for a dead row); it is replaced by the current
-    values, and the block maxima ``blk[r // block]`` are raised to ``ge / sc``, ``xn / sc``,
-    ``ge`` and ``xn`` with ``sc = max(lb, f_ref)``. Returns ``(add, sub)``: the sums over the
-    rows of the new and the old ``lb^2, ge^2, ge xn, xn^2, bn^2``, summed in order (so the
-    caller's running sums change by ``add - sub``, with rounding at most about
-    ``len(rows)`` units in the last place of ``add + sub``). A row listed twice counts once.
-    """
-    add = np.zeros(5)
-    sub = np.zeros(5)
-    for t in range(rows.shape[0]):
-        r = rows[t]
-        lb0, ge0, x0, b0 = track[r, 0], track[r, 1], track[r, 2], track[r, 3]
-        sub[0] += lb0 * lb0
-        sub[1] += ge0 * ge0
-        sub[2] += ge0 * x0
-        sub[3] += x0 * x0
-        sub[4] += b0 * b0
-        if alive[r]:
-            lb = max(bn[r] - eb[r], 0.0)
-            ge = gn[r] + e[r]
-            x = xn[r]
-            b = bn[r]
-        else:
-            lb = ge = x = b = 0.0
-        add[0] += lb * lb
-        add[1] += ge * ge
-        add[2] += ge * x
-        add[3] += x * x
-        add[4] += b * b
-        track[r, 0], track[r, 1], track[r, 2], track[r, 3] = lb, ge, x, b
-        sc = max(lb, f_ref)
-        q = r // block
-        blk[q, 0] = max(blk[q, 0], ge / sc)
-        blk[q, 1] = max(blk[q, 1], x / sc)
-        blk[q, 2] = max(blk[q, 2], ge)
-        blk[q, 3] = max(blk[q, 3], x)
-    return add, sub
+            dirty[j] = True

@@ -83,10 +83,6 @@ class Forgetter(RequestQueue):
         Row solver of the re-solves (the kernels of :mod:`recforget.kernels.als`).
     cg_steps : int, optional
         Conjugate-gradient steps per re-solve (default: the model's).
-    inner_tol : float, optional
-        CG re-solves stop once a row's relative residual (the certificate's measure, with its
-        floor) is at most this, ``cg_steps`` being a cap; ``None`` (default): every re-solve
-        runs ``cg_steps`` steps.
     touched_first : bool
         Re-solve every kept row that lost data in a request's first round, whatever its
         residual (as ``unlearn-als-selective``): otherwise a loose tolerance can leave the
@@ -164,7 +160,6 @@ class Forgetter(RequestQueue):
         tol: float | None = None,
         solver: str = "cg",
         cg_steps: int | None = None,
-        inner_tol: float | None = None,
         touched_first: bool = True,
         verify_every: int | None = 100,
         verify_mode: Literal["sliced", "full"] = "sliced",
@@ -205,7 +200,6 @@ class Forgetter(RequestQueue):
                 touched_first=touched_first,
                 max_rounds=max_rounds,
                 target=target,
-                inner_tol=inner_tol,
             )
             initial = self._state.certificate()
             self._state.target = setup_target  # leave every row room under tol to start
