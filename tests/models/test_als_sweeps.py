@@ -165,9 +165,12 @@ def test_rows_solved_to_a_target_never_raise_the_objective(config, driver):
     assert 0 < run.cg_iterations < 10 * n_rows * run.sweeps  # the cap is not always reached
 
 
+@pytest.mark.parametrize("forcing", [None, 0.1])
 @pytest.mark.parametrize("driver", [None, *DRIVERS])
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
-def test_rows_solved_to_a_target_reach_the_exact_certified_point(config, driver):
+def test_rows_solved_to_a_target_reach_the_exact_certified_point(config, driver, forcing):
+    """CG rows solved to ``inner_tol`` (with or without a forcing term) reach the point plain
+    sweeps with exact rows reach, certified on an objective rebuilt from scratch."""
     data = planted()
     tol = 1e-7
     obj, F = _start(data, config)
@@ -175,11 +178,13 @@ def test_rows_solved_to_a_target_reach_the_exact_certified_point(config, driver)
     assert run_sweeps(obj, E, 3000, solver="cholesky", grad_tol=tol).reason == "grad_tol"
     run = run_sweeps(
         obj, F, 3000, solver="cg", cg_steps=10, grad_tol=tol, inner_tol=0.3 * tol,
-        accelerate=driver,
+        forcing=forcing, accelerate=driver,
     )  # fmt: skip
     assert run.reason == "grad_tol"
-    assert _model(config).objective(data).stationarity(F)["max_relative"] <= tol
+    fresh = _model(config).objective(data)
+    assert fresh.stationarity(F)["max_relative"] <= tol
     assert obj.loss(F) == pytest.approx(obj.loss(E), rel=1e-6)
+    assert fresh.loss(F) == pytest.approx(fresh.loss(E), rel=1e-6)
     S_exact = E.X @ E.Y.T
     assert np.abs(F.X @ F.Y.T - S_exact).max() < 1e-3 * np.abs(S_exact).max()
 
@@ -321,26 +326,6 @@ def test_forcing_rows_never_raise_the_objective(config, driver):
     _, E = _start(data, config)
     tight = run_sweeps(obj, E, 30, **kw)
     assert 0 < run.cg_iterations < tight.cg_iterations
-
-
-@pytest.mark.parametrize("driver", [None, *DRIVERS])
-@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
-def test_forcing_rows_reach_the_exact_certified_point(config, driver):
-    data = planted()
-    tol = 1e-7
-    obj, F = _start(data, config)
-    E = F.copy()  # plain sweeps with exact (Cholesky) rows from the same start
-    assert run_sweeps(obj, E, 3000, solver="cholesky", grad_tol=tol).reason == "grad_tol"
-    run = run_sweeps(
-        obj, F, 3000, solver="cg", cg_steps=10, grad_tol=tol, inner_tol=0.3 * tol, forcing=0.1,
-        accelerate=driver,
-    )  # fmt: skip
-    assert run.reason == "grad_tol"
-    fresh = _model(config).objective(data)  # certified and compared on a rebuilt objective
-    assert fresh.stationarity(F)["max_relative"] <= tol
-    assert fresh.loss(F) == pytest.approx(fresh.loss(E), rel=1e-6)
-    S_exact = E.X @ E.Y.T
-    assert np.abs(F.X @ F.Y.T - S_exact).max() < 1e-3 * np.abs(S_exact).max()
 
 
 @pytest.mark.parametrize("reg", [0.05, 0.5])
