@@ -36,6 +36,16 @@ def skewed_data(seed: int = 3) -> Interactions:
     )
 
 
+def global_stats(data: Interactions) -> dict[str, np.ndarray]:
+    """The global statistics the blocks' weights use, from the data on one machine (as
+    ``SparkInteractions`` computes them on Spark)."""
+    return {
+        "n_users": data.user_counts(),
+        "n_items": data.item_counts(),
+        "len_users": np.bincount(data.row_of_entry, weights=data.values, minlength=data.n_users),
+    }
+
+
 def blocks_of(data: Interactions, side: str, nb: int, spec: ObjectiveSpec, bm25=None):
     u = data.row_of_entry.astype(np.int64)
     i = data.indices.astype(np.int64)
@@ -100,11 +110,7 @@ def test_block_weights_match_the_objective(config):
     data = skewed_data(5)
     model = ALS(3, iterations=1, random_state=0, dtype="float64", **config).fit(data)
     spec = ObjectiveSpec.from_params(model.get_params())
-    stats = {
-        "n_users": data.user_counts(),
-        "n_items": data.item_counts(),
-        "len_users": np.bincount(data.row_of_entry, weights=data.values, minlength=data.n_users),
-    }
+    stats = global_stats(data)
     bm25 = bm25_stats(spec, stats) if spec.weighting == "bm25" else None
     obj = model.objective(data)
     for side in ("users", "items"):
@@ -145,11 +151,7 @@ def test_block_encoding_of_sorted_and_shuffled_entries_is_the_same(side):
     key = u if side == "users" else i
     m = key % 3 == 1
     n = data.n_users if side == "users" else data.n_items
-    stats = {
-        "n_users": data.user_counts(),
-        "n_items": data.item_counts(),
-        "len_users": np.bincount(data.row_of_entry, weights=data.values, minlength=data.n_users),
-    }
+    stats = global_stats(data)
     from recforget.spark.blocks import bm25_stats
 
     bm25 = bm25_stats(spec, stats)
@@ -193,11 +195,7 @@ def test_other_side_sums_give_the_other_sides_gradients(config, side):
     data = skewed_data(4)
     model = ALS(3, iterations=2, random_state=0, **config).fit(data)
     spec = ObjectiveSpec.from_params(model.get_params())
-    stats = {
-        "n_users": data.user_counts(),
-        "n_items": data.item_counts(),
-        "len_users": np.bincount(data.row_of_entry, weights=data.values, minlength=data.n_users),
-    }
+    stats = global_stats(data)
     bm25 = bm25_stats(spec, stats) if spec.weighting == "bm25" else None
     other = "items" if side == "users" else "users"
     F = {"users": model.user_factors_, "items": model.item_factors_}
