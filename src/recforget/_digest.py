@@ -8,10 +8,10 @@ multiset is the sum, in four independent 64-bit lanes, of a hash of each element
 removing an element costs one element hash. Elements are keyed by raw-id hashes (blake2b of
 the id's text), so the digest depends on content, not on layout or index order.
 
-The per-element mixing is splitmix64 (vectorised numpy), which is fast but not a cryptographic
-hash: these digests detect accidental divergence and let two parties compare states cheaply;
-for a cryptographic commitment use :meth:`Interactions.fingerprint` and ``ALS.model_hash``
-(``O(size)``, available at any time).
+The per-element mixing is splitmix64 (a compiled loop over the element's words), which is
+fast but not a cryptographic hash: these digests detect accidental divergence and let two
+parties compare states cheaply; for a cryptographic commitment use
+:meth:`Interactions.fingerprint` and ``ALS.model_hash`` (``O(size)``, available at any time).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+from numba import njit
 
 LANES = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93],
@@ -26,13 +27,31 @@ LANES = np.array(
 )
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser, elementwise on uint64 (wrapping arithmetic)."""
-    with np.errstate(over="ignore"):
-        z = z + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+
+@njit(cache=True)
+def _hash_words(words, lanes):  # pragma: no cover - compiled
+    """Each row of ``words`` (uint64) chained through splitmix64's finaliser, one chain per
+    lane: ``h = lane; h = mix(h ^ word)`` for every word in order. Shape (n, 4)."""
+    n, c = words.shape
+    m = lanes.shape[0]
+    out = np.empty((n, m), dtype=np.uint64)
+    z = np.empty(m, dtype=np.uint64)
+    for i in range(n):
+        z[:] = lanes
+        for f in range(c):  # the lanes' chains are independent: interleaved
+            word = words[i, f]
+            for lane in range(m):
+                h = (z[lane] ^ word) + _GOLDEN
+                h = (h ^ (h >> _S30)) * _M1
+                h = (h ^ (h >> _S27)) * _M2
+                z[lane] = h ^ (h >> _S31)
+        out[i] = z
+    return out
 
 
 def id_hashes(ids: np.ndarray) -> np.ndarray:
@@ -50,10 +69,23 @@ def id_hashes(ids: np.ndarray) -> np.ndarray:
 def element_hashes(*columns: np.ndarray) -> np.ndarray:
     """Hash of each element (a row across ``columns`` of uint64 words), shape (n, 4)."""
     n = len(columns[0])
-    h = np.broadcast_to(LANES, (n, 4)).copy()
-    for c in columns:
-        h = _mix(h ^ np.asarray(c, dtype=np.uint64)[:, None])
-    return h
+    words = np.empty((n, len(columns)), dtype=np.uint64)
+    for f, c in enumerate(columns):
+        words[:, f] = np.asarray(c, dtype=np.uint64)
+    return _hash_words(words, LANES)
+
+
+def row_hashes(X: np.ndarray, *head: np.ndarray) -> np.ndarray:
+    """``element_hashes(*head, *row_words(X))`` without the per-word columns: the ``head``
+    words of each row, then the 32-bit words of its row of ``X``."""
+    X = np.ascontiguousarray(X)
+    n = len(X)
+    width = X.shape[1] * X.itemsize // 4 if X.ndim == 2 else 0
+    words = np.empty((n, len(head) + width), dtype=np.uint64)
+    for f, c in enumerate(head):
+        words[:, f] = np.asarray(c, dtype=np.uint64)
+    words[:, len(head) :] = X.view(np.uint32).reshape(n, width)
+    return _hash_words(words, LANES)
 
 
 def row_words(X: np.ndarray) -> list[np.ndarray]:
@@ -88,4 +120,4 @@ class MultisetDigest:
         return h.hexdigest()
 
 
-__all__ = ["MultisetDigest", "element_hashes", "id_hashes", "row_words"]
+__all__ = ["MultisetDigest", "element_hashes", "id_hashes", "row_hashes", "row_words"]

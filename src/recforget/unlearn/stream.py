@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from recforget._digest import MultisetDigest, element_hashes, id_hashes, row_words
+from recforget._digest import MultisetDigest, element_hashes, id_hashes, row_hashes
 from recforget._threads import one_blas_thread
 from recforget.data.interactions import Interactions
 from recforget.models.als import ALS
@@ -259,7 +259,7 @@ class Forgetter(RequestQueue):
     def _row_hashes(self, which: str, rows: np.ndarray) -> np.ndarray:
         s, _ = self._state.side(which)
         tag = np.full(len(rows), 1 if which == "users" else 2, dtype=np.uint64)
-        return element_hashes(tag, self._ids[which][rows], *row_words(s.X[rows]))
+        return row_hashes(s.X[rows], tag, self._ids[which][rows])
 
     def _update_model_digest(self) -> None:
         for which, rows in self._state.take_changed().items():

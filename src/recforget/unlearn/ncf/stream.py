@@ -56,7 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recforget._digest import MultisetDigest, element_hashes, id_hashes, row_words
+from recforget._digest import MultisetDigest, element_hashes, id_hashes, row_hashes
 from recforget._threads import one_blas_thread
 from recforget.data.interactions import Interactions
 from recforget.data.mutable import MutableInteractions
@@ -322,10 +322,8 @@ class NCFForgetter(RequestQueue):
             self._row_hash[w] = np.zeros((len(self._alive(w)), 4), dtype=np.uint64)
             self._row_hash[w][rows] = self._row_hashes(w, rows)
             self._model_digest.add(self._row_hash[w][rows])
-        words = row_words(
-            torch.cat([v.float().ravel() for v in self._shared().values()]).numpy()[None, :]
-        )
-        self._model_digest.add(element_hashes(np.array([3], np.uint64), *words))
+        shared = torch.cat([v.float().ravel() for v in self._shared().values()]).numpy()
+        self._model_digest.add(row_hashes(shared[None, :], np.array([3], np.uint64)))
 
     def _entry_hashes(self, users, items, values) -> np.ndarray:
         return element_hashes(
@@ -335,7 +333,7 @@ class NCFForgetter(RequestQueue):
     def _row_hashes(self, which: str, rows: np.ndarray) -> np.ndarray:
         tag = np.full(len(rows), 1 if which == "users" else 2, dtype=np.uint64)
         X = self._theta_f(which)[torch.as_tensor(rows)].numpy()
-        return element_hashes(tag, self._ids[which][rows], *row_words(X))
+        return row_hashes(X, tag, self._ids[which][rows])
 
     def _rehash(self, which: str, rows: np.ndarray) -> None:
         """Replace the digest elements of ``rows`` (dead rows leave the digest)."""
