@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recforget.kernels.als_stream import propagate_rows, remove_entries
+from recforget.kernels.als import row_gradients
+from recforget.kernels.als_stream import (
+    entry_dots,
+    gradients_and_dots,
+    propagate_rows,
+    remove_entries,
+)
 
 
 def _problem(seed: int):
@@ -45,19 +51,20 @@ def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, p
     step = np.linalg.norm(X_new - X_old, axis=1)
     dirty = np.zeros(len(Y), dtype=bool)
     pushed = np.zeros(len(Y)) if pushed is None else pushed
+    indptr, indices = A.indptr.astype(np.int64), A.indices.astype(np.int32)
     propagate_rows(
-        A.indptr.astype(np.int64),
-        A.indices.astype(np.int32),
+        indptr,
+        indices,
         w,
         v,
         rows,
+        *entry_dots(indptr, indices, rows, X_old, X_new, Y),
         X_old,
         X_new,
         step,
         np.linalg.norm(X_old, axis=1),
         np.linalg.norm(X_new, axis=1),
         np.einsum("ij,ij->i", X_new - X_old, X_old),
-        Y,
         np.linalg.norm(Y.astype(np.float64), axis=1),
         grad,
         rhs,
@@ -158,3 +165,31 @@ def test_remove_entries_takes_the_terms_out_of_both_sides():
     remove_entries(rows, cols, w, v, X, Y, gX, bX, gY, bY)
     for got, exp in zip((gX, bX, gY, bY), want, strict=True):
         np.testing.assert_allclose(got, exp, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gradients_and_dots_equal_the_gradients_and_direct_dots(seed):
+    A, w, v, Y, rows, X_old, X_new, rng = _problem(seed)
+    n, k = A.shape[0], Y.shape[1]
+    indptr, indices = A.indptr.astype(np.int64), A.indices.astype(np.int32)
+    X = rng.normal(size=(n, k)).astype(np.float32)
+    X[rows] = X_new.astype(np.float32)  # the rows' current (moved) values
+    G = Y.astype(np.float64).T @ Y.astype(np.float64)
+    reg = rng.uniform(0.5, 2.0, n)
+    grad, rhs, (offsets, d_old, d_new) = gradients_and_dots(
+        indptr, indices, w, v, X, X_old, Y, G, reg, rows
+    )
+    want_g, want_b = row_gradients(indptr, indices, w, v, X, Y, G, reg, rows)
+    np.testing.assert_allclose(grad, want_g, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rhs, want_b, rtol=1e-12, atol=1e-12)
+    for t, r in enumerate(rows):  # every entry, tombstones included, at its documented place
+        for e in range(A.indptr[r], A.indptr[r + 1]):
+            y = Y[A.indices[e]].astype(np.float64)
+            q = offsets[t] + e - A.indptr[r]
+            assert d_new[q] == pytest.approx(X[r].astype(np.float64) @ y, rel=1e-12, abs=1e-12)
+            assert d_old[q] == pytest.approx(X_old[t] @ y, rel=1e-12, abs=1e-12)
+    assert offsets[-1] == sum(A.indptr[r + 1] - A.indptr[r] for r in rows)
+    offsets2, d_old2, d_new2 = entry_dots(indptr, indices, rows, X_old, X[rows].astype(float), Y)
+    assert np.array_equal(offsets2, offsets)
+    np.testing.assert_allclose(d_old2, d_old, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(d_new2, d_new, rtol=1e-12, atol=1e-12)

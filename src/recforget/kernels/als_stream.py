@@ -14,15 +14,18 @@ low-rank matrix and is accounted for by the caller. :func:`remove_entries` appli
 entry's change exactly; :func:`propagate_rows` bounds the change a moved neighbour makes, at
 ``O(1)`` per entry, while the row has slack under its tolerance, and applies it exactly
 (``O(k)``) once it has not. They run sequentially (several
-entries may update the same row) and write in place.
+entries may update the same row) and write in place. The dot products the propagation needs
+(each moved row's old and new value with each neighbour) come from
+:func:`gradients_and_dots`, which computes them in the pass that takes the re-solved rows'
+gradients, or from :func:`entry_dots`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-__all__ = ["propagate_rows", "remove_entries"]
+__all__ = ["entry_dots", "gradients_and_dots", "propagate_rows", "remove_entries"]
 
 
 @njit(cache=True)
@@ -47,6 +50,99 @@ def remove_entries(rows, cols, w, v, X, Y, gX, bX, gY, bY):  # pragma: no cover 
             bY[j, f] -= 2.0 * ve * x
 
 
+def _offsets(indptr, rows):
+    """Start of each row's entries in a flat per-entry array over ``rows`` (length n + 1)."""
+    lens = indptr[rows + 1] - indptr[rows]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lens, out=offsets[1:])
+    return offsets
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _gradients_and_dots(indptr, indices, w, v, X, X_old, Y, GX, reg, rows, offsets, d_old, d_new):
+    # pragma: no cover - compiled
+    k = Y.shape[1]
+    grad = np.empty((rows.shape[0], k))
+    rhs = np.zeros((rows.shape[0], k))
+    for t in prange(rows.shape[0]):
+        r = rows[t]
+        lam = reg[r]
+        x = np.empty(k)
+        for f in range(k):
+            x[f] = np.float64(X[r, f])
+            grad[t, f] = GX[t, f] + lam * x[f]
+        base = offsets[t] - indptr[r]
+        for jj in range(indptr[r], indptr[r + 1]):
+            j = indices[jj]
+            dn = 0.0
+            do = 0.0
+            for f in range(k):
+                yf = np.float64(Y[j, f])
+                dn += yf * x[f]
+                do += yf * X_old[t, f]
+            d_new[base + jj] = dn
+            d_old[base + jj] = do
+            vj = np.float64(v[jj])
+            coef = np.float64(w[jj]) * dn - vj
+            for f in range(k):
+                yf = np.float64(Y[j, f])
+                grad[t, f] += coef * yf
+                rhs[t, f] += vj * yf
+        for f in range(k):
+            grad[t, f] *= 2.0
+            rhs[t, f] *= 2.0
+    return grad, rhs
+
+
+def gradients_and_dots(indptr, indices, w, v, X, X_old, Y, G, reg, rows):
+    """The rows' gradients and values at zero, as :func:`recforget.kernels.als.row_gradients`,
+    and, in the same pass over their entries, each entry's dots with the row's new and old
+    value: ``(grad, rhs, (offsets, dot_old, dot_new))``.
+
+    ``X_old`` (float64, one row per ``rows``) is where each row was before it moved; entry
+    ``e`` of row ``rows[t]`` has its dots at ``offsets[t] + e - indptr[rows[t]]``:
+    ``dot_new = x_r . y_j`` (``x_r`` the current ``X[r]``) and ``dot_old = x_old . y_j``,
+    what :func:`propagate_rows` needs.
+    """
+    offsets = _offsets(indptr, rows)
+    d_old = np.empty(offsets[-1])
+    d_new = np.empty(offsets[-1])
+    GX = X[rows].astype(np.float64) @ G
+    grad, rhs = _gradients_and_dots(
+        indptr, indices, w, v, X, X_old, Y, GX, reg, rows, offsets, d_old, d_new
+    )
+    return grad, rhs, (offsets, d_old, d_new)
+
+
+@njit(cache=True, fastmath=True)
+def _entry_dots(indptr, indices, rows, X_old, X_new, Y, offsets, d_old, d_new):
+    # pragma: no cover - compiled
+    k = Y.shape[1]
+    for t in range(rows.shape[0]):
+        r = rows[t]
+        base = offsets[t] - indptr[r]
+        for jj in range(indptr[r], indptr[r + 1]):
+            j = indices[jj]
+            dn = 0.0
+            do = 0.0
+            for f in range(k):
+                yf = np.float64(Y[j, f])
+                dn += yf * X_new[t, f]
+                do += yf * X_old[t, f]
+            d_new[base + jj] = dn
+            d_old[base + jj] = do
+
+
+def entry_dots(indptr, indices, rows, X_old, X_new, Y):
+    """Each entry's dots with its row's old and new value (float64 ``X_old``, ``X_new``, one
+    row per ``rows``), laid out as :func:`gradients_and_dots` returns them."""
+    offsets = _offsets(indptr, rows)
+    d_old = np.empty(offsets[-1])
+    d_new = np.empty(offsets[-1])
+    _entry_dots(indptr, indices, rows, X_old, X_new, Y, offsets, d_old, d_new)
+    return offsets, d_old, d_new
+
+
 @njit(cache=True, fastmath=True)
 def propagate_rows(
     indptr,
@@ -54,13 +150,15 @@ def propagate_rows(
     w,
     v,
     rows,
+    offsets,
+    dot_old,
+    dot_new,
     X_old,
     X_new,
     step,
     norm_old,
     norm_new,
     step_dot_old,
-    Y,
     y_norm,
     grad,
     rhs,
@@ -72,7 +170,10 @@ def propagate_rows(
     pushed,
 ):  # pragma: no cover - compiled
     """Account for rows ``rows[t]`` of this side moving from ``X_old[t]`` to ``X_new[t]`` in
-    the other side's gradients (in place). ``X_old`` and ``X_new`` are float64.
+    the other side's gradients (in place). ``X_old`` and ``X_new`` are float64;
+    ``offsets, dot_old, dot_new`` are each entry's dots ``x.y_j`` and ``x'.y_j`` (as
+    :func:`gradients_and_dots` or :func:`entry_dots` return them), so that no neighbour's
+    ``y_j`` is read here.
 
     ``indptr, indices, w, v`` are this side's CSR and per-entry arrays (tombstones, with
     ``w = v = 0``, are skipped). With ``x``, ``x'`` the old and new row and ``d = x' - x``, an
@@ -85,7 +186,7 @@ def propagate_rows(
     1. ``O(1)``: the Cauchy-Schwarz bound ``2 ||d|| (w ||y_j|| (||x'|| + ||x||) + |v|)``
        (``step``, ``norm_old``, ``norm_new``, ``y_norm`` give the norms) is added to
        ``err[j]`` and ``2 |v| ||d||`` to ``rhs_err[j]``;
-    2. ``O(k)`` reads: the two dots ``x'.y`` and ``d.y`` give the change's exact norm,
+    2. ``O(1)`` with the given dots ``x'.y`` and ``x.y``: the change's exact norm,
        ``2 sqrt(a^2 ||d||^2 + c^2 ||x||^2 + 2 a c (d.x))`` (``step_dot_old`` is ``d.x``),
        which is added instead (often far below the first bound: for a well-fitted positive
        ``w (x'.y)`` is close to ``v``);
@@ -95,99 +196,53 @@ def propagate_rows(
     ``pushed[j]`` grows by an upper bound of the norm of the change (the tier-1 bound, or the
     exact norm where it was taken), whatever the tier: how far this call moved row ``j``.
 
-    A neighbour's entries are taken in the order of ``rows``; they are grouped by neighbour
-    first (a counting sort, ``O(entries + n_other)``), so its ``y`` is read and its gradient
-    written once per call, not once per entry. ``cheap`` is the share of the budget tier 1
-    may fill (0: tier 1 is skipped, its loose bounds would use up the room that tier 2 needs).
+    The entries are taken in the order of ``rows`` (so each neighbour's in that order too),
+    in one sequential pass over the moved rows' entries and their dots: tiers 1 and 2 cost
+    ``O(1)`` reads of the neighbour's scalars, tier 3 two ``O(k)`` updates of its rows.
+    ``cheap`` is the share of the budget tier 1 may fill (0: tier 1 is skipped, its loose
+    bounds would use up the room that tier 2 needs).
     """
-    k = Y.shape[1]
-    n_other = Y.shape[0]
-    # group the moved rows' live entries by neighbour (counting sort, in order of t), so each
-    # neighbour's y is read once and its gradient written once, whatever its number of entries
-    start = np.zeros(n_other + 1, dtype=np.int64)
+    k = X_old.shape[1]
+    D = X_new - X_old
     for t in range(rows.shape[0]):
-        if step[t] == 0.0:
+        d = step[t]
+        if d == 0.0:
             continue
         r = rows[t]
+        base = offsets[t] - indptr[r]
+        xo_n = norm_old[t]
         for e in range(indptr[r], indptr[r + 1]):
-            if w[e] != 0.0 or v[e] != 0.0:
-                start[indices[e] + 1] += 1
-    for j in range(n_other):
-        start[j + 1] += start[j]
-    fill = start[:-1].copy()
-    tt = np.empty(start[n_other], dtype=np.int64)
-    ee = np.empty(start[n_other], dtype=np.int64)
-    for t in range(rows.shape[0]):
-        if step[t] == 0.0:
-            continue
-        r = rows[t]
-        for e in range(indptr[r], indptr[r + 1]):
-            if w[e] != 0.0 or v[e] != 0.0:
-                j = indices[e]
-                tt[fill[j]] = t
-                ee[fill[j]] = e
-                fill[j] += 1
-    y = np.empty(k)
-    acc_g = np.empty(k)
-    acc_b = np.empty(k)
-    for j in range(n_other):
-        if start[j] == start[j + 1]:
-            continue
-        e_j = err[j]
-        eb_j = rhs_err[j]
-        push_j = 0.0
-        limit = budget[j]
-        have_y = False
-        exact = False
-        for p in range(start[j], start[j + 1]):
-            t = tt[p]
-            e = ee[p]
-            d = step[t]
             we = np.float64(w[e])
             ve = np.float64(v[e])
-            inc = 2.0 * d * (we * y_norm[j] * (norm_old[t] + norm_new[t]) + abs(ve))
-            if e_j + inc <= cheap * limit:  # tier 1
-                push_j += inc
-                e_j += inc
-                eb_j += 2.0 * d * abs(ve)
+            if we == 0.0 and ve == 0.0:
                 continue
-            if not have_y:
-                for f in range(k):
-                    y[f] = np.float64(Y[j, f])
-                have_y = True
-            do = 0.0
-            dn = 0.0
-            for f in range(k):
-                do += X_old[t, f] * y[f]
-                dn += X_new[t, f] * y[f]
+            j = indices[e]
+            limit = budget[j]
+            inc = 2.0 * d * (we * y_norm[j] * (xo_n + norm_new[t]) + abs(ve))
+            if err[j] + inc <= cheap * limit:  # tier 1
+                pushed[j] += inc
+                err[j] += inc
+                rhs_err[j] += 2.0 * d * abs(ve)
+                continue
+            do = dot_old[base + e]
+            dn = dot_new[base + e]
             a = we * dn - ve
             c = we * (dn - do)
-            xo_n = norm_old[t]
             sq = a * a * d * d + c * c * xo_n * xo_n + 2.0 * a * c * step_dot_old[t]
             # the exact norm, with a margin far above the rounding of its cancellation
             tri = abs(a) * d + abs(c) * xo_n
             tight = 2.0 * np.sqrt(max(sq, 0.0) + 1e-12 * tri * tri)
             if tight < inc:
                 inc = tight
-            push_j += inc
-            if e_j + inc <= limit:  # tier 2
-                e_j += inc
-                eb_j += 2.0 * d * abs(ve)
+            pushed[j] += inc
+            if err[j] + inc <= limit:  # tier 2
+                err[j] += inc
+                rhs_err[j] += 2.0 * d * abs(ve)
                 continue
-            if not exact:  # tier 3
-                acc_g[:] = 0.0
-                acc_b[:] = 0.0
-                exact = True
+            a2 = 2.0 * a  # tier 3: the change 2 (a d + c x), and 2 v d at zero
+            c2 = 2.0 * c
+            v2 = 2.0 * ve
             for f in range(k):
-                xo = X_old[t, f]
-                xn = X_new[t, f]
-                acc_g[f] += 2.0 * (we * (dn * xn - do * xo) - ve * (xn - xo))
-                acc_b[f] += 2.0 * ve * (xn - xo)
-        err[j] = e_j
-        rhs_err[j] = eb_j
-        pushed[j] += push_j
-        if exact:
-            for f in range(k):
-                grad[j, f] += acc_g[f]
-                rhs[j, f] += acc_b[f]
+                grad[j, f] += a2 * D[t, f] + c2 * X_old[t, f]
+                rhs[j, f] += v2 * D[t, f]
             dirty[j] = True

@@ -282,11 +282,17 @@ class IncrementalALS:
             side.push[:] = 0.0
 
     # ------------------------------------------------------------------ changes
-    def _moved(self, which: str, rows: np.ndarray, old: np.ndarray) -> None:
-        """Bookkeeping after rows of ``which`` moved from ``old`` to their current values."""
+    def _moved(self, which: str, rows: np.ndarray, old: np.ndarray, dots=None) -> None:
+        """Bookkeeping after rows of ``which`` moved from ``old`` to their current values.
+
+        ``dots``: the entries' dots with the rows' old and new values, as
+        :func:`~recforget.kernels.als_stream.gradients_and_dots` returns them (computed here
+        when not given)."""
         s, o = self.side(which)
         new = s.X[rows]
         n64, o64 = new.astype(np.float64), old.astype(np.float64)
+        if dots is None:
+            dots = S.entry_dots(s.indptr, s.indices, rows, o64, n64, o.X)
         step = self._norms(n64 - o64)
         dirty = np.zeros(len(o.X), dtype=bool)
         # bounds may use up to half of a row's room under the tolerance, then exact updates
@@ -298,13 +304,13 @@ class IncrementalALS:
             s.w,
             s.v,
             rows,
+            *dots,
             o64,
             n64,
             step,
             self._norms(o64),
             self._norms(n64),
             np.einsum("ij,ij->i", n64 - o64, o64),
-            o.X,
             o.xn,
             o.g,
             o.b,
@@ -339,8 +345,12 @@ class IncrementalALS:
         self.rows_solved[which] += len(rows)
         s.push[rows] = 0.0  # at rest with their neighbours as they are now
         self.changed[which].append(rows)
-        self._store(which, rows, *self._fresh_gradients(which, rows))
-        self._moved(which, rows, old)
+        # the exact gradients, and the dots the neighbours' bookkeeping needs, in one pass
+        grad, rhs, dots = S.gradients_and_dots(
+            s.indptr, s.indices, s.w, s.v, s.X, old.astype(np.float64), o.X, s.G, s.reg, rows
+        )
+        self._store(which, rows, grad, rhs)
+        self._moved(which, rows, old, dots)
 
     def remove(self, **request) -> MutableRemoval:
         """Remove data (raw ids, as :meth:`MutableInteractions.remove`) and update gradients."""
