@@ -99,6 +99,36 @@ def test_cg_converges_to_cholesky(seed):
     assert np.all(g3 <= g0 + 1e-9)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_cg_from_given_starting_residuals(seed):
+    """Rows given their exact residual take the same steps as rows that compute it; a row
+    given a wrong one solves for it (the error is the solve's); ``b0 < 0`` computes it."""
+    _R, csr, X, Y = _problem(seed, 12, 9, 4, 0.5)
+    c = 1 + 3.0 * csr.data
+    args = (csr.indptr.astype(np.int64), csr.indices, c - 1, c)
+    G, reg, rows = K.gram(Y), np.full(12, 0.5), K.all_rows(12)
+    grad, rhs = K.row_gradients(*args, X, Y, G, reg, rows)
+    res0, b0 = -0.5 * grad, 0.5 * np.linalg.norm(rhs, axis=1)
+    plain, given = X.copy(), X.copy()
+    K.solve_rows_cg(*args, plain, Y, G, reg, rows, 3)
+    K.solve_rows_cg(*args, given, Y, G, reg, rows, 3, res0=res0, b0=b0)
+    np.testing.assert_allclose(given, plain, rtol=1e-9, atol=1e-12)
+    # a shifted start: each row then solves A d = res0 + delta from its start
+    delta = 0.1 * np.random.default_rng(seed).standard_normal(res0.shape)
+    b0[::2] = -1.0  # these rows compute their own residual and ignore res0
+    shifted = X.copy()
+    K.solve_rows_cg(*args, shifted, Y, G, reg, rows, 40, res0=res0 + delta, b0=b0)
+    exact = X.copy()
+    K.solve_rows_cholesky(*args, exact, Y, G, reg, rows)
+    np.testing.assert_allclose(shifted[::2], exact[::2], rtol=1e-6, atol=1e-8)
+    for r in range(1, 12, 2):
+        start, end = csr.indptr[r], csr.indptr[r + 1]
+        Yr = Y[csr.indices[start:end]]
+        A = G + (Yr * (c[start:end] - 1)[:, None]).T @ Yr + reg[r] * np.eye(4)
+        want = X[r] + np.linalg.solve(A, res0[r] + delta[r])
+        np.testing.assert_allclose(shifted[r], want, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_cg_to_a_target_solves_each_row_to_it(seed):
     _R, csr, X, Y = _problem(seed, 15, 11, 5, 0.4)

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from recforget.kernels.als import row_gradients
 from recforget.kernels.als_stream import (
-    entry_dots,
+    moved_dots,
     gradients_and_dots,
     propagate_rows,
     remove_entries,
@@ -58,7 +58,7 @@ def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, p
         w,
         v,
         rows,
-        *entry_dots(indptr, indices, rows, X_old, X_new, Y),
+        *moved_dots(indptr, indices, rows, X_old, X_new, Y),
         X_old,
         X_new,
         step,
@@ -189,7 +189,12 @@ def test_gradients_and_dots_equal_the_gradients_and_direct_dots(seed):
             assert d_new[q] == pytest.approx(X[r].astype(np.float64) @ y, rel=1e-12, abs=1e-12)
             assert d_old[q] == pytest.approx(X_old[t] @ y, rel=1e-12, abs=1e-12)
     assert offsets[-1] == sum(A.indptr[r + 1] - A.indptr[r] for r in rows)
-    offsets2, d_old2, d_new2 = entry_dots(indptr, indices, rows, X_old, X[rows].astype(float), Y)
+    some = np.arange(len(rows)) % 2 == 0  # values at zero for these rows only
+    grad2, rhs2, _ = gradients_and_dots(indptr, indices, w, v, X, X_old, Y, G, reg, rows, some)
+    np.testing.assert_allclose(grad2, want_g, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rhs2[some], want_b[some], rtol=1e-12, atol=1e-12)
+    assert not rhs2[~some].any()
+    offsets2, d_old2, d_new2 = moved_dots(indptr, indices, rows, X_old, X[rows].astype(float), Y)
     assert np.array_equal(offsets2, offsets)
     np.testing.assert_allclose(d_old2, d_old, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(d_new2, d_new, rtol=1e-12, atol=1e-12)

@@ -129,13 +129,17 @@ def solve_rows_cholesky(indptr, indices, w, v, X, Y, G, reg, rows):  # pragma: n
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel, floor, eta):  # pragma: no cover
+def _cg_rows(
+    indptr, indices, w, v, X, Y, G, reg, rows, steps, rel, floor, eta, res0, b0
+):  # pragma: no cover
     """CG on the selected rows; a row stops once ``||b - A x|| <= rel max(||b||, floor)``,
     or, with ``eta > 0``, once it is at most ``max(that, eta ||b - A x_0||)`` (``x_0`` the
     row's start).
 
     ``rel = 0`` runs ``steps`` iterations on every row (the stop then only fires on an exact
-    solution). Returns the number of CG iterations run, summed over rows.
+    solution). Returns the number of CG iterations run, summed over rows. Rows with
+    ``b0[t] >= 0`` (``||b||``) start from the residual ``res0[t]`` instead of computing it (an
+    empty ``b0``: every row computes it).
     """
     k = Y.shape[1]
     done = np.zeros(rows.shape[0], dtype=np.int64)
@@ -146,29 +150,34 @@ def _cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel, floor, eta):
         x = np.empty(k)
         for f in range(k):
             x[f] = X[r, f]
-        # res = b - A x (and b, for the row's stopping target)
         res = np.empty(k)
-        b = np.zeros(k)
-        for f in range(k):
-            acc = 0.0
-            for g in range(k):
-                acc += G[f, g] * x[g]
-            res[f] = -acc - lam * x[f]
-        for jj in range(start, end):
-            j = indices[jj]
-            dot = 0.0
+        if b0.shape[0] and b0[t] >= 0.0:  # the caller's residual and ||b||
             for f in range(k):
-                dot += np.float64(Y[j, f]) * x[f]
-            vj = np.float64(v[jj])
-            coef = vj - np.float64(w[jj]) * dot
+                res[f] = res0[t, f]
+            bnorm = b0[t]
+        else:  # res = b - A x (and b, for the row's stopping target)
+            b = np.zeros(k)
             for f in range(k):
-                yf = np.float64(Y[j, f])
-                res[f] += coef * yf
-                b[f] += vj * yf
-        bb = 0.0
-        for f in range(k):
-            bb += b[f] * b[f]
-        scale = max(np.sqrt(bb), floor)
+                acc = 0.0
+                for g in range(k):
+                    acc += G[f, g] * x[g]
+                res[f] = -acc - lam * x[f]
+            for jj in range(start, end):
+                j = indices[jj]
+                dot = 0.0
+                for f in range(k):
+                    dot += np.float64(Y[j, f]) * x[f]
+                vj = np.float64(v[jj])
+                coef = vj - np.float64(w[jj]) * dot
+                for f in range(k):
+                    yf = np.float64(Y[j, f])
+                    res[f] += coef * yf
+                    b[f] += vj * yf
+            bb = 0.0
+            for f in range(k):
+                bb += b[f] * b[f]
+            bnorm = np.sqrt(bb)
+        scale = max(bnorm, floor)
         p = res.copy()
         rs_old = 0.0
         for f in range(k):
@@ -212,7 +221,23 @@ def _cg_rows(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel, floor, eta):
     return done.sum()
 
 
-def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel=0.0, floor=0.0, eta=0.0):
+def solve_rows_cg(
+    indptr,
+    indices,
+    w,
+    v,
+    X,
+    Y,
+    G,
+    reg,
+    rows,
+    steps,
+    rel=0.0,
+    floor=0.0,
+    eta=0.0,
+    res0=None,
+    b0=None,
+):
     """``steps`` conjugate-gradient iterations per selected row, warm-started at ``X[r]``.
 
     Same system as :func:`solve_rows_cholesky`; ``A p`` is applied without forming ``A``
@@ -228,10 +253,32 @@ def solve_rows_cg(indptr, indices, w, v, X, Y, G, reg, rows, steps, rel=0.0, flo
     it started the call with: each call reduces a row's residual by that factor, never past
     ``rel`` (an inexact-Newton row solve). Returns the number of CG iterations run, summed over
     the rows.
+
+    ``res0`` (float64, one row per ``rows``) and ``b0`` give rows' starting residuals
+    ``b_r - A_r x_r`` and ``||b_r||`` when the caller has them (a row with ``b0[t] < 0``
+    computes its own): that row then skips the pass over its data that computes them. CG
+    then solves ``A_r d = res0[t]``, so an error in ``res0[t]`` is an error of the solve,
+    not of anything computed from the result.
     """
+    if res0 is None:
+        res0, b0 = np.empty((0, Y.shape[1])), np.empty(0)
     return int(
         _cg_rows(
-            indptr, indices, w, v, X, Y, G, reg, rows, steps, float(rel), float(floor), float(eta)
+            indptr,
+            indices,
+            w,
+            v,
+            X,
+            Y,
+            G,
+            reg,
+            rows,
+            steps,
+            float(rel),
+            float(floor),
+            float(eta),
+            res0,
+            b0,
         )
     )
 

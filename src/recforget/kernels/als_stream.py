@@ -17,7 +17,7 @@ entry's change exactly; :func:`propagate_rows` bounds the change a moved neighbo
 entries may update the same row) and write in place. The dot products the propagation needs
 (each moved row's old and new value with each neighbour) come from
 :func:`gradients_and_dots`, which computes them in the pass that takes the re-solved rows'
-gradients, or from :func:`entry_dots`.
+gradients, or from :func:`moved_dots`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["entry_dots", "gradients_and_dots", "propagate_rows", "remove_entries"]
+__all__ = ["gradients_and_dots", "moved_dots", "propagate_rows", "remove_entries"]
 
 
 @njit(cache=True)
@@ -59,8 +59,9 @@ def _offsets(indptr, rows):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _gradients_and_dots(indptr, indices, w, v, X, X_old, Y, GX, reg, rows, offsets, d_old, d_new):
-    # pragma: no cover - compiled
+def _gradients_and_dots(
+    indptr, indices, w, v, X, X_old, Y, GX, reg, rows, with_rhs, offsets, d_old, d_new
+):  # pragma: no cover - compiled
     k = Y.shape[1]
     grad = np.empty((rows.shape[0], k))
     rhs = np.zeros((rows.shape[0], k))
@@ -84,17 +85,21 @@ def _gradients_and_dots(indptr, indices, w, v, X, X_old, Y, GX, reg, rows, offse
             d_old[base + jj] = do
             vj = np.float64(v[jj])
             coef = np.float64(w[jj]) * dn - vj
-            for f in range(k):
-                yf = np.float64(Y[j, f])
-                grad[t, f] += coef * yf
-                rhs[t, f] += vj * yf
+            if with_rhs[t]:
+                for f in range(k):
+                    yf = np.float64(Y[j, f])
+                    grad[t, f] += coef * yf
+                    rhs[t, f] += vj * yf
+            else:
+                for f in range(k):
+                    grad[t, f] += coef * np.float64(Y[j, f])
         for f in range(k):
             grad[t, f] *= 2.0
             rhs[t, f] *= 2.0
     return grad, rhs
 
 
-def gradients_and_dots(indptr, indices, w, v, X, X_old, Y, G, reg, rows):
+def gradients_and_dots(indptr, indices, w, v, X, X_old, Y, G, reg, rows, with_rhs=None):
     """The rows' gradients and values at zero, as :func:`recforget.kernels.als.row_gradients`,
     and, in the same pass over their entries, each entry's dots with the row's new and old
     value: ``(grad, rhs, (offsets, dot_old, dot_new))``.
@@ -102,20 +107,25 @@ def gradients_and_dots(indptr, indices, w, v, X, X_old, Y, G, reg, rows):
     ``X_old`` (float64, one row per ``rows``) is where each row was before it moved; entry
     ``e`` of row ``rows[t]`` has its dots at ``offsets[t] + e - indptr[rows[t]]``:
     ``dot_new = x_r . y_j`` (``x_r`` the current ``X[r]``) and ``dot_old = x_old . y_j``,
-    what :func:`propagate_rows` needs.
+    what :func:`propagate_rows` needs. ``with_rhs`` (bool, one per row; default all): the
+    rows whose value at zero is wanted, the others' ``rhs`` rows are left zero (a row's value
+    at zero does not depend on the row itself, so a caller that has it exact skips its
+    ``O(deg k)`` part).
     """
     offsets = _offsets(indptr, rows)
     d_old = np.empty(offsets[-1])
     d_new = np.empty(offsets[-1])
+    if with_rhs is None:
+        with_rhs = np.ones(len(rows), dtype=np.bool_)
     GX = X[rows].astype(np.float64) @ G
     grad, rhs = _gradients_and_dots(
-        indptr, indices, w, v, X, X_old, Y, GX, reg, rows, offsets, d_old, d_new
+        indptr, indices, w, v, X, X_old, Y, GX, reg, rows, with_rhs, offsets, d_old, d_new
     )
     return grad, rhs, (offsets, d_old, d_new)
 
 
 @njit(cache=True, fastmath=True)
-def _entry_dots(indptr, indices, rows, X_old, X_new, Y, offsets, d_old, d_new):
+def _moved_dots(indptr, indices, rows, X_old, X_new, Y, offsets, d_old, d_new):
     # pragma: no cover - compiled
     k = Y.shape[1]
     for t in range(rows.shape[0]):
@@ -133,13 +143,13 @@ def _entry_dots(indptr, indices, rows, X_old, X_new, Y, offsets, d_old, d_new):
             d_old[base + jj] = do
 
 
-def entry_dots(indptr, indices, rows, X_old, X_new, Y):
+def moved_dots(indptr, indices, rows, X_old, X_new, Y):
     """Each entry's dots with its row's old and new value (float64 ``X_old``, ``X_new``, one
     row per ``rows``), laid out as :func:`gradients_and_dots` returns them."""
     offsets = _offsets(indptr, rows)
     d_old = np.empty(offsets[-1])
     d_new = np.empty(offsets[-1])
-    _entry_dots(indptr, indices, rows, X_old, X_new, Y, offsets, d_old, d_new)
+    _moved_dots(indptr, indices, rows, X_old, X_new, Y, offsets, d_old, d_new)
     return offsets, d_old, d_new
 
 
@@ -172,7 +182,7 @@ def propagate_rows(
     """Account for rows ``rows[t]`` of this side moving from ``X_old[t]`` to ``X_new[t]`` in
     the other side's gradients (in place). ``X_old`` and ``X_new`` are float64;
     ``offsets, dot_old, dot_new`` are each entry's dots ``x.y_j`` and ``x'.y_j`` (as
-    :func:`gradients_and_dots` or :func:`entry_dots` return them), so that no neighbour's
+    :func:`gradients_and_dots` or :func:`moved_dots` return them), so that no neighbour's
     ``y_j`` is read here.
 
     ``indptr, indices, w, v`` are this side's CSR and per-entry arrays (tombstones, with
@@ -198,12 +208,21 @@ def propagate_rows(
 
     The entries are taken in the order of ``rows`` (so each neighbour's in that order too),
     in one sequential pass over the moved rows' entries and their dots: tiers 1 and 2 cost
-    ``O(1)`` reads of the neighbour's scalars, tier 3 two ``O(k)`` updates of its rows.
-    ``cheap`` is the share of the budget tier 1 may fill (0: tier 1 is skipped, its loose
-    bounds would use up the room that tier 2 needs).
+    ``O(1)`` reads of the neighbour's scalars. The changes tier 3 applies are recorded, then
+    grouped by neighbour (a counting sort of those entries only) and summed, so that each
+    neighbour's gradient is read and written once per call however many moved rows it is
+    adjacent to (a popular item's users share many of a deleted user's items). ``cheap`` is
+    the share of the budget tier 1 may fill (0: tier 1 is skipped, its loose bounds would use
+    up the room that tier 2 needs).
     """
     k = X_old.shape[1]
-    D = X_new - X_old
+    n_other = y_norm.shape[0]
+    m = dot_old.shape[0]
+    # tier-3 entries, applied after the pass: moved row, neighbour, the change's coefficients
+    t3 = np.empty(m, dtype=np.int64)
+    j3 = np.empty(m, dtype=np.int64)
+    c3 = np.empty((m, 3))
+    n3 = 0
     for t in range(rows.shape[0]):
         d = step[t]
         if d == 0.0:
@@ -239,10 +258,40 @@ def propagate_rows(
                 err[j] += inc
                 rhs_err[j] += 2.0 * d * abs(ve)
                 continue
-            a2 = 2.0 * a  # tier 3: the change 2 (a d + c x), and 2 v d at zero
-            c2 = 2.0 * c
-            v2 = 2.0 * ve
-            for f in range(k):
-                grad[j, f] += a2 * D[t, f] + c2 * X_old[t, f]
-                rhs[j, f] += v2 * D[t, f]
+            t3[n3] = t  # tier 3: the change 2 (a d + c x), and 2 v d at zero
+            j3[n3] = j
+            c3[n3, 0] = 2.0 * a
+            c3[n3, 1] = 2.0 * c
+            c3[n3, 2] = 2.0 * ve
+            n3 += 1
             dirty[j] = True
+    if n3 == 0:
+        return
+    start = np.zeros(n_other + 1, dtype=np.int64)
+    for q in range(n3):
+        start[j3[q] + 1] += 1
+    for j in range(n_other):
+        start[j + 1] += start[j]
+    fill = start[:-1].copy()
+    order = np.empty(n3, dtype=np.int64)
+    for q in range(n3):  # stable: each neighbour's entries stay in the order of rows
+        order[fill[j3[q]]] = q
+        fill[j3[q]] += 1
+    D = X_new - X_old
+    acc_g = np.empty(k)
+    acc_b = np.empty(k)
+    for j in range(n_other):
+        if start[j] == start[j + 1]:
+            continue
+        acc_g[:] = 0.0
+        acc_b[:] = 0.0
+        for p in range(start[j], start[j + 1]):
+            q = order[p]
+            t = t3[q]
+            a2, c2, v2 = c3[q, 0], c3[q, 1], c3[q, 2]
+            for f in range(k):
+                acc_g[f] += a2 * D[t, f] + c2 * X_old[t, f]
+                acc_b[f] += v2 * D[t, f]
+        for f in range(k):
+            grad[j, f] += acc_g[f]
+            rhs[j, f] += acc_b[f]

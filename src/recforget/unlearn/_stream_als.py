@@ -49,6 +49,7 @@ SIDES = ("users", "items")
 REFRESH_SHARE = 0.1  # fold D into all gradients when more rows than this need exact checks
 BOUND_SHARE = 0.5  # share of a row's room under the tolerance that neighbour bounds may use
 CHEAP_SHARE = 0.0  # share of that budget the O(1) Cauchy-Schwarz bounds may use
+START_SHARE = 0.25  # CG starts from the kept gradient of rows whose error bound is below this
 
 
 @dataclass
@@ -292,7 +293,7 @@ class IncrementalALS:
         new = s.X[rows]
         n64, o64 = new.astype(np.float64), old.astype(np.float64)
         if dots is None:
-            dots = S.entry_dots(s.indptr, s.indices, rows, o64, n64, o.X)
+            dots = S.moved_dots(s.indptr, s.indices, rows, o64, n64, o.X)
         step = self._norms(n64 - o64)
         dirty = np.zeros(len(o.X), dtype=bool)
         # bounds may use up to half of a row's room under the tolerance, then exact updates
@@ -329,6 +330,22 @@ class IncrementalALS:
             o.G += dG  # the other side's rows see this side's Gram matrix
             o.D += dG
 
+    def _starts(self, which: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CG's starting residuals ``b - A x = -(g + 2 D x) / 2`` from the kept gradients, for
+        the rows whose error bound ``e`` is below ``START_SHARE * tol`` of their scale
+        (``b0 = ||b||``; ``-1`` for the others, which compute theirs from their data).
+
+        The kept gradient is then within that share of the tolerance of the exact one, so the
+        solve is as good as from the exact residual up to it; nothing certified rests on it
+        (the solved rows' gradients are recomputed exactly afterwards).
+        """
+        s, _ = self.side(which)
+        ok = s.e[rows] <= START_SHARE * self.tol * np.maximum(s.bn[rows] - s.eb[rows], 0.0)
+        g = s.g[rows]
+        if self.implicit and s.D.any():
+            g = g + 2.0 * (s.X[rows].astype(np.float64) @ s.D)
+        return -0.5 * g, np.where(ok, 0.5 * s.bn[rows], -1.0)
+
     def solve(self, which: str, rows: np.ndarray) -> None:
         """Re-solve ``rows`` of ``which`` with the shared kernels and update all gradients."""
         if len(rows) == 0:
@@ -339,16 +356,41 @@ class IncrementalALS:
         if self.solver == "cholesky":
             K.solve_rows_cholesky(s.indptr, s.indices, s.w, s.v, s.X, o.X, s.G, s.reg, rows)
         else:
+            res0, b0 = self._starts(which, rows)
             K.solve_rows_cg(
-                s.indptr, s.indices, s.w, s.v, s.X, o.X, s.G, s.reg, rows, self.cg_steps
+                s.indptr,
+                s.indices,
+                s.w,
+                s.v,
+                s.X,
+                o.X,
+                s.G,
+                s.reg,
+                rows,
+                self.cg_steps,
+                res0=res0,
+                b0=b0,
             )
         self.rows_solved[which] += len(rows)
         s.push[rows] = 0.0  # at rest with their neighbours as they are now
         self.changed[which].append(rows)
-        # the exact gradients, and the dots the neighbours' bookkeeping needs, in one pass
+        # the exact gradients, and the dots the neighbours' bookkeeping needs, in one pass;
+        # a row's value at zero does not depend on it: kept where it is exact (eb = 0)
+        stale = s.eb[rows] > 0.0
         grad, rhs, dots = S.gradients_and_dots(
-            s.indptr, s.indices, s.w, s.v, s.X, old.astype(np.float64), o.X, s.G, s.reg, rows
+            s.indptr,
+            s.indices,
+            s.w,
+            s.v,
+            s.X,
+            old.astype(np.float64),
+            o.X,
+            s.G,
+            s.reg,
+            rows,
+            stale,
         )
+        rhs[~stale] = s.b[rows[~stale]]
         self._store(which, rows, grad, rhs)
         self._moved(which, rows, old, dots)
 
