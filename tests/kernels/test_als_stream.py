@@ -8,8 +8,8 @@ import scipy.sparse as sp
 
 from recforget.kernels.als import row_gradients
 from recforget.kernels.als_stream import (
-    moved_dots,
     gradients_and_dots,
+    moved_dots,
     propagate_rows,
     remove_entries,
 )
