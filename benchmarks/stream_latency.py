@@ -263,6 +263,7 @@ def run(args) -> dict:
         ),
         verify_entries=args.verify_entries or None,
         touched_first=not args.no_touched_first,
+        cg_steps=args.cg_steps,
         setup_target=args.setup_target,
     )
     setup_seconds = time.perf_counter() - start
@@ -374,6 +375,7 @@ def run(args) -> dict:
             "verify_pass_requests": forgetter._slices(),
             "neighbour_target": dict(forgetter.neighbour_target),
             "touched_first": not args.no_touched_first,
+            "cg_steps": forgetter._state.cg_steps,
             "setup_target": args.setup_target,
         },
         "data": {"users": train.n_users, "items": train.n_items, "train_nnz": train.nnz},
@@ -746,6 +748,9 @@ def main() -> None:
         help="sliced verification: most entries recomputed per request (0: verify_every only)",
     )
     parser.add_argument("--no-touched-first", action="store_true")
+    parser.add_argument(
+        "--cg-steps", type=int, default=None, help="CG steps per re-solve (default: the model's)"
+    )
     parser.add_argument(
         "--degree-like",
         help="user requests: delete users whose history is as long as those of a uniform "

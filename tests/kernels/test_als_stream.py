@@ -47,7 +47,12 @@ def _changes(A, w, v, Y, rows, X_old, X_new):
     return out
 
 
-def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, pushed=None):
+def _run(
+    A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, pushed=None, scales=None
+):
+    """One propagation; ``budget`` per neighbour, or ``scales = (b, eb, gn, room, floor)``."""
+    if scales is None:  # a budget as its scale, eb, gradient norm, room and floor
+        scales = (np.maximum(budget, 0.0), np.zeros(len(Y)), np.maximum(-budget, 0.0), 1.0, 0.0)
     step = np.linalg.norm(X_new - X_old, axis=1)
     dirty = np.zeros(len(Y), dtype=bool)
     pushed = np.zeros(len(Y)) if pushed is None else pushed
@@ -70,7 +75,7 @@ def _run(A, w, v, Y, rows, X_old, X_new, budget, cheap, grad, rhs, err, err_b, p
         rhs,
         err,
         err_b,
-        budget,
+        *scales,
         cheap,
         dirty,
         pushed,
@@ -148,6 +153,25 @@ def test_mixed_tiers_keep_every_gradient_within_its_bound(seed):
     assert np.all(gap <= err - e0 + 1e-12) and np.all(gap_b <= err_b - eb0 + 1e-12)
     assert np.all((err <= np.maximum(budget, e0) + 1e-15) | dirty)
     assert dirty.any() and (err > e0).any()  # both kinds happened
+
+
+def test_budget_is_the_share_of_the_room_under_the_scale():
+    A, w, v, Y, rows, X_old, X_new, rng = _problem(4)
+    m, k = Y.shape
+    b, eb, gn = rng.uniform(0, 30, m), rng.uniform(0, 5, m), rng.uniform(0, 3, m)
+    room, floor = 0.4, 6.0
+    budget = room * np.maximum(b - eb, floor) - gn  # the documented budget
+    out = []
+    for scales in ((b, eb, gn, room, floor), None):
+        grad, rhs = np.ones((m, k)), np.ones((m, k))
+        err, err_b = np.zeros(m), np.zeros(m)
+        dirty = _run(
+            A, w, v, Y, rows, X_old, X_new, budget, 0.0, grad, rhs, err, err_b, scales=scales
+        )
+        out.append((grad, rhs, err, err_b, dirty))
+    for got, want in zip(*out, strict=True):
+        assert np.array_equal(got, want)
+    assert out[0][4].any() and (out[0][2] > 0).any()  # both exact and bounded changes
 
 
 def test_remove_entries_takes_the_terms_out_of_both_sides():

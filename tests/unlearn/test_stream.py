@@ -318,10 +318,10 @@ def test_neighbour_target_resolves_the_touched_rows_neighbours():
         solved[name] = set()
         solve = f._state.solve
 
-        def spy(which, rows, f=f, solve=solve, seen=solved[name]):
+        def spy(which, rows, floor=None, *, f=f, solve=solve, seen=solved[name]):
             if which == "users":  # record the users re-solved, then solve
                 seen.update(f.view.users.ids[rows])
-            return solve(which, rows)
+            return solve(which, rows, floor)
 
         f._state.solve = spy
         f.forget(DeletionRequest(users=["u5"]))
@@ -341,16 +341,22 @@ def test_neighbour_target_resolves_the_touched_rows_neighbours():
         Forgetter(model, verify_mode="sometimes")
 
 
-def _users_solved(f: Forgetter, request: DeletionRequest) -> set:
-    seen: set = set()
+def _spy_users(f: Forgetter, seen: set):
+    """Record in ``seen`` the users ``f`` re-solves from now on; returns the real solve."""
     solve = f._state.solve
 
-    def spy(which, rows):
+    def spy(which, rows, floor=None):
         if which == "users":
             seen.update(f.view.users.ids[rows])
-        return solve(which, rows)
+        return solve(which, rows, floor)
 
     f._state.solve = spy
+    return solve
+
+
+def _users_solved(f: Forgetter, request: DeletionRequest) -> set:
+    seen: set = set()
+    solve = _spy_users(f, seen)
     f.forget(request)
     f._state.solve = solve
     return seen
@@ -373,14 +379,8 @@ def test_neighbour_target_per_kind_of_deletion():
     other = next(x for x in frame.user.unique() if x != u and x not in near)
     mixed.submit(DeletionRequest(pairs=[(u, i)]))
     mixed.submit(DeletionRequest(users=[other]))
-    solve, seen = mixed._state.solve, set()
-
-    def spy(which, rows):
-        if which == "users":
-            seen.update(mixed.view.users.ids[rows])
-        return solve(which, rows)
-
-    mixed._state.solve = spy
+    seen: set = set()
+    _spy_users(mixed, seen)
     assert all(r["certified"] for r in mixed.flush())
     assert near <= seen
     for f in (by_kind, off, mixed):

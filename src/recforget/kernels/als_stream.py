@@ -174,7 +174,11 @@ def propagate_rows(
     rhs,
     err,
     rhs_err,
-    budget,
+    scale_b,
+    scale_eb,
+    grad_norm,
+    room,
+    floor,
     cheap,
     dirty,
     pushed,
@@ -190,8 +194,10 @@ def propagate_rows(
     entry ``(r, j)`` changes row ``j``'s gradient by ``2 (w ((x'.y) x' - (x.y) x) - v d)``
     ``= 2 (a d + c x)`` with ``a = w (x'.y) - v`` and ``c = w (d.y)``, since
     ``(x'.y) x' - (x.y) x = (x'.y) d + (d.y) x``; the value at zero changes by ``2 v d``
-    (norm ``2 |v| ||d||``). Three tiers, cheapest first, while ``err[j]`` stays within
-    ``budget[j]``:
+    (norm ``2 |v| ||d||``). Three tiers, cheapest first, while ``err[j]`` stays within the
+    row's budget ``room * max(scale_b[j] - scale_eb[j], floor) - grad_norm[j]`` (its share
+    ``room`` of the tolerance's room left by its kept gradient, computed here for the
+    neighbours reached only):
 
     1. ``O(1)``: the Cauchy-Schwarz bound ``2 ||d|| (w ||y_j|| (||x'|| + ||x||) + |v|)``
        (``step``, ``norm_old``, ``norm_new``, ``y_norm`` give the norms) is added to
@@ -236,7 +242,7 @@ def propagate_rows(
             if we == 0.0 and ve == 0.0:
                 continue
             j = indices[e]
-            limit = budget[j]
+            limit = room * max(scale_b[j] - scale_eb[j], floor) - grad_norm[j]
             inc = 2.0 * d * (we * y_norm[j] * (xo_n + norm_new[t]) + abs(ve))
             if err[j] + inc <= cheap * limit:  # tier 1
                 pushed[j] += inc

@@ -283,12 +283,13 @@ class IncrementalALS:
             side.push[:] = 0.0
 
     # ------------------------------------------------------------------ changes
-    def _moved(self, which: str, rows: np.ndarray, old: np.ndarray, dots=None) -> None:
+    def _moved(self, which: str, rows: np.ndarray, old: np.ndarray, dots=None, floor=None) -> None:
         """Bookkeeping after rows of ``which`` moved from ``old`` to their current values.
 
         ``dots``: the entries' dots with the rows' old and new values, as
         :func:`~recforget.kernels.als_stream.gradients_and_dots` returns them (computed here
-        when not given)."""
+        when not given). ``floor``: the scale floor the neighbours' bound budgets use (a
+        heuristic: the certificate takes its own); :meth:`floor` when not given."""
         s, o = self.side(which)
         new = s.X[rows]
         n64, o64 = new.astype(np.float64), old.astype(np.float64)
@@ -297,8 +298,7 @@ class IncrementalALS:
         step = self._norms(n64 - o64)
         dirty = np.zeros(len(o.X), dtype=bool)
         # bounds may use up to half of a row's room under the tolerance, then exact updates
-        floor = self.floor()
-        budget = BOUND_SHARE * self.tol * np.maximum(o.bn - o.eb, floor) - o.gn
+        floor = self.floor() if floor is None else floor
         S.propagate_rows(
             s.indptr,
             s.indices,
@@ -317,7 +317,11 @@ class IncrementalALS:
             o.b,
             o.e,
             o.eb,
-            budget,
+            o.bn,
+            o.eb,
+            o.gn,
+            BOUND_SHARE * self.tol,
+            floor,
             CHEAP_SHARE,
             dirty,
             o.push,
@@ -346,8 +350,9 @@ class IncrementalALS:
             g = g + 2.0 * (s.X[rows].astype(np.float64) @ s.D)
         return -0.5 * g, np.where(ok, 0.5 * s.bn[rows], -1.0)
 
-    def solve(self, which: str, rows: np.ndarray) -> None:
-        """Re-solve ``rows`` of ``which`` with the shared kernels and update all gradients."""
+    def solve(self, which: str, rows: np.ndarray, floor: float | None = None) -> None:
+        """Re-solve ``rows`` of ``which`` with the shared kernels and update all gradients
+        (``floor``: as :meth:`_moved`'s)."""
         if len(rows) == 0:
             return
         s, o = self.side(which)
@@ -392,7 +397,7 @@ class IncrementalALS:
         )
         rhs[~stale] = s.b[rows[~stale]]
         self._store(which, rows, grad, rhs)
-        self._moved(which, rows, old, dots)
+        self._moved(which, rows, old, dots, floor)
 
     def remove(self, **request) -> MutableRemoval:
         """Remove data (raw ids, as :meth:`MutableInteractions.remove`) and update gradients."""
@@ -482,7 +487,7 @@ class IncrementalALS:
                         rows = np.union1d(rows, self.pushed_rows(which, near, floor, push_target))
                 last[which] = (over, bound, scale)
                 if len(rows) and rounds < self.max_rounds:
-                    self.solve(which, rows)
+                    self.solve(which, rows, floor)
                     moved = True
             if not moved and not (pending and first):
                 break
