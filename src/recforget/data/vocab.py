@@ -26,7 +26,9 @@ class Vocabulary:
         What the ids are ("user", "item"), used in error messages.
     """
 
-    __slots__ = ("_index", "name")
+    __slots__ = ("_ids", "_index", "_positions", "name")
+
+    SMALL = 64  # lookups of at most this many ids go through a dict (built on first use)
 
     def __init__(self, ids: Iterable[object], name: str = "id") -> None:
         arr = _as_id_array(np.asarray(list(ids) if not hasattr(ids, "__len__") else ids))
@@ -36,6 +38,8 @@ class Vocabulary:
             raise DataError(f"duplicate {name} id {show_id(dup)} in vocabulary")
         self._index = index
         self.name = name
+        self._ids: np.ndarray | None = None
+        self._positions: dict | None = None
 
     @classmethod
     def from_values(cls, values: Iterable[object], name: str = "id") -> Vocabulary:
@@ -61,9 +65,11 @@ class Vocabulary:
     @property
     def ids(self) -> np.ndarray:
         """Raw ids in index order (read-only)."""
-        values = self._index.to_numpy()
-        values.flags.writeable = False
-        return values
+        if self._ids is None:
+            values = self._index.to_numpy()
+            values.flags.writeable = False
+            self._ids = values
+        return self._ids
 
     @property
     def is_integer(self) -> bool:
@@ -82,7 +88,7 @@ class Vocabulary:
             returns -1 for them.
         """
         query = self._coerce(raw)
-        idx = self._index.get_indexer(query)
+        idx = self._lookup(query)
         if missing == "error" and (idx < 0).any():
             raise UnknownIdError(
                 self.name, list(pd.unique(np.asarray(query, dtype=object)[idx < 0]))
@@ -92,8 +98,18 @@ class Vocabulary:
     def unknown(self, raw: Iterable[object]) -> list[object]:
         """The distinct ids of ``raw`` that are not in the vocabulary."""
         query = self._coerce(raw)
-        idx = self._index.get_indexer(query)
+        idx = self._lookup(query)
         return list(pd.unique(np.asarray(query, dtype=object)[idx < 0]))
+
+    def _lookup(self, query: np.ndarray) -> np.ndarray:
+        """Positions of coerced ids (-1 if absent): a dict for a few ids (a stream's requests
+        name one user or a few pairs), the index's vectorised lookup for many."""
+        if len(query) > self.SMALL:
+            return self._index.get_indexer(query)
+        if self._positions is None:
+            self._positions = {v: i for i, v in enumerate(self.ids.tolist())}
+        get = self._positions.get
+        return np.fromiter((get(q, -1) for q in query.tolist()), dtype=np.int64, count=len(query))
 
     def take(self, indices: Iterable[int]) -> Vocabulary:
         """Sub-vocabulary of the given indices (in that order)."""
