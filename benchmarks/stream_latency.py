@@ -102,6 +102,13 @@ def _als(args, **extra):
     )
 
 
+def _touched_first(args) -> bool | float:
+    """The forgetter's ``touched_first`` from ``--no-touched-first`` / ``--touched-target``."""
+    if args.no_touched_first:
+        return False
+    return True if args.touched_target is None else args.touched_target
+
+
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -262,7 +269,7 @@ def run(args) -> dict:
             else {"neighbour_target": args.neighbour_target}
         ),
         verify_entries=args.verify_entries or None,
-        touched_first=not args.no_touched_first,
+        touched_first=_touched_first(args),
         cg_steps=args.cg_steps,
         setup_target=args.setup_target,
     )
@@ -374,7 +381,7 @@ def run(args) -> dict:
             "verify_entries": forgetter.verify_entries,
             "verify_pass_requests": forgetter._slices(),
             "neighbour_target": dict(forgetter.neighbour_target),
-            "touched_first": not args.no_touched_first,
+            "touched_first": _touched_first(args),
             "cg_steps": forgetter._state.cg_steps,
             "setup_target": args.setup_target,
         },
@@ -748,6 +755,12 @@ def main() -> None:
         help="sliced verification: most entries recomputed per request (0: verify_every only)",
     )
     parser.add_argument("--no-touched-first", action="store_true")
+    parser.add_argument(
+        "--touched-target",
+        type=float,
+        default=None,
+        help="re-solve only the touched rows the deletions shifted by more than this x tol",
+    )
     parser.add_argument(
         "--cg-steps", type=int, default=None, help="CG steps per re-solve (default: the model's)"
     )

@@ -120,6 +120,8 @@ CASES = [
     ("explicit", "linear", "none", "cholesky", {"neighbour_target": 0.0}),
     ("explicit", "linear", "frequency", "cg", {"verify_mode": "full", "setup_target": 0.5}),
     ("implicit", "linear", "none", "cg", {"neighbour_target": 0.0, "verify_every": 3}),
+    ("implicit", "linear", "none", "cg", {"touched_first": 0.5}),
+    ("explicit", "linear", "none", "cholesky", {"touched_first": False}),
 ]
 
 
@@ -360,6 +362,43 @@ def _users_solved(f: Forgetter, request: DeletionRequest) -> set:
     f.forget(request)
     f._state.solve = solve
     return seen
+
+
+def test_touched_first_share_skips_the_touched_rows_the_deletion_barely_moved():
+    rng = np.random.default_rng(3)
+    density = np.r_[np.full(10, 0.9), np.full(10, 0.08)]  # popular items and rare ones
+    R = (rng.random((300, 20)) < density) * rng.integers(1, 4, (300, 20)).astype(float)
+    data = Interactions.from_csr(R, users=[f"u{k}" for k in range(300)], items=np.arange(20))
+    model = _model("implicit", "linear", "none", data)
+    frame = data.to_frame()
+    user = frame.user.value_counts().index[0]  # the heaviest user: many touched items
+    items = set(frame.item[frame.user == user])
+    popular = set(range(10))
+    solved = {}
+    for first in (True, 0.5, False):
+        f = Forgetter(model, tol=1e-2, touched_first=first, neighbour_target=None)
+        seen: set = set()
+        solve = f._state.solve
+
+        def spy(which, rows, floor=None, f=f, solve=solve, seen=seen):
+            if which == "items":
+                seen.update(f.view.items.ids[rows])
+            return solve(which, rows, floor)
+
+        f._state.solve = spy
+        receipt = f.forget(DeletionRequest(users=[user]))
+        assert receipt["certified"]
+        m = f.model
+        true_max = _dense_max_relative(model.get_params(), f.data, m.user_factors_, m.item_factors_)
+        assert true_max <= 1e-2 * (1 + 1e-9)
+        solved[first] = seen & items
+    assert solved[True] == items  # every touched item
+    # with a share, the rare items (which lost a large part of their data), not the popular
+    assert solved[False] <= solved[0.5] < solved[True]
+    assert solved[0.5] and not solved[0.5] & popular and items & popular
+    for bad in (0.0, 1.5, "yes"):
+        with pytest.raises(ValueError, match="touched_first"):
+            Forgetter(model, tol=1e-2, touched_first=bad)
 
 
 def test_neighbour_target_per_kind_of_deletion():

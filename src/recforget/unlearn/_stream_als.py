@@ -408,12 +408,13 @@ class IncrementalALS:
         e = removal.entries
         t = self.view.twin[e]
         rows, cols = removal.users, removal.items
+        touched_u, touched_i = np.unique(rows), np.unique(cols)
+        g_u, g_i = u.g[touched_u], i.g[touched_i]  # copies (fancy indexing)
         S.remove_entries(rows, cols, u.w[e], u.v[e], u.X, i.X, u.g, u.b, i.g, i.b)
         u.w[e] = 0.0
         u.v[e] = 0.0
         i.w[t] = 0.0
         i.v[t] = 0.0
-        touched_u, touched_i = np.unique(rows), np.unique(cols)
         if self.frequency:
             for s, touched, counts in (
                 (u, touched_u, self.view.user_counts),
@@ -422,7 +423,8 @@ class IncrementalALS:
                 new_reg = self.lam * np.maximum(counts[touched], 1).astype(np.float64)
                 s.g[touched] += 2.0 * (new_reg - s.reg[touched])[:, None] * s.X[touched]
                 s.reg[touched] = new_reg
-        for s, idx in ((u, touched_u), (i, touched_i)):
+        for s, idx, before in ((u, touched_u, g_u), (i, touched_i, g_i)):
+            s.push[idx] += self._norms(s.g[idx] - before)  # what the deletion did to the row
             s.gn[idx] = self._norms(s.g[idx])
             s.bn[idx] = self._norms(s.b[idx])
         for which, dead in (("users", removal.dropped_users), ("items", removal.dropped_items)):
@@ -443,6 +445,7 @@ class IncrementalALS:
         touched: dict[str, np.ndarray] | None = None,
         neighbour_target: float | None = None,
         push_target: float | None = None,
+        touched_target: float | None = None,
     ) -> dict:
         """Re-solve rows until every live row is within ``target * tol`` (selective rounds).
 
@@ -451,7 +454,10 @@ class IncrementalALS:
         term, so that later certificates need few exact checks.
 
         ``touched`` rows are re-solved in the first round whatever their residual (the rows
-        that lost data: a loose tolerance would otherwise leave the deleted data's trace).
+        that lost data: a loose tolerance would otherwise leave the deleted data's trace);
+        with ``touched_target``, only those whose gradient the deletions shifted by more than
+        it (times ``tol``, of their scale) since their last solve (:meth:`pushed_rows`: a
+        popular item that lost one of thousands of users barely moved).
         With ``neighbour_target``, the touched rows' neighbours whose residual estimate exceeds
         it (times ``tol``) are re-solved in the second round; with ``push_target``, also those
         that their neighbours' moves shifted by more than it since their last solve
@@ -477,6 +483,8 @@ class IncrementalALS:
                 if first and len(touched.get(which, ())):
                     s, _ = self.side(which)
                     extra = touched[which][s.alive[touched[which]]]
+                    if touched_target is not None:
+                        extra = self.pushed_rows(which, extra, floor, touched_target)
                     rows = np.union1d(rows, extra)
                 if not first and len(pending.get(which, ())):
                     near = pending.pop(which)

@@ -83,10 +83,13 @@ class Forgetter(RequestQueue):
         Row solver of the re-solves (the kernels of :mod:`recforget.kernels.als`).
     cg_steps : int, optional
         Conjugate-gradient steps per re-solve (default: the model's).
-    touched_first : bool
-        Re-solve every kept row that lost data in a request's first round, whatever its
-        residual (as ``unlearn-als-selective``): otherwise a loose tolerance can leave the
-        deleted data's trace in heavy rows.
+    touched_first : bool or float
+        ``True``: re-solve every kept row that lost data in a request's first round, whatever
+        its residual (as ``unlearn-als-selective``): otherwise a loose tolerance can leave the
+        deleted data's trace in heavy rows. A number in (0, 1]: only those whose gradient the
+        deletions shifted by more than it times ``tol`` (of their scale) since their last
+        solve, the others keep their room under the tolerance (the certificate holds either
+        way). ``False``: none beyond the rows over ``target * tol``.
     verify_every : int or None
         Every this many requests (at least: see ``verify_entries``), recompute every gradient
         from scratch (``O(nnz k)``), record
@@ -160,7 +163,7 @@ class Forgetter(RequestQueue):
         tol: float | None = None,
         solver: str = "cg",
         cg_steps: int | None = None,
-        touched_first: bool = True,
+        touched_first: bool | float = True,
         verify_every: int | None = 100,
         verify_mode: Literal["sliced", "full"] = "sliced",
         verify_entries: int | None = 25_000,
@@ -187,6 +190,12 @@ class Forgetter(RequestQueue):
                 f"verify_entries must be None or a positive integer, got {verify_entries!r}"
             )
         targets = _neighbour_targets(neighbour_target)
+        if not isinstance(touched_first, bool) and not (
+            isinstance(touched_first, int | float) and 0 < touched_first <= 1
+        ):
+            raise ValueError(
+                f"touched_first must be True, False or a number in (0, 1], got {touched_first!r}"
+            )
         if not 0 < compact_at < 1:
             raise ValueError(f"compact_at must be in (0, 1), got {compact_at!r}")
         if missing not in ("error", "ignore"):
@@ -361,8 +370,11 @@ class Forgetter(RequestQueue):
             info: dict[str, Any]
             if changed:
                 rows = {w: np.unique(np.concatenate(t)) for w, t in touched.items() if t}
+                first = self.touched_first
                 info = self._state.repair(
-                    rows if self.touched_first else None, **self._batch_targets(parts)
+                    rows if first is not False else None,
+                    **self._batch_targets(parts),
+                    touched_target=None if first is True else float(first),
                 )
             else:
                 info = {"sweeps": 0, "rows_solved_users": 0, "rows_solved_items": 0}
