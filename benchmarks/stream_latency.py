@@ -381,7 +381,7 @@ def run(args) -> dict:
             "verify_entries": forgetter.verify_entries,
             "verify_pass_requests": forgetter._slices(),
             "neighbour_target": dict(forgetter.neighbour_target),
-            "touched_first": _touched_first(args),
+            "touched_first": dict(forgetter.touched_first),
             "cg_steps": forgetter._state.cg_steps,
             "setup_target": args.setup_target,
         },

@@ -396,9 +396,26 @@ def test_touched_first_share_skips_the_touched_rows_the_deletion_barely_moved():
     # with a share, the rare items (which lost a large part of their data), not the popular
     assert solved[False] <= solved[0.5] < solved[True]
     assert solved[0.5] and not solved[0.5] & popular and items & popular
-    for bad in (0.0, 1.5, "yes"):
+    for bad in (0.0, 1.5, "yes", {"user": 0.5}, {"pairs": 2}):
         with pytest.raises(ValueError, match="touched_first"):
             Forgetter(model, tol=1e-2, touched_first=bad)
+    # per kind: a batch of a pair and a user takes the most inclusive rule (the pair's True)
+    mixed = Forgetter(model, tol=1e-2, touched_first={"users": False}, neighbour_target=None)
+    assert mixed.touched_first == {"users": False, "items": True, "pairs": True}
+    pair = frame[frame.user != user].iloc[0]
+    mixed.submit(DeletionRequest(users=[user]))
+    mixed.submit(DeletionRequest(pairs=[(pair["user"], pair["item"])]))
+    seen: set = set()
+    solve = mixed._state.solve
+
+    def spy_all(which, rows, floor=None):
+        if which == "items":
+            seen.update(mixed.view.items.ids[rows])
+        return solve(which, rows, floor)
+
+    mixed._state.solve = spy_all
+    assert all(r["certified"] for r in mixed.flush())
+    assert items <= seen
 
 
 def test_neighbour_target_per_kind_of_deletion():

@@ -85,7 +85,6 @@ class IncrementalALS:
         tol: float,
         solver: str = "cg",
         cg_steps: int | None = None,
-        touched_first: bool = True,
         max_rounds: int = 2000,
         target: float = 1.0,
     ) -> None:
@@ -111,7 +110,6 @@ class IncrementalALS:
         self.tol = float(tol)
         self.solver = solver
         self.cg_steps = int(model.cg_steps if cg_steps is None else cg_steps)
-        self.touched_first = touched_first
         self.max_rounds = int(max_rounds)
         self.target = float(target)
         self.implicit = model.feedback == "implicit"
@@ -446,6 +444,7 @@ class IncrementalALS:
         neighbour_target: float | None = None,
         push_target: float | None = None,
         touched_target: float | None = None,
+        touched_rows: bool = True,
     ) -> dict:
         """Re-solve rows until every live row is within ``target * tol`` (selective rounds).
 
@@ -457,7 +456,8 @@ class IncrementalALS:
         that lost data: a loose tolerance would otherwise leave the deleted data's trace);
         with ``touched_target``, only those whose gradient the deletions shifted by more than
         it (times ``tol``, of their scale) since their last solve (:meth:`pushed_rows`: a
-        popular item that lost one of thousands of users barely moved).
+        popular item that lost one of thousands of users barely moved); ``touched_rows=False``:
+        ``touched`` only finds the neighbours.
         With ``neighbour_target``, the touched rows' neighbours whose residual estimate exceeds
         it (times ``tol``) are re-solved in the second round; with ``push_target``, also those
         that their neighbours' moves shifted by more than it since their last solve
@@ -480,7 +480,7 @@ class IncrementalALS:
                 floor = self.floor()
                 over, bound, scale = self.check(which, floor, self.target)
                 rows = over
-                if first and len(touched.get(which, ())):
+                if first and touched_rows and len(touched.get(which, ())):
                     s, _ = self.side(which)
                     extra = touched[which][s.alive[touched[which]]]
                     if touched_target is not None:

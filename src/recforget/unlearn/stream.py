@@ -64,6 +64,7 @@ DEFAULT_TOL = 1e-3
 
 
 DEFAULT_NEIGHBOUR_TARGET = MappingProxyType({"users": 0.3, "items": 0.3, "pairs": 0.2})
+DEFAULT_TOUCHED_FIRST = MappingProxyType({"users": True, "items": True, "pairs": True})
 
 
 class Forgetter(RequestQueue):
@@ -83,13 +84,15 @@ class Forgetter(RequestQueue):
         Row solver of the re-solves (the kernels of :mod:`recforget.kernels.als`).
     cg_steps : int, optional
         Conjugate-gradient steps per re-solve (default: the model's).
-    touched_first : bool or float
+    touched_first : bool, float or mapping
         ``True``: re-solve every kept row that lost data in a request's first round, whatever
         its residual (as ``unlearn-als-selective``): otherwise a loose tolerance can leave the
         deleted data's trace in heavy rows. A number in (0, 1]: only those whose gradient the
         deletions shifted by more than it times ``tol`` (of their scale) since their last
         solve, the others keep their room under the tolerance (the certificate holds either
-        way). ``False``: none beyond the rows over ``target * tol``.
+        way). ``False``: none beyond the rows over ``target * tol``. A mapping gives it per
+        kind of deletion (keys ``"users"``, ``"items"``, ``"pairs"``; a batch takes the most
+        inclusive of its kinds').
     verify_every : int or None
         Every this many requests (at least: see ``verify_entries``), recompute every gradient
         from scratch (``O(nnz k)``), record
@@ -163,7 +166,7 @@ class Forgetter(RequestQueue):
         tol: float | None = None,
         solver: str = "cg",
         cg_steps: int | None = None,
-        touched_first: bool | float = True,
+        touched_first: bool | float | Mapping[str, bool | float] = DEFAULT_TOUCHED_FIRST,
         verify_every: int | None = 100,
         verify_mode: Literal["sliced", "full"] = "sliced",
         verify_entries: int | None = 25_000,
@@ -190,12 +193,7 @@ class Forgetter(RequestQueue):
                 f"verify_entries must be None or a positive integer, got {verify_entries!r}"
             )
         targets = _neighbour_targets(neighbour_target)
-        if not isinstance(touched_first, bool) and not (
-            isinstance(touched_first, int | float) and 0 < touched_first <= 1
-        ):
-            raise ValueError(
-                f"touched_first must be True, False or a number in (0, 1], got {touched_first!r}"
-            )
+        firsts = _touched_firsts(touched_first)
         if not 0 < compact_at < 1:
             raise ValueError(f"compact_at must be in (0, 1), got {compact_at!r}")
         if missing not in ("error", "ignore"):
@@ -206,7 +204,6 @@ class Forgetter(RequestQueue):
                 tol=tol,
                 solver=solver,
                 cg_steps=cg_steps,
-                touched_first=touched_first,
                 max_rounds=max_rounds,
                 target=target,
             )
@@ -217,7 +214,7 @@ class Forgetter(RequestQueue):
             self._state.take_changed()
             self._state.clear_push()  # neighbours' shifts count from the first request on
         self.tol = float(tol)
-        self.touched_first = touched_first
+        self.touched_first = firsts
         self.verify_every = verify_every or 0
         self.verify_mode = verify_mode
         self.verify_entries = verify_entries
@@ -370,12 +367,7 @@ class Forgetter(RequestQueue):
             info: dict[str, Any]
             if changed:
                 rows = {w: np.unique(np.concatenate(t)) for w, t in touched.items() if t}
-                first = self.touched_first
-                info = self._state.repair(
-                    rows if first is not False else None,
-                    **self._batch_targets(parts),
-                    touched_target=None if first is True else float(first),
-                )
+                info = self._state.repair(rows, **self._batch_targets(parts))
             else:
                 info = {"sweeps": 0, "rows_solved_users": 0, "rows_solved_items": 0}
             seconds = time.perf_counter() - start
@@ -442,9 +434,10 @@ class Forgetter(RequestQueue):
         entries = 2 * self._state.view.nnz
         return max(self.verify_every, -(-entries // self.verify_entries))
 
-    def _batch_targets(self, parts: list) -> dict[str, float | None]:
-        """A batch's neighbour targets: the smallest of its whole-row deletions' (on the
-        residual estimate) and its pairs' (on the shift since the last solve)."""
+    def _batch_targets(self, parts: list) -> dict[str, Any]:
+        """A batch's targets: the smallest neighbour target of its whole-row deletions' (on
+        the residual estimate) and its pairs' (on the shift since the last solve), and the
+        most inclusive touched-rows rule of its kinds'."""
         kinds = set()
         for request, removal, *_ in parts:
             if removal.is_noop:
@@ -453,7 +446,16 @@ class Forgetter(RequestQueue):
         rows = [self.neighbour_target[k] for k in kinds - {"pairs"}]
         rows = [t for t in rows if t is not None]
         pairs = self.neighbour_target["pairs"] if "pairs" in kinds else None
-        return {"neighbour_target": min(rows) if rows else None, "push_target": pairs}
+        # touched rows first: True is share 0 (every one), False none
+        firsts = [self.touched_first[k] for k in kinds]
+        shares = [0.0 if f is True else f for f in firsts if f is not False]
+        share = min(shares) if shares else None
+        return {
+            "neighbour_target": min(rows) if rows else None,
+            "push_target": pairs,
+            "touched_target": share,
+            "touched_rows": share is not None,
+        }
 
     def _check_known(self, requests: Sequence[DeletionRequest]) -> None:
         check_known(self._state.view, self._forgotten, requests)
@@ -477,6 +479,25 @@ class Forgetter(RequestQueue):
             self._ids["items"][removal.items],
             view.values[removal.entries].view(np.uint64),
         )
+
+
+def _touched_firsts(value: Any) -> dict[str, bool | float]:
+    """``touched_first`` as one value per kind of deletion, checked."""
+    if isinstance(value, Mapping):
+        unknown = set(value) - set(DEFAULT_TOUCHED_FIRST)
+        if unknown:
+            raise ValueError(
+                f"touched_first keys must be users, items or pairs, got {sorted(unknown)}"
+            )
+        out = {**DEFAULT_TOUCHED_FIRST, **value}
+    else:
+        out = dict.fromkeys(DEFAULT_TOUCHED_FIRST, value)
+    for kind, f in out.items():
+        if not isinstance(f, bool) and not (isinstance(f, int | float) and 0 < f <= 1):
+            raise ValueError(
+                f"touched_first for {kind} must be True, False or a number in (0, 1], got {f!r}"
+            )
+    return out
 
 
 def _neighbour_targets(value: Any) -> dict[str, float | None]:
