@@ -49,6 +49,7 @@ SIDES = ("users", "items")
 REFRESH_SHARE = 0.1  # fold D into all gradients when more rows than this need exact checks
 BOUND_SHARE = 0.5  # share of a row's room under the tolerance that neighbour bounds may use
 CHEAP_SHARE = 0.0  # share of that budget the O(1) Cauchy-Schwarz bounds may use
+TOUCHED_ROOM = 0.3  # under a touched share, touched rows over this share of tol are re-solved
 START_SHARE = 0.25  # CG starts from the kept gradient of rows whose error bound is below this
 
 
@@ -456,7 +457,10 @@ class IncrementalALS:
         that lost data: a loose tolerance would otherwise leave the deleted data's trace);
         with ``touched_target``, only those whose gradient the deletions shifted by more than
         it (times ``tol``, of their scale) since their last solve (:meth:`pushed_rows`: a
-        popular item that lost one of thousands of users barely moved); ``touched_rows=False``:
+        popular item that lost one of thousands of users barely moved), and those whose
+        residual estimate exceeds ``TOUCHED_ROOM * tol`` (so that rows the deletions leave in
+        place keep room under the tolerance, and later certificates need few exact checks);
+        ``touched_rows=False``:
         ``touched`` only finds the neighbours.
         With ``neighbour_target``, the touched rows' neighbours whose residual estimate exceeds
         it (times ``tol``) are re-solved in the second round; with ``push_target``, also those
@@ -483,8 +487,11 @@ class IncrementalALS:
                 if first and touched_rows and len(touched.get(which, ())):
                     s, _ = self.side(which)
                     extra = touched[which][s.alive[touched[which]]]
-                    if touched_target is not None:
-                        extra = self.pushed_rows(which, extra, floor, touched_target)
+                    if touched_target is not None:  # moved by the deletions, or near tol
+                        extra = np.union1d(
+                            self.pushed_rows(which, extra, floor, touched_target),
+                            self.over_rows(which, extra, floor, TOUCHED_ROOM),
+                        )
                     rows = np.union1d(rows, extra)
                 if not first and len(pending.get(which, ())):
                     near = pending.pop(which)
