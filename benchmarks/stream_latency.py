@@ -102,11 +102,17 @@ def _als(args, **extra):
     )
 
 
-def _touched_first(args) -> bool | float:
-    """The forgetter's ``touched_first`` from ``--no-touched-first`` / ``--touched-target``."""
+def _touched_first(args) -> dict:
+    """The forgetter's ``touched_first`` from ``--no-touched-first`` / ``--touched-target``
+    (``1`` there means every touched row, ``True``)."""
+    from recforget.unlearn.stream import DEFAULT_TOUCHED_FIRST
+
     if args.no_touched_first:
-        return False
-    return True if args.touched_target is None else args.touched_target
+        return dict.fromkeys(DEFAULT_TOUCHED_FIRST, False)
+    if args.touched_target is None:
+        return dict(DEFAULT_TOUCHED_FIRST)
+    value = True if args.touched_target >= 1 else args.touched_target
+    return dict.fromkeys(DEFAULT_TOUCHED_FIRST, value)
 
 
 def _peak_mb() -> float:
@@ -759,7 +765,8 @@ def main() -> None:
         "--touched-target",
         type=float,
         default=None,
-        help="re-solve only the touched rows the deletions shifted by more than this x tol",
+        help="re-solve first only the touched rows the deletions shifted by more than this x "
+        "tol, for every kind (1: all of them; default: the forgetter's)",
     )
     parser.add_argument(
         "--cg-steps", type=int, default=None, help="CG steps per re-solve (default: the model's)"

@@ -401,7 +401,7 @@ def test_touched_first_share_skips_the_touched_rows_the_deletion_barely_moved():
             Forgetter(model, tol=1e-2, touched_first=bad)
     # per kind: a batch of a pair and a user takes the most inclusive rule (the pair's True)
     mixed = Forgetter(model, tol=1e-2, touched_first={"users": False}, neighbour_target=None)
-    assert mixed.touched_first == {"users": False, "items": True, "pairs": True}
+    assert mixed.touched_first == {"users": False, "items": 0.2, "pairs": True}
     pair = frame[frame.user != user].iloc[0]
     mixed.submit(DeletionRequest(users=[user]))
     mixed.submit(DeletionRequest(pairs=[(pair["user"], pair["item"])]))

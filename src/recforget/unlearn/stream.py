@@ -64,7 +64,7 @@ DEFAULT_TOL = 1e-3
 
 
 DEFAULT_NEIGHBOUR_TARGET = MappingProxyType({"users": 0.3, "items": 0.3, "pairs": 0.2})
-DEFAULT_TOUCHED_FIRST = MappingProxyType({"users": True, "items": True, "pairs": True})
+DEFAULT_TOUCHED_FIRST = MappingProxyType({"users": 0.2, "items": 0.2, "pairs": True})
 
 
 class Forgetter(RequestQueue):
@@ -90,9 +90,14 @@ class Forgetter(RequestQueue):
         deleted data's trace in heavy rows. A number in (0, 1]: only those whose gradient the
         deletions shifted by more than it times ``tol`` (of their scale) since their last
         solve, the others keep their room under the tolerance (the certificate holds either
-        way). ``False``: none beyond the rows over ``target * tol``. A mapping gives it per
-        kind of deletion (keys ``"users"``, ``"items"``, ``"pairs"``; a batch takes the most
-        inclusive of its kinds').
+        way; touched rows whose residual estimate is over 0.3 ``tol`` are re-solved too, so
+        that rows keep room under the tolerance). ``False``: none beyond the rows over
+        ``target * tol``. A mapping gives it per kind of deletion (keys ``"users"``,
+        ``"items"``, ``"pairs"``; a batch takes the most inclusive of its kinds'). Default
+        ``{"users": 0.2, "items": 0.2, "pairs": True}``: a deleted user's popular items, which
+        lose one of their many users, are not re-solved unless that moved them (ML-1M, 500
+        users at tol 1e-2: p50 22 ms instead of 36 ms, the trace closed 0.932 instead of
+        0.947); a pair's user and item always are.
     verify_every : int or None
         Every this many requests (at least: see ``verify_entries``), recompute every gradient
         from scratch (``O(nnz k)``), record
