@@ -222,3 +222,24 @@ def test_gradients_and_dots_equal_the_gradients_and_direct_dots(seed):
     assert np.array_equal(offsets2, offsets)
     np.testing.assert_allclose(d_old2, d_old, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(d_new2, d_new, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_residual_bounds_and_scale_sums_equal_the_vectorised_formulas(seed):
+    from recforget.kernels.als_stream import live_scale_sumsq, residual_bounds
+
+    rng = np.random.default_rng(seed)
+    n = 500
+    gn, e, xn = rng.uniform(0, 2, n), rng.uniform(0, 0.5, n), rng.uniform(0, 3, n)
+    bn, eb = rng.uniform(0, 100, n), rng.uniform(0, 20, n)
+    alive = rng.random(n) < 0.8
+    d2, room, floor = 0.05, 0.02, 5.0
+    bound, scale, over = residual_bounds(gn, e, xn, bn, eb, alive, d2, room, floor)
+    want_scale = np.maximum(bn - eb, floor)
+    want_bound = np.where(alive, gn + e + d2 * xn, 0.0)
+    assert np.array_equal(scale, want_scale) and np.array_equal(bound, want_bound)
+    want_over = np.flatnonzero(alive & (gn + e + d2 * xn > room * want_scale))
+    assert np.array_equal(over, want_over) and 0 < len(over) < alive.sum()
+    total, count = live_scale_sumsq(bn, eb, alive)
+    live = np.maximum(bn - eb, 0.0)[alive]
+    assert count == alive.sum() and total == pytest.approx(live @ live, rel=1e-12)

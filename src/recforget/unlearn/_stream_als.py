@@ -194,10 +194,10 @@ class IncrementalALS:
     def floor(self) -> float:
         """``ROW_FLOOR`` times the RMS gradient-at-zero norm over the live rows of both sides
         (a lower bound of it: each norm is taken at its lower bound ``||b|| - eb``)."""
-        bu = np.maximum(self.users.bn - self.users.eb, 0.0)[self.users.alive]
-        bi = np.maximum(self.items.bn - self.items.eb, 0.0)[self.items.alive]
-        n = len(bu) + len(bi)
-        rms = float(np.sqrt((bu @ bu + bi @ bi) / n)) if n else 1.0
+        su, nu = S.live_scale_sumsq(self.users.bn, self.users.eb, self.users.alive)
+        si, ni = S.live_scale_sumsq(self.items.bn, self.items.eb, self.items.alive)
+        n = nu + ni
+        rms = float(np.sqrt((su + si) / n)) if n else 1.0
         return ROW_FLOOR * (rms if rms > 0 else 1.0)
 
     def check(
@@ -209,27 +209,27 @@ class IncrementalALS:
         for the rows whose cheap bound was over the tolerance), ``scale`` the rows' units.
         """
         s, _ = self.side(which)
-        scale = np.maximum(s.bn - s.eb, floor)
         dn = float(np.sqrt(np.sum(s.D * s.D))) if self.implicit else 0.0
-        bound = s.gn + s.e + (2.0 * dn) * s.xn if dn > 0 else s.gn + s.e
-        limit = (share * self.tol) * scale
-        cand = np.flatnonzero(s.alive & (bound > limit))
+        room = share * self.tol
+        bound, scale, cand = S.residual_bounds(
+            s.gn, s.e, s.xn, s.bn, s.eb, s.alive, 2.0 * dn, room, floor
+        )
         if dn > 0 and len(cand) > REFRESH_SHARE * len(s.gn) + 16:
             self._refresh(which)
-            bound = s.gn + s.e
-            cand = np.flatnonzero(s.alive & (bound > limit))
+            dn = 0.0
+            bound, scale, cand = S.residual_bounds(
+                s.gn, s.e, s.xn, s.bn, s.eb, s.alive, 0.0, room, floor
+            )
         if len(cand) and dn > 0:  # first the exact Gram term (O(k^2) each)
             exact = s.g[cand] + 2.0 * (s.X[cand].astype(np.float64) @ s.D)
             bound[cand] = self._norms(exact) + s.e[cand]
-            cand = cand[bound[cand] > limit[cand]]
+            cand = cand[bound[cand] > room * scale[cand]]
         if len(cand):  # then exact gradients from the rows' data (O(deg k + k^2) each)
             grad, rhs = self._fresh_gradients(which, cand)
             self._store(which, cand, grad, rhs)
             bound[cand] = self._norms(grad)
             scale[cand] = np.maximum(s.bn[cand], floor)
-            limit[cand] = (share * self.tol) * scale[cand]
-        bound[~s.alive] = 0.0
-        over = cand[bound[cand] > limit[cand]]
+        over = cand[bound[cand] > room * scale[cand]]
         return over, bound, scale
 
     def neighbours(self, which: str, rows: np.ndarray) -> np.ndarray:
