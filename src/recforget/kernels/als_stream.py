@@ -204,7 +204,8 @@ def propagate_rows(
     (norm ``2 |v| ||d||``). Three tiers, cheapest first, while ``err[j]`` stays within the
     row's budget ``room * max(scale_b[j] - scale_eb[j], floor) - grad_norm[j]`` (its share
     ``room`` of the tolerance's room left by its kept gradient, computed here for the
-    neighbours reached only):
+    neighbours reached only; ``scale_eb`` may be the ``rhs_err`` array this call grows, which
+    only shrinks the budget):
 
     1. ``O(1)``: the Cauchy-Schwarz bound ``2 ||d|| (w ||y_j|| (||x'|| + ||x||) + |v|)``
        (``step``, ``norm_old``, ``norm_new``, ``y_norm`` give the norms) is added to
