@@ -343,13 +343,15 @@ def test_neighbour_target_resolves_the_touched_rows_neighbours():
         Forgetter(model, verify_mode="sometimes")
 
 
-def _spy_users(f: Forgetter, seen: set):
-    """Record in ``seen`` the users ``f`` re-solves from now on; returns the real solve."""
+def _spy_users(f: Forgetter, seen: set, side: str = "users"):
+    """Record in ``seen`` the rows of ``side`` that ``f`` re-solves from now on (raw ids);
+    returns the real solve."""
     solve = f._state.solve
+    vocab = f.view.users if side == "users" else f.view.items
 
     def spy(which, rows, floor=None):
-        if which == "users":
-            seen.update(f.view.users.ids[rows])
+        if which == side:
+            seen.update(vocab.ids[rows])
         return solve(which, rows, floor)
 
     f._state.solve = spy
@@ -378,14 +380,7 @@ def test_touched_first_share_skips_the_touched_rows_the_deletion_barely_moved():
     for first in (True, 0.5, False):
         f = Forgetter(model, tol=1e-2, touched_first=first, neighbour_target=None)
         seen: set = set()
-        solve = f._state.solve
-
-        def spy(which, rows, floor=None, f=f, solve=solve, seen=seen):
-            if which == "items":
-                seen.update(f.view.items.ids[rows])
-            return solve(which, rows, floor)
-
-        f._state.solve = spy
+        _spy_users(f, seen, "items")
         receipt = f.forget(DeletionRequest(users=[user]))
         assert receipt["certified"]
         m = f.model
@@ -406,14 +401,7 @@ def test_touched_first_share_skips_the_touched_rows_the_deletion_barely_moved():
     mixed.submit(DeletionRequest(users=[user]))
     mixed.submit(DeletionRequest(pairs=[(pair["user"], pair["item"])]))
     seen: set = set()
-    solve = mixed._state.solve
-
-    def spy_all(which, rows, floor=None):
-        if which == "items":
-            seen.update(mixed.view.items.ids[rows])
-        return solve(which, rows, floor)
-
-    mixed._state.solve = spy_all
+    _spy_users(mixed, seen, "items")
     assert all(r["certified"] for r in mixed.flush())
     assert items <= seen
 
