@@ -396,3 +396,65 @@ def test_bad_forcing_and_safeguard_are_named():
         run_sweeps(obj, F, 2, accelerate="anderson", safeguard="damped")
     with pytest.raises(ValueError, match="forcing"):
         run_sweeps(obj, F, 2, solver="cg", inner_tol=1e-3, forcing=2.0)
+
+
+@pytest.mark.parametrize("driver", [None, "anderson"])
+def test_sweeps_reuse_the_certificates_user_residuals(driver):
+    """With CG rows the certificate's pass over the users is also the next sweep's first: the
+    residuals handed to the CG are ``b - A x = -grad / 2`` at the point the sweep starts from,
+    checked against central differences of the objective (exact for a quadratic in a row),
+    and ``||b||`` against the same at ``x_u = 0``."""
+    data = planted()
+    obj, F = _start(data, CONFIGS[0])
+    seen = []
+    solve = obj.solve
+
+    def spy(which, G, *args, res0=None, b0=None, **kw):
+        if res0 is not None:
+            seen.append((which, G.copy(), res0.copy(), b0.copy()))
+        return solve(which, G, *args, res0=res0, b0=b0, **kw)
+
+    obj.solve = spy
+    run = run_sweeps(
+        obj, F, 3000, solver="cg", cg_steps=10, grad_tol=1e-5, inner_tol=1e-6, accelerate=driver
+    )
+    assert run.reason == "grad_tol"
+    assert len(seen) == run.sweeps - 1  # every sweep after the first certificate
+    assert {w for w, *_ in seen} == {"users"}
+    h = 1e-3
+    for _, G, res0, b0 in seen[:2] + seen[-1:]:
+        for u in range(0, data.n_users, 9):
+            grad = np.empty(4)
+            for f in range(4):
+                P, M = G.copy(), G.copy()
+                P.X[u, f] += h
+                M.X[u, f] -= h
+                grad[f] = (obj.loss(P) - obj.loss(M)) / (2 * h)
+            assert res0[u] == pytest.approx(-0.5 * grad, abs=1e-6 * (1 + np.abs(grad).max()))
+            Z = G.copy()
+            Z.X[u] = 0.0
+            at0 = np.empty(4)
+            for f in range(4):
+                P, M = Z.copy(), Z.copy()
+                P.X[u, f] += h
+                M.X[u, f] -= h
+                at0[f] = (obj.loss(P) - obj.loss(M)) / (2 * h)
+            assert b0[u] == pytest.approx(0.5 * np.linalg.norm(at0), rel=1e-6)
+
+
+def test_sweeps_do_not_reuse_residuals_of_another_point():
+    """A sweep that starts from a point other than the one certified computes its own."""
+    data = planted()
+    obj, F = _start(data, CONFIGS[0])
+    from recforget.models._als_sweeps import SweepRun, _Sweeper
+
+    sweep = _Sweeper(obj, "cg", 10, 1e-7, SweepRun())
+    sweep.certify(F)
+    F.X[0, 0] += 0.1
+    seen = []
+    solve = obj.solve
+    obj.solve = lambda which, G, *a, res0=None, **kw: seen.append(res0) or solve(
+        which, G, *a, res0=res0, **kw
+    )
+    sweep(F)
+    assert seen == [None, None]

@@ -168,13 +168,17 @@ class ALSObjective:
         rel: float = 0.0,
         floor: float = 0.0,
         eta: float = 0.0,
+        res0: np.ndarray | None = None,
+        b0: np.ndarray | None = None,
     ) -> int:
         """Re-solve the given rows of ``which`` ("users" | "items") in place.
 
         With ``solver="cg"`` and ``rel > 0``, ``cg_steps`` is a cap and each row stops once its
         relative residual is at most ``rel`` (scale floored at ``floor``; see
         :func:`recforget.kernels.als.solve_rows_cg`). Returns the CG iterations run (0 for
-        Cholesky). ``eta`` is the CG rows' forcing term (see ``solve_rows_cg``).
+        Cholesky). ``eta`` is the CG rows' forcing term; ``res0``, ``b0`` the rows' starting
+        residuals and ``||b_r||`` when the caller has them (CG rows only; see
+        ``solve_rows_cg``).
         """
         side, X, Y, v, G = self._side(which, F)
         rows = K.all_rows(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -186,7 +190,7 @@ class ALSObjective:
         else:
             steps = K.solve_rows_cg(
                 side.indptr, side.indices, side.w, v, X, Y, G, side.reg, rows, cg_steps, rel, floor,
-                eta,
+                eta, res0, b0,
             )  # fmt: skip
         self._unaugment(which, F, X)
         return steps

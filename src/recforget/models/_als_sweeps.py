@@ -292,6 +292,13 @@ class _Sweeper:
     With ``inner_tol``, CG rows stop at that relative residual (or, with ``forcing``, at that
     share of the residual each row starts the sweep with, whichever is looser); the scale
     floor they use is the certificate's, refreshed by every :meth:`certify`.
+
+    The certificate's pass over the users is also the next sweep's first: a sweep starts by
+    solving the users at the point just certified, and a CG row's starting residual
+    ``b_r - A_r x_r`` is minus half the gradient the certificate computed there. With CG rows
+    (and no biases) :meth:`certify` keeps the users' gradients and the point they belong to,
+    and the next sweep, if it starts from that same point (checked by value), hands them to
+    the CG instead of recomputing them from the data.
     """
 
     def __init__(
@@ -301,17 +308,33 @@ class _Sweeper:
         self.rel = 0.0 if inner_tol is None or solver != "cg" else float(inner_tol)
         self.eta = 0.0 if forcing is None or self.rel == 0.0 else float(forcing)
         self.floor = 0.0
+        self.reuse = solver == "cg" and not obj.biases
+        self._start: tuple[np.ndarray, ...] | None = None
 
     def __call__(self, F: Factors) -> None:
+        start, self._start = self._start, None
         for which in ("users", "items"):
+            res0 = b0 = None
+            if which == "users" and start is not None:
+                X0, Y0, res0, b0 = start
+                if not (np.array_equal(F.X, X0) and np.array_equal(F.Y, Y0)):
+                    res0 = b0 = None
             self.run.cg_iterations += self.obj.solve(
                 which, F, solver=self.solver, cg_steps=self.cg_steps, rel=self.rel,
-                floor=self.floor, eta=self.eta,
+                floor=self.floor, eta=self.eta, res0=res0, b0=b0,
             )  # fmt: skip
 
     def certify(self, F: Factors) -> dict[str, float]:
-        """``obj.stationarity(F)``, keeping the scale floor for the next CG rows."""
-        gu, bu = self.obj.residuals("users", F)
+        """``obj.stationarity(F)``, keeping the scale floor for the next CG rows (and, see
+        the class, the users' starting residuals)."""
+        if self.reuse:
+            grad, rhs = self.obj.gradients("users", F)
+            gu, bu = np.sqrt(np.einsum("ij,ij->i", grad, grad)), np.sqrt(
+                np.einsum("ij,ij->i", rhs, rhs)
+            )
+            self._start = (F.X.copy(), F.Y.copy(), -0.5 * grad, 0.5 * bu)
+        else:
+            gu, bu = self.obj.residuals("users", F)
         gi, bi = self.obj.residuals("items", F)
         scales = np.concatenate([bu, bi])
         self.floor = 0.5 * row_floor(scales)  # in units of ||b_r|| (the scales are 2 ||b_r||)
