@@ -453,8 +453,11 @@ def test_sweeps_do_not_reuse_residuals_of_another_point():
     F.X[0, 0] += 0.1
     seen = []
     solve = obj.solve
-    obj.solve = lambda which, G, *a, res0=None, **kw: seen.append(res0) or solve(
-        which, G, *a, res0=res0, **kw
-    )
+
+    def spy(which, G, *args, res0=None, **kw):
+        seen.append(res0)
+        return solve(which, G, *args, res0=res0, **kw)
+
+    obj.solve = spy
     sweep(F)
     assert seen == [None, None]

@@ -329,9 +329,8 @@ class _Sweeper:
         the class, the users' starting residuals)."""
         if self.reuse:
             grad, rhs = self.obj.gradients("users", F)
-            gu, bu = np.sqrt(np.einsum("ij,ij->i", grad, grad)), np.sqrt(
-                np.einsum("ij,ij->i", rhs, rhs)
-            )
+            gu = np.sqrt(np.einsum("ij,ij->i", grad, grad))
+            bu = np.sqrt(np.einsum("ij,ij->i", rhs, rhs))
             self._start = (F.X.copy(), F.Y.copy(), -0.5 * grad, 0.5 * bu)
         else:
             gu, bu = self.obj.residuals("users", F)
