@@ -120,18 +120,37 @@ class Vocabulary:
         if values.dtype.kind in "iu" or len(values) == 0:
             return values.astype(np.int64) if self.is_integer else values.astype(str)
         if self.is_integer:
-            out = np.full(len(values), np.iinfo(np.int64).min, dtype=np.int64)
+            # each id on its own: one that is not an integer matches nothing, the others still do
+            out = np.empty(len(values), dtype=object)
+            whole = True
             for k, v in enumerate(values.tolist()):
-                try:
-                    f = float(v)
-                    if float(int(f)) == f:
-                        out[k] = int(f)
-                        continue
-                except (TypeError, ValueError, OverflowError):
-                    pass
-                return values.astype(object)  # a non-integer id: no match possible
-            return out
+                n = _integer(v)
+                out[k] = v if n is None else n
+                whole = whole and n is not None
+            return out.astype(np.int64) if whole else out
         return values.astype(str).astype(object)
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def _integer(v: object) -> int | None:
+    """``v`` as an int64 id (``196``, ``"196"``, ``196.0``, ``"196.0"``), or ``None``."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    n = None
+    if isinstance(v, (int, np.integer)):
+        n = int(v)
+    else:
+        try:
+            n = int(str(v).strip())  # exact for long digit strings, which floats round
+        except ValueError:
+            try:
+                f = float(v)
+                n = int(f) if f.is_integer() else None
+            except (TypeError, ValueError, OverflowError):
+                n = None
+    return n if n is not None and _INT64.min <= n <= _INT64.max else None
 
 
 def _as_id_array(values: np.ndarray) -> np.ndarray:
