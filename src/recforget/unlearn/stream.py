@@ -486,17 +486,20 @@ class Forgetter(RequestQueue):
         )
 
 
+def _per_kind(name: str, value: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``value`` (one value, or a mapping over some kinds of deletion) as one value per kind,
+    the defaults filling the kinds a mapping leaves out."""
+    if not isinstance(value, Mapping):
+        return dict.fromkeys(defaults, value)
+    unknown = set(value) - set(defaults)
+    if unknown:
+        raise ValueError(f"{name} keys must be users, items or pairs, got {sorted(unknown)}")
+    return {**defaults, **value}
+
+
 def _touched_firsts(value: Any) -> dict[str, bool | float]:
     """``touched_first`` as one value per kind of deletion, checked."""
-    if isinstance(value, Mapping):
-        unknown = set(value) - set(DEFAULT_TOUCHED_FIRST)
-        if unknown:
-            raise ValueError(
-                f"touched_first keys must be users, items or pairs, got {sorted(unknown)}"
-            )
-        out = {**DEFAULT_TOUCHED_FIRST, **value}
-    else:
-        out = dict.fromkeys(DEFAULT_TOUCHED_FIRST, value)
+    out = _per_kind("touched_first", value, DEFAULT_TOUCHED_FIRST)
     for kind, f in out.items():
         if not isinstance(f, bool) and not (isinstance(f, int | float) and 0 < f <= 1):
             raise ValueError(
@@ -507,15 +510,7 @@ def _touched_firsts(value: Any) -> dict[str, bool | float]:
 
 def _neighbour_targets(value: Any) -> dict[str, float | None]:
     """``neighbour_target`` as one value per kind of deletion, checked."""
-    if isinstance(value, Mapping):
-        unknown = set(value) - set(DEFAULT_NEIGHBOUR_TARGET)
-        if unknown:
-            raise ValueError(
-                f"neighbour_target keys must be users, items or pairs, got {sorted(unknown)}"
-            )
-        out = {**DEFAULT_NEIGHBOUR_TARGET, **value}
-    else:
-        out = dict.fromkeys(DEFAULT_NEIGHBOUR_TARGET, value)
+    out = _per_kind("neighbour_target", value, DEFAULT_NEIGHBOUR_TARGET)
     for kind, t in out.items():
         if t is not None and not (
             isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= 1
