@@ -15,6 +15,29 @@ from recforget.data.errors import DataError
 from recforget.data.interactions import Interactions
 
 
+def receipt_options(func: Callable) -> Callable:
+    """``--ignore-unknown``, ``--receipt PATH`` and ``--json``: the options every ``forget``
+    command shares."""
+    options = [
+        click.option(
+            "--ignore-unknown",
+            is_flag=True,
+            help="Skip ids the model does not know (the receipt counts them).",
+        ),
+        click.option(
+            "--receipt",
+            "receipt_path",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Where to write the receipt JSON (default: OUT/receipt.json).",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def data_options(func: Callable) -> Callable:
     """``--dataset NAME`` or ``--data PATH`` (+ format/columns), and ``--threshold``."""
     options = [

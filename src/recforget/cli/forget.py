@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from recforget.cli._common import emit_json, handle_errors
+from recforget.cli._common import emit_json, handle_errors, receipt_options
 
 
 @click.command()
@@ -32,19 +32,7 @@ from recforget.cli._common import emit_json, handle_errors
     default=None,
     help="Certificate tolerance (relative row gradient); default: the model's.",
 )
-@click.option(
-    "--ignore-unknown",
-    is_flag=True,
-    help="Skip ids the model does not know (the receipt counts them).",
-)
-@click.option(
-    "--receipt",
-    "receipt_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Where to write the receipt JSON (default: OUT/receipt.json).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
+@receipt_options
 @handle_errors
 def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receipt_path, as_json):
     """Make the model in MODEL_DIR forget REQUEST_FILE (.json or .csv); save to --out."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from recforget.cli._common import emit_json, handle_errors
+from recforget.cli._common import emit_json, handle_errors, receipt_options
 
 
 def _common(func):
@@ -153,15 +153,7 @@ def fit(
     show_default=True,
     help="Certificate tolerance (relative row gradient).",
 )
-@click.option("--ignore-unknown", is_flag=True, help="Skip ids the model does not know.")
-@click.option(
-    "--receipt",
-    "receipt_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Where to write the receipt JSON (default: OUT/receipt.json).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the receipt as JSON.")
+@receipt_options
 @_common
 @handle_errors
 def forget(
