@@ -436,18 +436,25 @@ def map_blocks(blocks, fn, schema):
     ``DataFrame.mapInArrow`` resolves every column of the frame with one JVM round trip each
     (twelve for an updated block frame) every time it is called; a pass calls it once per
     side, so the references are kept per frame and the map built from them. (Frames without
-    a JVM handle, e.g. Spark Connect's, take ``mapInArrow`` itself.)"""
+    a JVM handle, e.g. Spark Connect's, take ``mapInArrow`` itself, and so does any PySpark
+    whose internals this shortcut does not match: it is checked against the pinned release.)"""
     if not hasattr(blocks, "_jdf"):
         return blocks.mapInArrow(fn, schema)
+    from py4j.protocol import Py4JError
     from pyspark.sql import DataFrame
     from pyspark.sql.pandas.functions import pandas_udf
     from pyspark.util import PythonEvalType
 
-    cols = _BLOCK_COLUMNS_OF.get(blocks)
-    if cols is None:
-        cols = _BLOCK_COLUMNS_OF[blocks] = [blocks[c] for c in blocks.columns]
-    udf = pandas_udf(fn, returnType=schema, functionType=PythonEvalType.SQL_MAP_ARROW_ITER_UDF)
-    return DataFrame(blocks._jdf.mapInArrow(udf(*cols)._jc, False, None), blocks.sparkSession)
+    try:
+        cols = _BLOCK_COLUMNS_OF.get(blocks)
+        if cols is None:
+            cols = _BLOCK_COLUMNS_OF[blocks] = [blocks[c] for c in blocks.columns]
+        kind = PythonEvalType.SQL_MAP_ARROW_ITER_UDF
+        udf = pandas_udf(fn, returnType=schema, functionType=kind)
+        jdf = blocks._jdf.mapInArrow(udf(*cols)._jc, False, None)
+    except (AttributeError, TypeError, Py4JError):  # another PySpark's internals
+        return blocks.mapInArrow(fn, schema)
+    return DataFrame(jdf, blocks.sparkSession)
 
 
 def run_pass(
