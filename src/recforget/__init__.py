@@ -9,6 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from recforget.data.errors import DataError, UnknownIdError
+from recforget.data.forgotten import IdKeyError
 from recforget.data.interactions import Interactions, Removal
 from recforget.data.vocab import Vocabulary
 from recforget.models.als import ALS
@@ -18,6 +19,7 @@ __all__ = [
     "ALS",
     "DataError",
     "DeletionRequest",
+    "IdKeyError",
     "Interactions",
     "Removal",
     "UnknownIdError",

@@ -74,7 +74,20 @@ def test_forget_writes_a_new_model_and_a_receipt(tmp_path, trained):
     request = tmp_path / "request.json"
     request.write_text(json.dumps({"users": ["u3"], "pairs": [["u5", 100]]}))
     new = tmp_path / "forgot"
-    result = run("forget", out, request, "--out", new, "--method", "unlearn-als", "--json")
+    key = tmp_path / "id.key"
+    key.write_text(bytes(range(32)).hex() + "\n")
+    result = run(
+        "forget",
+        out,
+        request,
+        "--out",
+        new,
+        "--method",
+        "unlearn-als",
+        "--id-key-file",
+        key,
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     receipt = json.loads(result.output)
     assert receipt["certified"]
@@ -83,9 +96,13 @@ def test_forget_writes_a_new_model_and_a_receipt(tmp_path, trained):
     forgot = load_model(new)
     assert "u3" not in forgot.users_
     assert load_model(out).seen_.n_users == 40  # the original is kept intact
-    again = run("forget", new, request, "--out", tmp_path / "twice", "--json")
+    again = run("forget", new, request, "--out", tmp_path / "twice", "--id-key-file", key, "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.output)["noop"]
+    # the saved model keeps keyed hashes of what it forgot: without the key it refuses to go on
+    keyless = run("forget", new, request, "--out", tmp_path / "keyless")
+    assert keyless.exit_code != 0 and "RECFORGET_ID_KEY" in keyless.output
+    assert "Traceback" not in keyless.output
 
 
 def test_forget_keeps_alteraser_prepared_across_requests(tmp_path):

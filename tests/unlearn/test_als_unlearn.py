@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import ClassVar
 
 import numpy as np
 import pytest
 
-from recforget import ALS, DeletionRequest, Interactions, forget
+from recforget import ALS, DeletionRequest, Interactions, UnknownIdError, forget
+from recforget.data.forgotten import ForgottenIds, IdKeyError
 from recforget.kernels import als_reference as ref
 from recforget.testing import UnlearnerContract
 
@@ -204,16 +207,50 @@ def test_unlearn_refuses_other_data_and_methods(small_data):
         forget(model, DeletionRequest(users=[0]), method="magic")
 
 
-def test_forgetting_persists_through_save_and_load(tmp_path, small_data):
+KEY = bytes(range(32))
+
+
+def test_forgetting_persists_through_save_and_load_under_the_id_key(tmp_path, small_data):
     model = _fit(small_data)
-    result = forget(model, DeletionRequest(users=[1]), "unlearn-als-selective", tol=TOL)
+    result = forget(model, DeletionRequest(users=[1]), "unlearn-als-selective", tol=TOL, id_key=KEY)
     result.model.save(tmp_path / "m")
     loaded = ALS.load(tmp_path / "m")
     assert loaded.deletions_[0]["method"] == "unlearn-als-selective"
-    again = forget(loaded, DeletionRequest(users=[1]), "unlearn-als")
+    again = forget(loaded, DeletionRequest(users=[1]), "unlearn-als", id_key=KEY.hex())
     assert again.receipt["noop"] and again.receipt["removed"]["already_forgotten"] == 1
-    # the raw id itself is not stored, only its hash
-    assert '"1"' not in (tmp_path / "m" / "manifest.json").read_text().split('"forgotten"')[1][:80]
+    # neither the raw id nor its plain sha256 is stored: only a hash under the caller's key
+    entry = json.loads((tmp_path / "m" / "manifest.json").read_text())["forgotten"]
+    assert entry["scheme"] == "hmac-sha256" and entry["counts"] == {"users": 1, "items": 0}
+    text = json.dumps(entry)
+    assert hashlib.sha256(b"1").hexdigest() not in text and '"1"' not in text
+    assert KEY.hex() not in (tmp_path / "m" / "manifest.json").read_text()
+    # another key, or none, is refused rather than losing the record
+    with pytest.raises(IdKeyError, match="key id"):
+        forget(loaded, DeletionRequest(users=[1]), "unlearn-als", id_key=bytes(32))
+    with pytest.raises(IdKeyError, match="RECFORGET_ID_KEY"):
+        forget(loaded, DeletionRequest(users=[2]), "unlearn-als")
+
+
+def test_without_an_id_key_the_saved_model_keeps_counts_only(tmp_path, small_data, monkeypatch):
+    monkeypatch.delenv("RECFORGET_ID_KEY", raising=False)
+    model = _fit(small_data)
+    first = forget(model, DeletionRequest(users=[1]), "unlearn-als-selective", tol=TOL)
+    # in memory the record still recognises what it forgot
+    again = forget(first.model, DeletionRequest(users=[1]), "unlearn-als-selective", tol=TOL)
+    assert again.receipt["noop"] and again.receipt["removed"]["already_forgotten"] == 1
+    first.model.save(tmp_path / "m")
+    entry = json.loads((tmp_path / "m" / "manifest.json").read_text())["forgotten"]
+    assert entry == {"scheme": "counts", "counts": {"users": 1, "items": 0}}
+    loaded = ALS.load(tmp_path / "m")
+    with pytest.raises(UnknownIdError):  # the file does not know who was forgotten
+        forget(loaded, DeletionRequest(users=[1]), "unlearn-als")
+    # the environment's key is used when none is passed
+    monkeypatch.setenv("RECFORGET_ID_KEY", KEY.hex())
+    second = forget(loaded, DeletionRequest(users=[2]), "unlearn-als-selective", tol=TOL)
+    assert ForgottenIds.of(second.model).to_manifest()["counts"] == {"users": 2, "items": 0}
+    assert forget(
+        second.model, DeletionRequest(users=[2]), "unlearn-als-selective", id_key=KEY
+    ).receipt["noop"]
 
 
 def test_works_on_factors_from_another_library(small_ratings):

@@ -12,6 +12,7 @@ import pytest
 
 from recforget import ALS, DeletionRequest, Interactions, forget
 from recforget.data.errors import UnknownIdError
+from recforget.data.forgotten import IdKeyError
 from recforget.data.generators import random_ratings
 from recforget.unlearn.stream import Forgetter
 
@@ -227,6 +228,21 @@ def test_forgetting_twice_is_a_noop_and_unknown_ids_change_nothing():
         DeletionRequest(users=["nobody"], pairs=[("u4", 9999)])
     )
     assert out["noop"] and out["removed"]["unknown"] == {"users": 1, "items": 1}
+
+
+def test_the_streams_record_of_forgotten_ids_survives_a_save_under_the_id_key(tmp_path):
+    key = bytes(range(100, 132))
+    data = _data("implicit", seed=3)
+    f = Forgetter(_model("implicit", "linear", "none", data), tol=1e-3, id_key=key)
+    f.forget(DeletionRequest(users=["u2"]))
+    f.model.save(tmp_path / "m")
+    assert "u2" not in (tmp_path / "m" / "manifest.json").read_text()
+    loaded = ALS.load(tmp_path / "m")
+    g = Forgetter(loaded, tol=1e-3, id_key=key)
+    again = g.forget(DeletionRequest(users=["u2"], pairs=[("u2", 0)]))
+    assert again["noop"] and again["removed"]["already_forgotten"] == 1
+    with pytest.raises(IdKeyError, match="key id"):
+        Forgetter(loaded, tol=1e-3, id_key=bytes(32))
 
 
 def test_digests_follow_content():

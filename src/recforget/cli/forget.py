@@ -32,10 +32,29 @@ from recforget.cli._common import emit_json, handle_errors, receipt_options
     default=None,
     help="Certificate tolerance (relative row gradient); default: the model's.",
 )
+@click.option(
+    "--id-key-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="File holding the key (hex) under which the model records the ids it forgot, e.g. "
+    "the service's keys/hmac.key; default: $RECFORGET_ID_KEY. Without a key the saved model "
+    "keeps only counts, and ids it forgot read as unknown after a reload.",
+)
 @receipt_options
 @handle_errors
-def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receipt_path, as_json):
+def forget(
+    model_dir,
+    request_file,
+    out_dir,
+    method,
+    tol,
+    id_key_file,
+    ignore_unknown,
+    receipt_path,
+    as_json,
+):
     """Make the model in MODEL_DIR forget REQUEST_FILE (.json or .csv); save to --out."""
+    from recforget.data.forgotten import parse_key
     from recforget.models.registry import load_model
     from recforget.unlearn import DeletionRequest, forget
 
@@ -46,8 +65,16 @@ def forget(model_dir, request_file, out_dir, method, tol, ignore_unknown, receip
     options = {} if tol is None else {"tol": tol}
     if method in ("warmstart", "finetune"):
         options.pop("tol", None)
+    id_key = None
+    if id_key_file is not None:
+        id_key = parse_key(Path(id_key_file).read_text(), source=str(id_key_file))
     result = forget(
-        model, request, method, missing="ignore" if ignore_unknown else "error", **options
+        model,
+        request,
+        method,
+        missing="ignore" if ignore_unknown else "error",
+        id_key=id_key,
+        **options,
     )
     result.model.save(out_dir)  # a prepared curvature is kept: the next request starts prepared
     receipt_file = Path(receipt_path) if receipt_path else Path(out_dir) / "receipt.json"

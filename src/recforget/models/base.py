@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from recforget.data.forgotten import ForgottenIds
 from recforget.data.interactions import Interactions
 from recforget.data.vocab import Vocabulary
 
@@ -137,7 +138,7 @@ class Recommender(ABC):
         self.n_iter_ = int(manifest["n_iter"])
         self.loss_history_ = list(manifest.get("loss_history", []))
         self.deletions_ = list(manifest.get("deletions", []))
-        self.forgotten_ = manifest.get("forgotten", {"users": [], "items": []})
+        self.forgotten_ = ForgottenIds.from_manifest(manifest.get("forgotten"))
 
     def _manifest(self, **fields: Any) -> dict[str, Any]:
         """Manifest entries every saved model shares (version, seed, data, forgetting log)."""
@@ -154,7 +155,7 @@ class Recommender(ABC):
             "n_iter": self.n_iter_,
             "loss_history": list(self.loss_history_),
             "deletions": list(getattr(self, "deletions_", [])),
-            "forgotten": getattr(self, "forgotten_", {"users": [], "items": []}),
+            "forgotten": ForgottenIds.of(self).to_manifest(),
             "model_hash": self.model_hash(),
             **fields,
         }

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from recforget._rng import resolve_seed
+from recforget.data.forgotten import ForgottenIds
 from recforget.data.interactions import Interactions
 from recforget.models._attention import user_embeddings
 from recforget.models._partition import PARTITIONS, partition
@@ -265,7 +266,7 @@ class ShardedEnsemble(Recommender):
             "n_shards": len(self.shards_),
             "data_fingerprint": self.seen_.fingerprint(),
             "deletions": list(getattr(self, "deletions_", [])),
-            "forgotten": getattr(self, "forgotten_", {"users": [], "items": []}),
+            "forgotten": ForgottenIds.of(self).to_manifest(),
             "model_hash": self.model_hash(),
         }
         out = save_model_dir(path, kind="sharded", arrays=arrays, config=params, manifest=manifest)
@@ -290,7 +291,7 @@ class ShardedEnsemble(Recommender):
         model.shard_seeds_ = [int(x) for x in arrays["shard_seeds"]]
         model.set_shards(shards, cls._restored_data(arrays), attention=attention or None)
         model.deletions_ = list(manifest.get("deletions", []))
-        model.forgotten_ = manifest.get("forgotten", {"users": [], "items": []})
+        model.forgotten_ = ForgottenIds.from_manifest(manifest.get("forgotten"))
         return model
 
 

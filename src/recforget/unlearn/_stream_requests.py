@@ -2,9 +2,9 @@
 request queue both streaming forgetters serve.
 
 Both streaming forgetters (ALS and NCF) keep a :class:`~recforget.data.mutable.MutableInteractions`
-view and the hashes of the users and items they dropped (``forgotten``: ``{"users": set,
-"items": set}`` of :func:`~recforget.unlearn.requests.hash_id` values). An id forgotten earlier
-is never unknown: asking again is a no-op, counted as ``already_forgotten``.
+view and the keyed hashes of the users and items they dropped (``forgotten``, a bound
+:class:`~recforget.data.forgotten.ForgottenIds`). An id forgotten earlier is never unknown:
+asking again is a no-op, counted as ``already_forgotten``.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from recforget.data.errors import UnknownIdError
+from recforget.data.forgotten import ForgottenIds
 from recforget.data.mutable import MutableInteractions
-from recforget.unlearn.requests import DeletionRequest, hash_id
+from recforget.unlearn.requests import DeletionRequest
 
 
 def check_known(
-    view: MutableInteractions, forgotten: dict[str, set], requests: Sequence[DeletionRequest]
+    view: MutableInteractions, forgotten: ForgottenIds, requests: Sequence[DeletionRequest]
 ) -> None:
     """Raise :class:`UnknownIdError` for ids neither in the data nor forgotten before."""
     for which, vocab, name in (("users", view.users, "user"), ("items", view.items, "item")):
@@ -31,18 +32,18 @@ def check_known(
         bad = [
             x
             for x, k in zip(ids, idx.tolist(), strict=True)
-            if k < 0 and hash_id(x) not in forgotten[which]
+            if k < 0 and not forgotten.contains(which, x)
         ]
         if bad:
             raise UnknownIdError(name, list(dict.fromkeys(bad)))
 
 
 def still_to_remove(
-    view: MutableInteractions, forgotten: dict[str, set], request: DeletionRequest
+    view: MutableInteractions, forgotten: ForgottenIds, request: DeletionRequest
 ) -> tuple[dict[str, list], list[tuple], int]:
     """What of ``request`` is not gone yet: ``(ids by side, pairs, ids forgotten before)``.
 
-    A user or item that is absent or dead in ``view`` and whose hash is in ``forgotten`` is
+    A user or item that is absent or dead in ``view`` and that ``forgotten`` holds is
     skipped, and so is every pair naming one.
     """
     keep: dict[str, list] = {"users": [], "items": []}
@@ -54,7 +55,7 @@ def still_to_remove(
         ids = list(getattr(request, which))
         idx = vocab.index(ids, missing="ignore") if ids else np.empty(0, np.int64)
         for raw, k in zip(ids, idx.tolist(), strict=True):
-            if (k < 0 or not alive[k]) and hash_id(raw) in forgotten[which]:
+            if (k < 0 or not alive[k]) and forgotten.contains(which, raw):
                 again += 1
             else:
                 keep[which].append(raw)
@@ -62,18 +63,18 @@ def still_to_remove(
     for u, i in request.pairs:
         uk = view.users.index([u], missing="ignore")[0]
         ik = view.items.index([i], missing="ignore")[0]
-        u_gone = (uk < 0 or not view.user_alive[uk]) and hash_id(u) in forgotten["users"]
-        i_gone = (ik < 0 or not view.item_alive[ik]) and hash_id(i) in forgotten["items"]
+        u_gone = (uk < 0 or not view.user_alive[uk]) and forgotten.contains("users", u)
+        i_gone = (ik < 0 or not view.item_alive[ik]) and forgotten.contains("items", i)
         if not (u_gone or i_gone):
             pairs.append((u, i))
     return keep, pairs, again
 
 
-def record_dropped(view: MutableInteractions, forgotten: dict[str, set], removal) -> None:
+def record_dropped(view: MutableInteractions, forgotten: ForgottenIds, removal) -> None:
     """Add the hashes of the users and items ``removal`` dropped to ``forgotten``."""
     for which, dropped in (("users", removal.dropped_users), ("items", removal.dropped_items)):
         ids = view.users.ids if which == "users" else view.items.ids
-        forgotten[which].update(hash_id(ids[k]) for k in dropped.tolist())
+        forgotten.add(which, (ids[k] for k in dropped.tolist()))
 
 
 def check_request(request: object) -> None:

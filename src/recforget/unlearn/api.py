@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from recforget.data.forgotten import ForgottenIds
 from recforget.data.interactions import Interactions
 from recforget.models.base import Recommender
 from recforget.unlearn.registry import lookup, model_kind
-from recforget.unlearn.requests import DeletionRequest, hash_id
+from recforget.unlearn.requests import DeletionRequest
 
 
 def request_fields(request: DeletionRequest, removal: Any, already_forgotten: int) -> dict:
@@ -55,6 +56,7 @@ def forget(
     *,
     data: Interactions | None = None,
     missing: Literal["error", "ignore"] = "error",
+    id_key: bytes | str | None = None,
     **options: Any,
 ) -> UnlearnResult:
     """Make ``model`` forget ``request`` as if it had been trained without it.
@@ -76,6 +78,11 @@ def forget(
         Unknown ids raise :class:`~recforget.UnknownIdError` listing them, or are skipped and
         reported in the receipt. Ids this model forgot earlier are never unknown: forgetting
         twice is a no-op.
+    id_key : bytes, hex str or None, keyword-only
+        The key of the model's record of forgotten ids (default: ``RECFORGET_ID_KEY``). With a
+        key, the saved model keeps keyed hashes of the users and items it dropped and
+        recognises them after a reload; without one it keeps only their counts
+        (:mod:`recforget.data.forgotten`).
     **options
         Method options (``tol``, ``max_sweeps``, ``sweeps``, ...).
 
@@ -102,24 +109,25 @@ def forget(
             "data differs from the data the model stands on (model.seen_); pass data=None to use it"
         )
 
-    forgotten = getattr(model, "forgotten_", {"users": [], "items": []})
-    old_users = set(forgotten.get("users", []))
-    old_items = set(forgotten.get("items", []))
+    forgotten = ForgottenIds.of(model).bind(id_key)
     unknown_users = set(data.users.unknown(request.users))
     unknown_items = set(data.items.unknown(request.items))
-    again_users = [u for u in request.users if u in unknown_users and hash_id(u) in old_users]
-    again_items = [i for i in request.items if i in unknown_items and hash_id(i) in old_items]
+    again_users = [
+        u for u in request.users if u in unknown_users and forgotten.contains("users", u)
+    ]
+    again_items = [
+        i for i in request.items if i in unknown_items and forgotten.contains("items", i)
+    ]
     users = [u for u in request.users if u not in set(again_users)]
     items = [i for i in request.items if i not in set(again_items)]
     pairs = list(request.pairs)
-    if again_users or again_items:  # pairs of forgotten users/items are gone too
-        gu, gi = {hash_id(u) for u in again_users} | old_users, old_items
+    if any(forgotten.hashes.values()):  # pairs of forgotten users/items are gone too
         pairs = [
             (u, i)
             for u, i in pairs
             if not (
-                (u in set(data.users.unknown([u])) and hash_id(u) in gu)
-                or (i in set(data.items.unknown([i])) and hash_id(i) in gi)
+                (u in set(data.users.unknown([u])) and forgotten.contains("users", u))
+                or (i in set(data.items.unknown([i])) and forgotten.contains("items", i))
             )
         ]
 
@@ -131,14 +139,9 @@ def forget(
     else:
         new_model, info = implementation(model, removal, **options)
         info["noop"] = False
-        new_model.forgotten_ = {
-            "users": sorted(
-                old_users | {hash_id(data.users.ids[u]) for u in removal.dropped_users}
-            ),
-            "items": sorted(
-                old_items | {hash_id(data.items.ids[i]) for i in removal.dropped_items}
-            ),
-        }
+        forgotten.add("users", (data.users.ids[u] for u in removal.dropped_users))
+        forgotten.add("items", (data.items.ids[i] for i in removal.dropped_items))
+        new_model.forgotten_ = forgotten
     seconds = time.perf_counter() - start
     if not info["noop"] and hasattr(new_model, "certify"):
         # verification for the receipt, from scratch and outside the timed section

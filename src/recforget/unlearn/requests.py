@@ -167,9 +167,4 @@ class DeletionRequest:
         raise DataError("a deletion request file must be .json or .csv", file=str(path))
 
 
-def hash_id(raw: object) -> str:
-    """sha256 of a raw id's text: lets a model recognise ids it forgot without storing them."""
-    return hashlib.sha256(str(_plain(raw)).encode()).hexdigest()
-
-
-__all__ = ["DeletionRequest", "hash_id"]
+__all__ = ["DeletionRequest"]

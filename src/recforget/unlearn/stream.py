@@ -44,6 +44,7 @@ import numpy as np
 
 from recforget._digest import MultisetDigest, element_hashes, id_hashes, row_hashes
 from recforget._threads import one_blas_thread
+from recforget.data.forgotten import ForgottenIds
 from recforget.data.interactions import Interactions
 from recforget.models.als import ALS
 from recforget.unlearn._stream_als import SIDES, IncrementalALS
@@ -147,6 +148,9 @@ class Forgetter(RequestQueue):
     missing : {"error", "ignore"}
         Unknown ids raise :class:`~recforget.UnknownIdError` (nothing is changed) or are
         reported in the receipt. Ids forgotten earlier are never unknown.
+    id_key : bytes, hex str or None
+        The key of the model's record of forgotten ids (default: ``RECFORGET_ID_KEY``); as
+        for :func:`recforget.forget` (:mod:`recforget.data.forgotten`).
 
     Attributes
     ----------
@@ -181,6 +185,7 @@ class Forgetter(RequestQueue):
         neighbour_target: float | Mapping[str, float | None] | None = DEFAULT_NEIGHBOUR_TARGET,
         setup_target: float = 0.3,
         missing: Literal["error", "ignore"] = "error",
+        id_key: bytes | str | None = None,
     ) -> None:
         start = time.perf_counter()
         if not isinstance(model, ALS):
@@ -227,8 +232,7 @@ class Forgetter(RequestQueue):
         self.compact_at = compact_at
         self.missing = missing
         self.sequence = 0
-        forgotten = getattr(model, "forgotten_", {"users": [], "items": []})
-        self._forgotten = {k: set(forgotten.get(k, [])) for k in SIDES}
+        self._forgotten = ForgottenIds.of(model).bind(id_key)
         self._deletions = list(getattr(model, "deletions_", []))
         self._queue: list[DeletionRequest] = []
         self._model: ALS | None = None
@@ -291,7 +295,7 @@ class Forgetter(RequestQueue):
         """The current certified model (built on first access after a change, ``O(nnz)``)."""
         if self._model is None:
             model = self._state.to_model()
-            model.forgotten_ = {k: sorted(v) for k, v in self._forgotten.items()}
+            model.forgotten_ = self._forgotten.copy()
             model.deletions_ = list(self._deletions)
             self._model, self._data = model, model.seen_
         return self._model

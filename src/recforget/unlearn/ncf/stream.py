@@ -58,6 +58,7 @@ import torch.nn.functional as F
 
 from recforget._digest import MultisetDigest, element_hashes, id_hashes, row_hashes
 from recforget._threads import one_blas_thread
+from recforget.data.forgotten import ForgottenIds
 from recforget.data.interactions import Interactions
 from recforget.data.mutable import MutableInteractions
 from recforget.kernels.ncf_stream import gmf_sweep
@@ -154,6 +155,9 @@ class NCFForgetter(RequestQueue):
     missing : {"error", "ignore"}
         Unknown ids raise :class:`~recforget.UnknownIdError` (nothing is changed) or are
         reported. Ids forgotten earlier are never unknown.
+    id_key : bytes, hex str or None
+        The key of the model's record of forgotten ids (default: ``RECFORGET_ID_KEY``); as
+        for :func:`recforget.forget` (:mod:`recforget.data.forgotten`).
     """
 
     def __init__(
@@ -165,6 +169,7 @@ class NCFForgetter(RequestQueue):
         compact_at: float = 0.5,
         max_halvings: int = 10,
         missing: Literal["error", "ignore"] = "error",
+        id_key: bytes | str | None = None,
     ) -> None:
         start = time.perf_counter()
         if not isinstance(model, NCF):
@@ -201,8 +206,7 @@ class NCFForgetter(RequestQueue):
             self._sample = WorkingSample(model)
             self._view, self._neg = self._sample.positives, self._sample.negatives
             self._refresh()
-        forgotten = getattr(model, "forgotten_", {"users": [], "items": []})
-        self._forgotten = {k: set(forgotten.get(k, [])) for k in _SIDES}
+        self._forgotten = ForgottenIds.of(model).bind(id_key)
         self._deletions = list(getattr(model, "deletions_", []))
         self._queue: list[DeletionRequest] = []
         self._model: NCF | None = None
@@ -357,7 +361,7 @@ class NCFForgetter(RequestQueue):
             model = NCF.from_module(module, view.to_interactions(), **self._params)
             model.seed_ = self._seed
             model.objective_reg_ = self.reg
-            model.forgotten_ = {k: sorted(v) for k, v in self._forgotten.items()}
+            model.forgotten_ = self._forgotten.copy()
             model.deletions_ = list(self._deletions)
             model.curvature_ = Curvature(
                 self._H["users"][au].clone(),
