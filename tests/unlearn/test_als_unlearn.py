@@ -253,6 +253,18 @@ def test_without_an_id_key_the_saved_model_keeps_counts_only(tmp_path, small_dat
     ).receipt["noop"]
 
 
+def test_pairs_naming_a_forgotten_user_are_gone_already(small_data):
+    model = _fit(small_data)
+    first = forget(model, DeletionRequest(users=[1]), "unlearn-als-selective", tol=TOL)
+    rest = first.model.seen_
+    item = rest.items.ids[rest.indices[rest.indptr[0]]]  # an item user 0 rated
+    gone_item = small_data.items.ids[small_data.indices[small_data.indptr[1]]]
+    request = DeletionRequest(pairs=[(1, gone_item), (rest.users.ids[0], item)])
+    second = forget(first.model, request, "unlearn-als-selective", tol=TOL)
+    assert second.receipt["removed"]["interactions"] == 1
+    assert second.model.seen_.nnz == rest.nnz - 1
+
+
 def test_works_on_factors_from_another_library(small_ratings):
     implicit = pytest.importorskip("implicit")
     import scipy.sparse as sp

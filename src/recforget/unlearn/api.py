@@ -121,14 +121,21 @@ def forget(
     users = [u for u in request.users if u not in set(again_users)]
     items = [i for i in request.items if i not in set(again_items)]
     pairs = list(request.pairs)
-    if any(forgotten.hashes.values()):  # pairs of forgotten users/items are gone too
-        pairs = [
-            (u, i)
-            for u, i in pairs
-            if not (
-                (u in set(data.users.unknown([u])) and forgotten.contains("users", u))
-                or (i in set(data.items.unknown([i])) and forgotten.contains("items", i))
+    if pairs and any(forgotten.hashes.values()):  # pairs of forgotten users/items are gone too
+        gone = {
+            which: [
+                k < 0 and forgotten.contains(which, raw)
+                for raw, k in zip(raws, vocab.index(raws, missing="ignore").tolist(), strict=True)
+            ]
+            for which, vocab, raws in (
+                ("users", data.users, [u for u, _ in pairs]),
+                ("items", data.items, [i for _, i in pairs]),
             )
+        }
+        pairs = [
+            p
+            for p, gu, gi in zip(pairs, gone["users"], gone["items"], strict=True)
+            if not (gu or gi)
         ]
 
     start = time.perf_counter()
