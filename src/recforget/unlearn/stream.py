@@ -190,6 +190,7 @@ class Forgetter(RequestQueue):
         start = time.perf_counter()
         if not isinstance(model, ALS):
             raise TypeError(f"Forgetter serves ALS models, got {type(model).__name__}")
+        self._forgotten = ForgottenIds.of(model).bind(id_key)  # a wrong key fails first
         if tol is None:
             tol = model.grad_tol if model.grad_tol is not None else DEFAULT_TOL
         if verify_every is not None and (not isinstance(verify_every, int) or verify_every < 0):
@@ -232,7 +233,6 @@ class Forgetter(RequestQueue):
         self.compact_at = compact_at
         self.missing = missing
         self.sequence = 0
-        self._forgotten = ForgottenIds.of(model).bind(id_key)
         self._deletions = list(getattr(model, "deletions_", []))
         self._queue: list[DeletionRequest] = []
         self._model: ALS | None = None

@@ -174,6 +174,7 @@ class NCFForgetter(RequestQueue):
         start = time.perf_counter()
         if not isinstance(model, NCF):
             raise TypeError(f"NCFForgetter serves NCF models, got {type(model).__name__}")
+        self._forgotten = ForgottenIds.of(model).bind(id_key)  # a wrong key fails first
         model._check_fitted()
         if verify_every is not None and (not isinstance(verify_every, int) or verify_every < 0):
             raise ValueError(f"verify_every must be None or an integer >= 0, got {verify_every!r}")
@@ -206,7 +207,6 @@ class NCFForgetter(RequestQueue):
             self._sample = WorkingSample(model)
             self._view, self._neg = self._sample.positives, self._sample.negatives
             self._refresh()
-        self._forgotten = ForgottenIds.of(model).bind(id_key)
         self._deletions = list(getattr(model, "deletions_", []))
         self._queue: list[DeletionRequest] = []
         self._model: NCF | None = None
