@@ -14,6 +14,7 @@ from recforget.models._als_sweeps import (
     check_accelerate,
     fast_loss,
     line_coefficients,
+    loss_from_user_gradients,
     run_sweeps,
 )
 
@@ -84,6 +85,21 @@ def test_fused_loss_is_the_objective(config):
     obj32 = _model(config, dtype="float32").objective(data)
     # float32 factors: the all-cells and data terms cancel, so the sum is good to ~1e-8
     assert fast_loss(obj32, F32) == pytest.approx(obj32.loss(F32), rel=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("config", CONFIGS[:2], ids=CONFIG_IDS[:2])
+def test_loss_from_the_users_gradients_is_the_objective(config, dtype):
+    data = planted()
+    obj, F = _start(data, config)
+    F = Factors(F.X.astype(dtype), F.Y.astype(dtype))
+    obj = _model(config, dtype=dtype).objective(data)
+    grad, rhs = obj.gradients("users", F)
+    got = loss_from_user_gradients(obj, F, grad, rhs)
+    assert got == pytest.approx(obj.loss(F), rel=1e-10)
+    with pytest.raises(ValueError, match="biases"):
+        biased, G = _start(data, CONFIGS[2])
+        loss_from_user_gradients(biased, G, *biased.gradients("users", G))
 
 
 def test_quartic_argmin_is_the_grid_minimum():
@@ -402,7 +418,8 @@ def test_bad_forcing_and_safeguard_are_named():
 
 @pytest.mark.parametrize("driver", [None, "anderson"])
 def test_sweeps_reuse_the_certificates_user_residuals(driver):
-    """With CG rows the certificate's pass over the users is also the next sweep's first: the
+    """With CG rows the certificate's pass over the users (or, accelerated, the objective's)
+    is also the next sweep's first: the
     residuals handed to the CG are ``b - A x = -grad / 2`` at the point the sweep starts from,
     checked against central differences of the objective (exact for a quadratic in a row),
     and ``||b||`` against the same at ``x_u = 0``."""
@@ -421,7 +438,11 @@ def test_sweeps_reuse_the_certificates_user_residuals(driver):
         obj, F, 3000, solver="cg", cg_steps=10, grad_tol=1e-5, inner_tol=1e-6, accelerate=driver
     )
     assert run.reason == "grad_tol"
-    assert len(seen) == run.sweeps - 1  # every sweep after the first certificate
+    fresh = _model(CONFIGS[0]).objective(data).stationarity(F)  # the kept gradients told true
+    assert run.certificate["max_relative"] == pytest.approx(fresh["max_relative"], rel=1e-9)
+    # every sweep after the first certificate; accelerated runs also the first, from the
+    # users' gradients that gave the start point's objective
+    assert len(seen) == run.sweeps - (driver is None)
     assert {w for w, *_ in seen} == {"users"}
     for _, G, res0, b0 in seen[:2] + seen[-1:]:
         for u in range(0, data.n_users, 9):

@@ -127,16 +127,35 @@ def _gradient(obj: ALSObjective, F: Factors) -> tuple[np.ndarray, dict[str, floa
     return np.concatenate(parts), certificate(norms, rhs)
 
 
+def _loss_constant(obj: ALSObjective) -> float:
+    """``sum_e v_e`` (implicit: ``c p``) or ``sum_e r_e^2`` (explicit), kept on ``obj``."""
+    const = getattr(obj, "_sweep_loss_constant", None)
+    if const is None:
+        if obj.feedback == "implicit":
+            const = float(obj.users.v.astype(np.float64).sum())
+        else:
+            const = float(obj.data.values @ obj.data.values)
+        obj._sweep_loss_constant = const
+    return const
+
+
+def loss_from_user_gradients(
+    obj: ALSObjective, F: Factors, grad: np.ndarray, rhs: np.ndarray
+) -> float:
+    """``obj.loss(F)`` from the users' gradients ``grad = 2 (A_u x_u - b_u)`` and ``rhs =
+    2 b_u`` at ``F`` (no biases): each user's terms are ``x_u' A_u x_u - 2 b_u' x_u`` plus a
+    constant, that is ``x_u' (grad_u - rhs_u) / 2``; the items' ridge is added."""
+    if obj.biases:
+        raise ValueError("loss_from_user_gradients: the objective has biases")
+    X64, Y64 = F.X.astype(np.float64), F.Y.astype(np.float64)
+    users = 0.5 * float(np.einsum("ij,ij->", X64, grad - rhs))
+    return users + _loss_constant(obj) + float(obj.items.reg @ np.einsum("ij,ij->i", Y64, Y64))
+
+
 def fast_loss(obj: ALSObjective, F: Factors) -> float:
     """``obj.loss(F)`` in one fused pass over the entries (the driver's safeguard uses it)."""
     data, users, items = obj.data, obj.users, obj.items
-    const = getattr(obj, "_sweep_loss_constant", None)
-    if const is None:  # sum_e v_e (implicit: c p) or sum_e r_e^2 (explicit)
-        values = users.v.astype(np.float64)
-        const = (
-            float(values.sum()) if obj.feedback == "implicit" else float(data.values @ data.values)
-        )
-        obj._sweep_loss_constant = const
+    const = _loss_constant(obj)
     a0 = None
     if obj.biases:
         a0 = obj.global_mean + F.bu[data.row_of_entry].astype(np.float64) + F.bi[data.indices]
@@ -238,10 +257,13 @@ def run_sweeps(
     if safeguard not in SAFEGUARDS:
         raise ValueError(f"safeguard must be 'line' or 'sweep', got {safeguard!r}")
     run = SweepRun()
-    sweep = _Sweeper(obj, solver, cg_steps, inner_tol, run, forcing)
+    sweep = _Sweeper(obj, solver, cg_steps, inner_tol, run, forcing, grad_tol is not None)
     track = tol is not None or track_loss or accelerate is not None
+
+    def loss_of(_obj: ALSObjective, G: Factors) -> float:
+        return sweep.loss(G) if accelerate is not None else ALSObjective.loss(_obj, G)
+
     start = time.perf_counter()
-    loss_of = fast_loss if accelerate is not None else ALSObjective.loss
     prev = loss_of(obj, F) if (tol is not None or accelerate is not None) else None
     state: _NCG | _Anderson | None = None
     if accelerate == "ncg":
@@ -302,36 +324,67 @@ class _Sweeper:
     """
 
     def __init__(
-        self, obj, solver: str, cg_steps: int, inner_tol: float | None, run, forcing=None
+        self,
+        obj,
+        solver: str,
+        cg_steps: int,
+        inner_tol: float | None,
+        run,
+        forcing=None,
+        certifying: bool = False,
     ) -> None:
         self.obj, self.solver, self.cg_steps, self.run = obj, solver, cg_steps, run
         self.rel = 0.0 if inner_tol is None or solver != "cg" else float(inner_tol)
         self.eta = 0.0 if forcing is None or self.rel == 0.0 else float(forcing)
         self.floor = 0.0
         self.reuse = solver == "cg" and not obj.biases
-        self._start: tuple[np.ndarray, ...] | None = None
+        # the objective from the users' gradients (one pass that the certificate or the next
+        # sweep's CG then need not repeat), when one of them will use it
+        self.gradient_loss = not obj.biases and (self.reuse or certifying)
+        self._users: tuple[np.ndarray, ...] | None = None  # (X, Y, grad, rhs) of one point
+
+    def _users_at(self, F: Factors) -> tuple[np.ndarray, np.ndarray] | None:
+        """The users' kept ``(grad, rhs)`` if they were computed at ``F`` (by value)."""
+        kept = self._users
+        if kept is None or not (np.array_equal(F.X, kept[0]) and np.array_equal(F.Y, kept[1])):
+            return None
+        return kept[2], kept[3]
+
+    def _keep_users(self, F: Factors) -> tuple[np.ndarray, np.ndarray]:
+        grad, rhs = self.obj.gradients("users", F)
+        self._users = (F.X.copy(), F.Y.copy(), grad, rhs)
+        return grad, rhs
 
     def __call__(self, F: Factors) -> None:
-        start, self._start = self._start, None
+        kept = self._users_at(F) if self.reuse else None
+        self._users = None
         for which in ("users", "items"):
             res0 = b0 = None
-            if which == "users" and start is not None:
-                X0, Y0, res0, b0 = start
-                if not (np.array_equal(F.X, X0) and np.array_equal(F.Y, Y0)):
-                    res0 = b0 = None
+            if which == "users" and kept is not None:
+                res0 = -0.5 * kept[0]
+                b0 = 0.5 * np.sqrt(np.einsum("ij,ij->i", kept[1], kept[1]))
             self.run.cg_iterations += self.obj.solve(
                 which, F, solver=self.solver, cg_steps=self.cg_steps, rel=self.rel,
                 floor=self.floor, eta=self.eta, res0=res0, b0=b0,
             )  # fmt: skip
 
+    def loss(self, F: Factors) -> float:
+        """``obj.loss(F)``; from the users' gradients when they are of use later (kept)."""
+        if not self.gradient_loss:
+            return fast_loss(self.obj, F)
+        grad, rhs = self._keep_users(F)
+        return loss_from_user_gradients(self.obj, F, grad, rhs)
+
     def certify(self, F: Factors) -> dict[str, float]:
         """``obj.stationarity(F)``, keeping the scale floor for the next CG rows (and, see
         the class, the users' starting residuals)."""
-        if self.reuse:
-            grad, rhs = self.obj.gradients("users", F)
+        kept = self._users_at(F)
+        if kept is None and self.reuse:
+            kept = self._keep_users(F)
+        if kept is not None:
+            grad, rhs = kept
             gu = np.sqrt(np.einsum("ij,ij->i", grad, grad))
             bu = np.sqrt(np.einsum("ij,ij->i", rhs, rhs))
-            self._start = (F.X.copy(), F.Y.copy(), -0.5 * grad, 0.5 * bu)
         else:
             gu, bu = self.obj.residuals("users", F)
         gi, bi = self.obj.residuals("items", F)
@@ -418,22 +471,22 @@ class _Anderson:
                 mixed -= g * d
             cand = F.copy()
             _unpack(mixed, cand)
-            cand_loss = fast_loss(obj, cand)
+            cand_loss = sweep.loss(cand)
             if np.isfinite(cand_loss) and cand_loss <= self.loss:
                 chosen, chosen_loss = cand, cand_loss
                 run.accepted += 1
             else:  # safeguard: the plain sweep's output, or the best point on the line
                 run.fallbacks += 1
                 if self.safeguard == "line":
-                    chosen, chosen_loss = self._line(obj, bar, gx, mixed - gx, run)
+                    chosen, chosen_loss = self._line(obj, sweep, bar, gx, mixed - gx, run)
                 self.dF, self.dG = [], []
         if chosen_loss is None:
-            chosen_loss = fast_loss(obj, bar)
+            chosen_loss = sweep.loss(bar)
         _copy_into(F, chosen)
         self.loss = chosen_loss
         return chosen_loss
 
-    def _line(self, obj, bar: Factors, gx: np.ndarray, d: np.ndarray, run: SweepRun):
+    def _line(self, obj, sweep, bar: Factors, gx: np.ndarray, d: np.ndarray, run: SweepRun):
         """``(point, loss)``: the objective's minimiser on ``G(x) + t d``, or ``(bar, None)``."""
         if not np.all(np.isfinite(d)):
             return bar, None
@@ -442,7 +495,7 @@ class _Anderson:
             return bar, None
         cand = bar.copy()
         _unpack(gx + t * d, cand)
-        cand_loss = fast_loss(obj, cand)
+        cand_loss = sweep.loss(cand)
         if not (np.isfinite(cand_loss) and cand_loss <= self.loss):  # rounding: keep G(x)
             return bar, None
         run.line_steps += 1
