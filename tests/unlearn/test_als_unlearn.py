@@ -265,6 +265,13 @@ def test_pairs_naming_a_forgotten_user_are_gone_already(small_data):
     assert second.model.seen_.nnz == rest.nnz - 1
 
 
+def test_a_forgotten_integer_id_asked_again_as_text_is_a_noop(small_data):
+    model = _fit(small_data)
+    first = forget(model, DeletionRequest(users=[1]), "unlearn-als-selective", tol=TOL)
+    again = forget(first.model, DeletionRequest(users=["1"]), "unlearn-als-selective", tol=TOL)
+    assert again.receipt["noop"] and again.receipt["removed"]["already_forgotten"] == 1
+
+
 def test_works_on_factors_from_another_library(small_ratings):
     implicit = pytest.importorskip("implicit")
     import scipy.sparse as sp

@@ -40,6 +40,14 @@ def request_fields(request: DeletionRequest, removal: Any, already_forgotten: in
     }
 
 
+def _forgotten_before(forgotten: ForgottenIds, which: str, vocab: Any, raws: Any) -> list[bool]:
+    """For each raw id: absent from ``vocab`` and held by ``forgotten`` (one lookup)."""
+    if not raws or not any(forgotten.hashes[which]):
+        return [False] * len(raws)
+    idx = vocab.index(list(raws), missing="ignore").tolist()
+    return [k < 0 and forgotten.contains(which, raw) for raw, k in zip(raws, idx, strict=True)]
+
+
 @dataclass(frozen=True)
 class UnlearnResult:
     """What :func:`forget` returns: the new model, the data it stands on, and a receipt."""
@@ -110,33 +118,15 @@ def forget(
         )
 
     forgotten = ForgottenIds.of(model).bind(id_key)
-    unknown_users = set(data.users.unknown(request.users))
-    unknown_items = set(data.items.unknown(request.items))
-    again_users = [
-        u for u in request.users if u in unknown_users and forgotten.contains("users", u)
-    ]
-    again_items = [
-        i for i in request.items if i in unknown_items and forgotten.contains("items", i)
-    ]
-    users = [u for u in request.users if u not in set(again_users)]
-    items = [i for i in request.items if i not in set(again_items)]
+    again_users = _forgotten_before(forgotten, "users", data.users, request.users)
+    again_items = _forgotten_before(forgotten, "items", data.items, request.items)
+    users = [u for u, again in zip(request.users, again_users, strict=True) if not again]
+    items = [i for i, again in zip(request.items, again_items, strict=True) if not again]
     pairs = list(request.pairs)
-    if pairs and any(forgotten.hashes.values()):  # pairs of forgotten users/items are gone too
-        gone = {
-            which: [
-                k < 0 and forgotten.contains(which, raw)
-                for raw, k in zip(raws, vocab.index(raws, missing="ignore").tolist(), strict=True)
-            ]
-            for which, vocab, raws in (
-                ("users", data.users, [u for u, _ in pairs]),
-                ("items", data.items, [i for _, i in pairs]),
-            )
-        }
-        pairs = [
-            p
-            for p, gu, gi in zip(pairs, gone["users"], gone["items"], strict=True)
-            if not (gu or gi)
-        ]
+    if pairs:  # pairs of forgotten users/items are gone too
+        gone_u = _forgotten_before(forgotten, "users", data.users, [u for u, _ in pairs])
+        gone_i = _forgotten_before(forgotten, "items", data.items, [i for _, i in pairs])
+        pairs = [p for p, gu, gi in zip(pairs, gone_u, gone_i, strict=True) if not (gu or gi)]
 
     start = time.perf_counter()
     removal = data.remove(pairs=pairs, users=users, items=items, missing=missing)
@@ -158,7 +148,7 @@ def forget(
     receipt = {
         "method": method,
         "model": kind,
-        **request_fields(request, removal, len(again_users) + len(again_items)),
+        **request_fields(request, removal, sum(again_users) + sum(again_items)),
         "data_fingerprint_before": data.fingerprint(),
         "data_fingerprint_after": removal.data.fingerprint(),
         "seconds": seconds,
