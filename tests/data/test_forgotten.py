@@ -78,3 +78,5 @@ def test_old_unkeyed_lists_are_read_as_counts_and_unknown_schemes_refused():
     assert ForgottenIds.from_manifest(None).counts == {"users": 0, "items": 0}
     with pytest.raises(ValueError, match="unknown scheme 'rot13'"):
         ForgottenIds.from_manifest({"scheme": "rot13"})
+    with pytest.raises(ValueError, match="no key_id"):
+        ForgottenIds.from_manifest({"scheme": "hmac-sha256", "hashes": {"users": ["ab"]}})

@@ -83,7 +83,7 @@ def _text(raw: object) -> bytes:
 class ForgottenIds:
     """Keyed hashes of the users and items a model dropped, and how many there were.
 
-    Build one with :meth:`from_manifest` (or :meth:`empty`), then :meth:`bind` it to the
+    Build one with :meth:`from_manifest` (or with no arguments), then :meth:`bind` it to the
     caller's key before use; a bound record answers :meth:`contains` and takes :meth:`add`.
     Records are values: :meth:`bind` and :meth:`copy` return new ones.
     """
@@ -105,16 +105,17 @@ class ForgottenIds:
 
     # ----------------------------------------------------------------- building
     @classmethod
-    def empty(cls) -> ForgottenIds:
-        return cls()
-
-    @classmethod
     def from_manifest(cls, entry: Mapping[str, Any] | None) -> ForgottenIds:
         """Read a manifest's ``forgotten`` entry (any scheme this library ever wrote)."""
         if not entry:
             return cls()
         scheme = entry.get("scheme")
         if scheme == SCHEME:
+            if not isinstance(entry.get("key_id"), str):
+                raise ValueError(
+                    f"forgotten ids: the manifest's {SCHEME} record has no key_id; "
+                    "the model's manifest is damaged"
+                )
             return cls(entry.get("hashes", {}), entry.get("counts"), key_id=entry["key_id"])
         if scheme == "counts":
             return cls(counts=entry.get("counts"))
