@@ -260,11 +260,11 @@ def run_sweeps(
     sweep = _Sweeper(obj, solver, cg_steps, inner_tol, run, forcing, grad_tol is not None)
     track = tol is not None or track_loss or accelerate is not None
 
-    def loss_of(_obj: ALSObjective, G: Factors) -> float:
-        return sweep.loss(G) if accelerate is not None else ALSObjective.loss(_obj, G)
+    def loss_of(G: Factors) -> float:
+        return sweep.loss(G) if accelerate is not None else obj.loss(G)
 
     start = time.perf_counter()
-    prev = loss_of(obj, F) if (tol is not None or accelerate is not None) else None
+    prev = loss_of(F) if (tol is not None or accelerate is not None) else None
     state: _NCG | _Anderson | None = None
     if accelerate == "ncg":
         state = _NCG()
@@ -274,7 +274,7 @@ def run_sweeps(
     for _ in bar:
         if state is None or run.sweeps == 0:
             sweep(F)
-            loss = loss_of(obj, F) if track else None
+            loss = loss_of(F) if track else None
             if state is not None:
                 state.reset(obj, F, loss)
         else:
