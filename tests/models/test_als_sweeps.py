@@ -482,3 +482,62 @@ def test_sweeps_do_not_reuse_residuals_of_another_point():
     obj.solve = spy
     sweep(F)
     assert seen == [None, None]
+
+
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+@pytest.mark.parametrize("driver", [None, *DRIVERS])
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_finish_certifies_and_leaves_the_sweeps_alone_until_it_does(config, driver, solver):
+    """The selective finish: certified from scratch on an independent objective, no higher
+    objective than the sweep it finished, and the sweeps before it exactly those of a run
+    without it (a failed attempt works on a copy)."""
+    data = planted()
+    tol = 1e-6
+    kw = {"solver": solver, "cg_steps": 4, "grad_tol": tol, "accelerate": driver}
+    fresh = _model(config).objective(data)
+    seen = {}
+    for finish in (0.5, 0.0):  # 0.5: on this small problem the default share comes too late
+        obj, F = _start(data, config)
+        losses: list[float] = []
+        run = run_sweeps(
+            obj, F, 3000, finish=finish,
+            on_step=lambda G, info, losses=losses: losses.append(fresh.loss(G)), **kw,
+        )  # fmt: skip
+        assert run.reason == "grad_tol"
+        assert fresh.stationarity(F)["max_relative"] <= tol
+        seen[finish] = (run, losses, fresh.loss(F))
+    (run, losses, final), (plain_run, plain_losses, _) = seen[0.5], seen[0.0]
+    assert run.finished and not plain_run.finished and plain_run.finish_attempts == 0
+    assert run.sweeps < plain_run.sweeps
+    assert losses == plain_losses[: len(losses)]  # the same sweeps, bit for bit
+    assert final <= losses[-1] + 1e-12 * abs(losses[-1])
+    assert run.finish_rounds >= run.finish_attempts >= 1
+    assert run.finish_users + run.finish_items > 0
+    assert len(run.trace) == run.sweeps
+    assert run.trace[-1]["max_relative"] <= tol < run.trace[-1]["swept_max_relative"]
+
+
+def test_finish_rows_are_in_the_receipt():
+    data = planted()
+    model = _model(CONFIGS[0], iterations=500, grad_tol=1e-6).fit(data)
+    request = DeletionRequest(users=[data.users.ids[0]])
+    on = forget(model, request, "unlearn-als", tol=1e-6)  # the default share
+    off = forget(model, request, "unlearn-als", tol=1e-6, finish=0)
+    finish = on.receipt["finish"]
+    assert finish["finished"] and finish["rows"] == finish["users"] + finish["items"] > 0
+    assert off.receipt["finish"] == {
+        "attempts": 0, "rounds": 0, "rows": 0, "users": 0, "items": 0, "finished": False,
+    }  # fmt: skip
+    n = on.model.seen_.n_users + on.model.seen_.n_items  # the rows of the remaining data
+    assert on.receipt["rows_solved"] == on.receipt["sweeps"] * n + finish["rows"]
+    assert on.receipt["sweeps"] < off.receipt["sweeps"]
+    for res in (on, off):
+        assert res.receipt["certified"]
+
+
+def test_bad_finish_is_named():
+    data = planted()
+    obj, F = _start(data, CONFIGS[0])
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="finish"):
+            run_sweeps(obj, F, 2, grad_tol=1e-3, finish=bad)

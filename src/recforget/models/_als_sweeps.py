@@ -25,6 +25,10 @@ worse than that output; ``safeguard="sweep"`` takes the output itself). The plai
 raises the objective (each row solve minimises its own ridge problem), so the objective never
 increases whatever the driver. The first iteration is always a plain sweep, so that every row is
 re-solved at least once on the data the objective stands on, as with plain sweeps.
+
+Runs to a certificate end with a selective finish (:class:`_Finish`): once only a small share of
+the rows fails the certificate, re-solving just those rows, on a copy that is kept only if it
+certifies, saves the sweeps of a long tail.
 """
 
 from __future__ import annotations
@@ -45,13 +49,18 @@ from recforget.kernels.als_line import (
     quartic_argmin,
 )
 from recforget.models._als_objective import ALSObjective, Factors
-from recforget.models._certificate import certificate, certified, row_floor
+from recforget.models._certificate import certificate, certified, relative_residuals, row_floor
 
 ACCELERATIONS = ("ncg", "anderson")
 DEFAULT_ACCELERATION = "anderson"
 ANDERSON_MEMORY = 5
 SAFEGUARDS = ("line", "sweep")  # what Anderson takes when a mixed point raises the objective
 DEFAULT_SAFEGUARD = "line"
+# the finish (see _Finish): tried once at most this share of all rows exceed the tolerance
+FINISH_FRACTION = 0.15
+FINISH_ROUNDS = 6  # rounds per attempt at most (see _Finish for when one ends earlier)
+FINISH_INNER = 0.1  # CG rows of the finish are solved to this share of the tolerance ...
+FINISH_CG_CAP = 10  # ... in at most this many iterations (or the sweeps' own, if tighter)
 
 
 @dataclass
@@ -67,6 +76,11 @@ class SweepRun:
     fallbacks: int = 0  # accelerated steps refused by the safeguard
     line_steps: int = 0  # Anderson refusals replaced by the line search's point
     cg_iterations: int = 0  # CG iterations of the row solves, summed over rows and sweeps
+    finish_attempts: int = 0  # times the finish was tried (see _Finish)
+    finish_rounds: int = 0  # its rounds, all attempts
+    finish_users: int = 0  # user rows it re-solved, all attempts
+    finish_items: int = 0  # item rows it re-solved, all attempts
+    finished: bool = False  # the certificate was reached by the finish
 
 
 def check_accelerate(accelerate: str | None) -> str | None:
@@ -83,6 +97,15 @@ def check_forcing(forcing: float | None) -> float | None:
     if isinstance(forcing, bool) or not isinstance(forcing, int | float) or not 0 < forcing < 1:
         raise ValueError(f"forcing must be None or a number in (0, 1), got {forcing!r}")
     return float(forcing)
+
+
+def check_finish(finish: float | None) -> float | None:
+    """Validate a finish share: ``None`` (the default) or a number in ``[0, 1]``."""
+    if finish is None:
+        return None
+    if isinstance(finish, bool) or not isinstance(finish, int | float) or not 0 <= finish <= 1:
+        raise ValueError(f"finish must be None or a share of the rows in [0, 1], got {finish!r}")
+    return float(finish)
 
 
 # ---------------------------------------------------------------------- flat views
@@ -114,8 +137,9 @@ def _split(vec: np.ndarray, F: Factors) -> tuple[np.ndarray, ...]:
     return P, Q, vec[nx + ny : nx + ny + nu], vec[nx + ny + nu :]
 
 
-def _gradient(obj: ALSObjective, F: Factors) -> tuple[np.ndarray, dict[str, float]]:
-    """The joint gradient (flat, float64) and the stationarity certificate it gives."""
+def _gradient(obj: ALSObjective, F: Factors) -> tuple[np.ndarray, dict[str, float], tuple]:
+    """The joint gradient (flat, float64), the stationarity certificate it gives, and its
+    per-row ``(gradient norms, scales)`` (users, then items)."""
     gu, bu = obj.gradients("users", F)
     gi, bi = obj.gradients("items", F)
     k = F.X.shape[1]
@@ -124,7 +148,7 @@ def _gradient(obj: ALSObjective, F: Factors) -> tuple[np.ndarray, dict[str, floa
         parts += [gu[:, k], gi[:, k]]
     norms = np.sqrt(np.concatenate([np.einsum("ij,ij->i", gu, gu), np.einsum("ij,ij->i", gi, gi)]))
     rhs = np.sqrt(np.concatenate([np.einsum("ij,ij->i", bu, bu), np.einsum("ij,ij->i", bi, bi)]))
-    return np.concatenate(parts), certificate(norms, rhs)
+    return np.concatenate(parts), certificate(norms, rhs), (norms, rhs)
 
 
 def _loss_constant(obj: ALSObjective) -> float:
@@ -207,6 +231,7 @@ def run_sweeps(
     inner_tol: float | None = None,
     forcing: float | None = None,
     safeguard: str | None = None,
+    finish: float | None = None,
     track_loss: bool = False,
     progress: bool = False,
     on_step: Callable[[Factors, dict[str, Any]], None] | None = None,
@@ -240,6 +265,10 @@ def run_sweeps(
     safeguard : {"line", "sweep"} or None
         What Anderson takes when a mixed point would raise the objective (see ``_Anderson``);
         ``None``: ``DEFAULT_SAFEGUARD``.
+    finish : float or None
+        With ``grad_tol``: once at most this share of all rows fails the certificate, try to
+        finish by re-solving only those rows (see :class:`_Finish`); ``0`` never does.
+        ``None``: ``FINISH_FRACTION``.
     track_loss : bool
         Record the objective after each iteration in ``history`` (also done with ``tol``).
     on_step : callable or None
@@ -249,15 +278,19 @@ def run_sweeps(
     -------
     SweepRun
         ``trace`` holds ``{"sweep", "seconds", "max_relative"}`` after each iteration when
-        ``grad_tol`` is set (``seconds`` since the start, certificate included).
+        ``grad_tol`` is set (``seconds`` since the start, certificate included); when the
+        finish certified the run, the last entry is the finished point's, with its sweep's
+        own residual as ``swept_max_relative``.
     """
     check_accelerate(accelerate)
     check_forcing(forcing)
     safeguard = DEFAULT_SAFEGUARD if safeguard is None else safeguard
     if safeguard not in SAFEGUARDS:
         raise ValueError(f"safeguard must be 'line' or 'sweep', got {safeguard!r}")
+    finish = FINISH_FRACTION if check_finish(finish) is None else float(finish)
     run = SweepRun()
     sweep = _Sweeper(obj, solver, cg_steps, inner_tol, run, forcing, grad_tol is not None)
+    finisher = _Finish(obj, sweep, finish, run) if grad_tol is not None and finish > 0 else None
     track = tol is not None or track_loss or accelerate is not None
 
     def loss_of(G: Factors) -> float:
@@ -305,6 +338,19 @@ def run_sweeps(
             if certified(cert, grad_tol):
                 run.reason = "grad_tol"
                 break
+            rows = state.rows if isinstance(state, _NCG) else sweep.rows
+            done = finisher(F, rows, grad_tol) if finisher is not None else None
+            if done is not None:
+                run.certificate, run.reason, run.finished = done, "grad_tol", True
+                # the last point is the finished one (its sweep's own residual kept beside it)
+                run.trace[-1].update(
+                    seconds=time.perf_counter() - start,
+                    max_relative=done["max_relative"],
+                    swept_max_relative=cert["max_relative"],
+                )
+                if run.history and (tol is not None or track_loss):
+                    run.history[-1] = obj.loss(F)  # one value per sweep: the finished point's
+                break
     return run
 
 
@@ -342,6 +388,7 @@ class _Sweeper:
         # sweep's CG then need not repeat), when one of them will use it
         self.gradient_loss = not obj.biases and (self.reuse or certifying)
         self._users: tuple[np.ndarray, ...] | None = None  # (X, Y, grad, rhs) of one point
+        self.rows: tuple[np.ndarray, np.ndarray] | None = None  # the last certificate's rows
 
     def _users_at(self, F: Factors) -> tuple[np.ndarray, np.ndarray] | None:
         """The users' kept ``(grad, rhs)`` if they were computed at ``F`` (by value)."""
@@ -390,7 +437,76 @@ class _Sweeper:
         gi, bi = self.obj.residuals("items", F)
         scales = np.concatenate([bu, bi])
         self.floor = 0.5 * row_floor(scales)  # in units of ||b_r|| (the scales are 2 ||b_r||)
-        return certificate(np.concatenate([gu, gi]), scales)
+        self.rows = (np.concatenate([gu, gi]), scales)
+        return certificate(*self.rows)
+
+
+class _Finish:
+    """Finish a run by re-solving only the rows that fail the certificate (a selective round).
+
+    Late in a run the certificate often fails on a few rows only (typically users a little
+    over the tolerance, moved by the items' last solve), and further full sweeps spend most
+    of their work on rows that already pass. Once at most ``fraction`` of all rows fail, an
+    attempt works on a copy of the factors: it re-solves the failing users, then the failing
+    items (given the new users), and recomputes the certificate from scratch; up to
+    ``FINISH_ROUNDS`` rounds, stopping early when two rounds in a row do not lower the number
+    of failing rows (re-solving rows moves their neighbours, light rows most, so one such
+    round is allowed) or more than ``fraction`` of the rows fail.
+    If the copy certifies it replaces the factors and the run stops; otherwise it is
+    dropped and the sweeps (and Anderson's memory) continue as if it had not been tried, and
+    the next attempt waits until at most half as many rows fail as at this one. Each row
+    solve minimises its own ridge problem (Cholesky, or CG warm-started at the row), so the
+    objective does not increase; CG rows are solved to ``FINISH_INNER`` times the tolerance
+    (or the sweeps' own target, if tighter) in at most ``FINISH_CG_CAP`` iterations (or the
+    sweeps' cap, if larger).
+    """
+
+    def __init__(self, obj: ALSObjective, sweep: _Sweeper, fraction: float, run: SweepRun):
+        self.obj, self.sweep, self.fraction, self.run = obj, sweep, fraction, run
+        self.last_failed: int | None = None  # failing rows at the last attempt that failed
+
+    def __call__(self, F: Factors, rows, tol: float) -> dict[str, float] | None:
+        """The certificate of the finished point (``F`` updated), or ``None`` (``F`` kept)."""
+        norms, scales = rows
+        bad = np.flatnonzero(relative_residuals(norms, scales) > tol)
+        if len(bad) > self.fraction * len(norms):
+            return None
+        if self.last_failed is not None and 2 * len(bad) > self.last_failed:
+            return None
+        obj, sweep, run = self.obj, self.sweep, self.run
+        run.finish_attempts += 1
+        n_users = F.X.shape[0]
+        rel = FINISH_INNER * tol if sweep.rel == 0 else min(sweep.rel, FINISH_INNER * tol)
+        steps = max(sweep.cg_steps, FINISH_CG_CAP)
+        G = F.copy()
+        first, stalled = len(bad), 0
+        for _ in range(FINISH_ROUNDS):
+            run.finish_rounds += 1
+            run.finish_users += int(np.sum(bad < n_users))
+            run.finish_items += int(np.sum(bad >= n_users))
+            floor = 0.5 * row_floor(scales)
+            for which, picked in (("users", bad[bad < n_users]), ("items", bad[bad >= n_users])):
+                offset = 0 if which == "users" else n_users
+                run.cg_iterations += obj.solve(
+                    which, G, picked - offset, solver=sweep.solver, cg_steps=steps, rel=rel,
+                    floor=floor,
+                )  # fmt: skip
+            gu, bu = obj.residuals("users", G)
+            gi, bi = obj.residuals("items", G)
+            norms, scales = np.concatenate([gu, gi]), np.concatenate([bu, bi])
+            cert = certificate(norms, scales)
+            if certified(cert, tol):
+                _copy_into(F, G)
+                return cert
+            fewer = np.flatnonzero(relative_residuals(norms, scales) > tol)
+            # re-solving rows moves their neighbours (light rows most): allow one round
+            # without progress, not two in a row
+            stalled = stalled + 1 if len(fewer) >= len(bad) else 0
+            if stalled == 2 or len(fewer) > self.fraction * len(norms):
+                break
+            bad = fewer
+        self.last_failed = first
+        return None
 
 
 class _NCG:
@@ -398,7 +514,7 @@ class _NCG:
 
     def reset(self, obj: ALSObjective, F: Factors, loss: float | None) -> None:
         self.loss = fast_loss(obj, F) if loss is None else loss
-        self.g, self.cert = _gradient(obj, F)
+        self.g, self.cert, self.rows = _gradient(obj, F)
         self.gt = self.p = None
 
     def step(self, obj: ALSObjective, F: Factors, sweep: _Sweeper, run: SweepRun):
@@ -426,7 +542,7 @@ class _NCG:
         _copy_into(F, cand)
         self.loss = cand_loss
         self.g_prev, self.gt, self.p = self.g, gt, p
-        self.g, self.cert = _gradient(obj, F)
+        self.g, self.cert, self.rows = _gradient(obj, F)
         return cand_loss
 
 

@@ -232,6 +232,7 @@ class ALS(Recommender):
         accelerate: str | None = "auto",
         inner_tol: float | None = None,
         forcing: float | None = None,
+        finish: float | None = None,
     ) -> ALS:
         """Run up to ``n`` ALS sweeps on ``interactions`` starting from the current factors.
 
@@ -240,7 +241,9 @@ class ALS(Recommender):
         (``"auto"``: the model's ``accelerate`` parameter). ``inner_tol`` (CG rows only) solves
         each row to that relative residual, ``cg_steps`` being a cap, instead of running
         ``cg_steps`` iterations on every row; ``forcing`` (with ``inner_tol``) loosens that
-        target while a row is far from its solution (see ``run_sweeps``). Sets ``n_iter_``,
+        target while a row is far from its solution; ``finish`` (with ``grad_tol``) is the
+        share of failing rows at which a selective finish is tried (``None``: the default,
+        ``0``: never; see ``run_sweeps``). Sets ``n_iter_``,
         ``stop_reason_``, ``loss_history_``, ``sweep_trace_`` and, with ``grad_tol``,
         ``certificate_`` (the last stationarity check).
         """
@@ -262,6 +265,7 @@ class ALS(Recommender):
                 accelerate=driver,
                 inner_tol=inner_tol,
                 forcing=forcing,
+                finish=finish,
                 track_loss=self.track_loss,
                 progress=self.show_progress,
             )
@@ -272,6 +276,14 @@ class ALS(Recommender):
         self.stop_reason_ = run.reason
         self.driver_ = driver or "plain"
         self.sweep_trace_ = run.trace
+        self.finish_ = {
+            "attempts": run.finish_attempts,
+            "rounds": run.finish_rounds,
+            "rows": run.finish_users + run.finish_items,
+            "users": run.finish_users,
+            "items": run.finish_items,
+            "finished": run.finished,
+        }
         self.loss_history_ = (
             run.history
             if fresh or not hasattr(self, "loss_history_")

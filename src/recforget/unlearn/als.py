@@ -19,7 +19,7 @@ import numpy as np
 from recforget._threads import single_blas
 from recforget.data.interactions import Removal
 from recforget.models._als_objective import Factors
-from recforget.models._als_sweeps import check_forcing, convergence_note
+from recforget.models._als_sweeps import check_finish, check_forcing, convergence_note
 from recforget.models._certificate import relative_residuals, row_floor
 from recforget.models.als import ALS
 from recforget.models.base import clone
@@ -97,9 +97,10 @@ def retrain(
         new,
         tol if tol is not None else model.grad_tol,
         sweeps=new.n_iter_,
-        rows_solved=new.n_iter_ * n,
+        rows_solved=new.n_iter_ * n + new.finish_["rows"],
         stop_reason=new.stop_reason_,
         driver=new.driver_,
+        finish=new.finish_,
         **_note(new, tol if tol is not None else model.grad_tol, "max_sweeps"),
     )
 
@@ -130,6 +131,7 @@ def unlearn_als(
     inner_tol: float | str | None = "auto",
     cg_steps: int | None = None,
     forcing: float | None = None,
+    finish: float | None = None,
 ) -> tuple[ALS, dict]:
     """Unlearn-ALS: warm-started full sweeps on the remaining data until certified.
 
@@ -156,15 +158,22 @@ def unlearn_als(
     ``forcing`` times the one it started the sweep with, never past ``inner_tol``. It saves CG
     work with plain sweeps far from stationary, but the row map then changes from sweep to
     sweep and Anderson needs more sweeps, so it is off by default (docs/acceleration.md).
+
+    ``finish``: once at most this share of all rows fails the certificate (``None``: the
+    driver's default, ``FINISH_FRACTION``; ``0``: never), try to finish by re-solving only the
+    failing rows, recomputing the certificate from scratch; an attempt that does not certify
+    is dropped (see :class:`recforget.models._als_sweeps._Finish`). The receipt's ``finish``
+    says what it did.
     """
     tol = _tol(model, tol)
     check_forcing(forcing)
+    check_finish(finish)
     new = transplant(model, removal)
     inner, steps = _inner(model, tol, solver, inner_tol, cg_steps)
     new.set_params(solver=_check_solver(solver), cg_steps=steps)
     new.sweeps(
         removal.data, max_sweeps, grad_tol=tol, accelerate=accelerate, inner_tol=inner,
-        forcing=forcing,
+        forcing=forcing, finish=finish,
     )  # fmt: skip
     new.set_params(solver=model.solver, cg_steps=model.cg_steps)
     n = new.seen_.n_users + new.seen_.n_items
@@ -172,9 +181,10 @@ def unlearn_als(
         new,
         tol,
         sweeps=new.n_iter_,
-        rows_solved=new.n_iter_ * n,
+        rows_solved=new.n_iter_ * n + new.finish_["rows"],
         stop_reason=new.stop_reason_,
         driver=new.driver_,
+        finish=new.finish_,
         **_note(new, tol, "max_sweeps"),
     )
 
@@ -283,9 +293,14 @@ def unlearn_als_selective(
             inner_tol=inner, forcing=forcing,
         )  # fmt: skip
         new.set_params(solver=model.solver, cg_steps=model.cg_steps)
-        solved_u += new.n_iter_ * new.seen_.n_users
-        solved_i += new.n_iter_ * new.seen_.n_items
-        info = {"selective_rounds": rounds, "handover_sweeps": new.n_iter_, "driver": driver}
+        solved_u += new.n_iter_ * new.seen_.n_users + new.finish_["users"]
+        solved_i += new.n_iter_ * new.seen_.n_items + new.finish_["items"]
+        info = {
+            "selective_rounds": rounds,
+            "handover_sweeps": new.n_iter_,
+            "driver": driver,
+            "finish": new.finish_,
+        }
         info.update(_note(new, tol, "max_sweeps"))
         new.n_iter_ += rounds
     return new, _report(
