@@ -25,7 +25,9 @@ Unlearn-ALS with the classic inexact rows, ``cg_steps`` (3) CG iterations on eve
 to 0.1 times the tolerance; ``NAME+forcing`` solves them with the forcing term 0.1 (method
 label ``unlearn-als/forcing``: each sweep cuts a row's residual tenfold, never past 0.1 times
 the tolerance); ``anderson+sweep`` runs Anderson with the old safeguard (a refused step takes
-the plain sweep's output, not the line search's point; label suffix ``/sweep-safeguard``).
+the plain sweep's output, not the line search's point; label suffix ``/sweep-safeguard``);
+``NAME+nofinish`` turns off the selective finish (``run_sweeps(finish=0)``: full sweeps until
+certified; label suffix ``/no-finish``).
 Suffixes combine (``anderson+fixed+sweep``). Timings are under one BLAS and one numba thread.
 """
 
@@ -53,7 +55,8 @@ def _say(msg: str) -> None:
 FIXED = "+fixed"  # driver suffix: Unlearn-ALS's CG rows take a fixed cg_steps (inner_tol=None)
 FORCING = "+forcing"  # ... rows solved with the forcing term FORCING_ETA (see unlearn_als)
 SWEEP = "+sweep"  # ... Anderson's refused steps fall back to the plain sweep (the old safeguard)
-SUFFIXES = (FIXED, FORCING, SWEEP)
+NOFINISH = "+nofinish"  # ... no selective finish: full sweeps until certified (as before round 28)
+SUFFIXES = (FIXED, FORCING, SWEEP, NOFINISH)
 FORCING_ETA = 0.1
 
 
@@ -77,20 +80,24 @@ def _rows_opts(driver: str, method: str) -> tuple[str, dict]:
         label, opts["forcing"] = f"{label}/forcing", FORCING_ETA
     if SWEEP in driver:
         label = f"{label}/sweep-safeguard"
+    if NOFINISH in driver:
+        label = f"{label}/no-finish"
     return label, opts
 
 
 @contextmanager
 def _safeguard(driver: str):
-    """Anderson's old safeguard (refusals take the plain sweep) for a "+sweep" driver."""
+    """Anderson's old safeguard (refusals take the plain sweep) for a "+sweep" driver, and no
+    selective finish for a "+nofinish" one."""
     from recforget.models import _als_sweeps
 
-    old = _als_sweeps.DEFAULT_SAFEGUARD
-    _als_sweeps.DEFAULT_SAFEGUARD = "sweep" if SWEEP in driver else old
+    old = _als_sweeps.DEFAULT_SAFEGUARD, _als_sweeps.FINISH_FRACTION
+    _als_sweeps.DEFAULT_SAFEGUARD = "sweep" if SWEEP in driver else old[0]
+    _als_sweeps.FINISH_FRACTION = 0.0 if NOFINISH in driver else old[1]
     try:
         yield
     finally:
-        _als_sweeps.DEFAULT_SAFEGUARD = old
+        _als_sweeps.DEFAULT_SAFEGUARD, _als_sweeps.FINISH_FRACTION = old
 
 
 def _rows_from_trace(base: dict, trace: list[dict], tols: list[float], total: float) -> list[dict]:
@@ -177,6 +184,7 @@ def run(args) -> list[dict]:
             new = _rows_from_trace(
                 {**base, "task": task, "method": method, "driver": driver}, trace, tols, seconds
             )
+            new[-1]["finish"] = dict(getattr(model, "finish_", {}))
             rows.extend(new)
             last = new[-1]
             _say(
