@@ -117,11 +117,12 @@ def test_unlearning_equals_single_machine_and_both_are_certified(spark, planted,
     model = ALS(3, iterations=1000, grad_tol=1e-5, random_state=0, dtype="float64", **config)
     model.fit(planted)
     request = _request(planted)
-    # the Spark engine runs plain ALS sweeps with fixed CG steps per row: compare with the
-    # single-machine plain driver, with the same row solver (the Spark selective method solves
-    # rows exactly by default; full sweeps take the model's CG steps, inner_tol=None)
+    # the Spark engine runs plain ALS sweeps with fixed CG steps per row and no selective
+    # finish: compare with the single-machine plain driver, with the same row solver (the
+    # Spark selective method solves rows exactly by default; full sweeps take the model's CG
+    # steps, inner_tol=None) and the finish off
     opts = {"solver": "cholesky"} if method == "unlearn-als-selective" else {}
-    rows = {} if method == "unlearn-als-selective" else {"inner_tol": None}
+    rows = {} if method == "unlearn-als-selective" else {"inner_tol": None, "finish": 0}
     local = recforget.forget(model, request, method, tol=tol, accelerate=None, **opts, **rows)
     dist_model = SparkALS.from_local(model, spark, n_blocks=3)
     dist = spark_forget(dist_model, request, method, tol=tol, **opts)
