@@ -86,7 +86,7 @@ def _rows_opts(driver: str, method: str) -> tuple[str, dict]:
 
 
 @contextmanager
-def _safeguard(driver: str):
+def _driver_defaults(driver: str):
     """Anderson's old safeguard (refusals take the plain sweep) for a "+sweep" driver, and no
     selective finish for a "+nofinish" one."""
     from recforget.models import _als_sweeps
@@ -211,7 +211,7 @@ def run(args) -> list[dict]:
                     if opts:
                         continue  # the retrain's (Cholesky) rows do not depend on them
                     label = _rows_opts(driver, "retrain")[0]
-                with _safeguard(driver):
+                with _driver_defaults(driver):
                     res = forget(
                         original,
                         requests[req],
@@ -272,7 +272,7 @@ def run(args) -> list[dict]:
             )
             for driver in args.drivers:
                 label, opts = _rows_opts(driver, "unlearn-als")
-                with _safeguard(driver):
+                with _driver_defaults(driver):
                     res = forget(
                         wrapped,
                         requests["1pct"],

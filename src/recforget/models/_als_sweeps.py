@@ -324,8 +324,13 @@ def run_sweeps(
                 break
         prev = loss if loss is not None else prev
         if grad_tol is not None:
-            # ALS-NCG has the gradient, hence the certificate, of the accepted point already
-            cert = state.cert if isinstance(state, _NCG) else sweep.certify(F)
+            # ALS-NCG has the gradient, hence the certificate (and its rows), of the accepted
+            # point already
+            if isinstance(state, _NCG):
+                cert, rows = state.cert, state.rows
+            else:
+                cert = sweep.certify(F)
+                rows = sweep.rows
             run.certificate = cert
             run.trace.append(
                 {
@@ -338,7 +343,6 @@ def run_sweeps(
             if certified(cert, grad_tol):
                 run.reason = "grad_tol"
                 break
-            rows = state.rows if isinstance(state, _NCG) else sweep.rows
             done = finisher(F, rows, grad_tol) if finisher is not None else None
             if done is not None:
                 run.certificate, run.reason, run.finished = done, "grad_tol", True
