@@ -7,9 +7,14 @@ import pytest
 
 from recforget import ALS, DeletionRequest, Interactions, forget
 from recforget.kernels.als_line import quartic_argmin
+from recforget.models import _als_sweeps as sweeps
 from recforget.models._als_objective import ALSObjective, Factors
 from recforget.models._als_sweeps import (
+    ANDERSON_FITS,
     SweepRun,
+    _Anderson,
+    _items_part,
+    _pack,
     _Sweeper,
     check_accelerate,
     fast_loss,
@@ -541,3 +546,41 @@ def test_bad_finish_is_named():
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="finish"):
             run_sweeps(obj, F, 2, grad_tol=1e-3, finish=bad)
+
+
+def test_items_part_is_the_items_block_of_the_packed_vector():
+    r = np.random.default_rng(0)
+    F = Factors(r.random((5, 3)), r.random((4, 3)), r.random(5), r.random(4))
+    assert np.array_equal(_items_part(_pack(F), F), np.concatenate([F.Y.ravel(), F.bi]))
+    G = Factors(F.X, F.Y)
+    assert np.array_equal(_items_part(_pack(G), G), F.Y.ravel())
+
+
+@pytest.mark.parametrize("fit", ANDERSON_FITS)
+@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+def test_anderson_fits_reach_the_plain_certified_point(config, fit, monkeypatch):
+    """Weights fitted to the items' residual or to all of it: same certified point, monotone."""
+    monkeypatch.setattr(sweeps, "DEFAULT_ANDERSON_FIT", fit)
+    data = planted(60, 40)
+    tol = 1e-7
+    obj, F = _start(data, config)
+    fresh = _model(config).objective(data)  # an independent objective, built from scratch
+    losses = [fresh.loss(F)]
+    run = run_sweeps(
+        obj, F, 5000, solver="cholesky", grad_tol=tol, accelerate="anderson",
+        on_step=lambda G, info: losses.append(fresh.loss(G)),
+    )  # fmt: skip
+    assert run.reason == "grad_tol" and run.accepted > 0
+    assert np.all(np.diff(losses) <= 1e-12 * abs(losses[0]))
+    assert fresh.stationarity(F)["max_relative"] <= tol
+    _, E = _start(data, config)
+    plain = run_sweeps(obj, E, 5000, solver="cholesky", grad_tol=tol)
+    assert plain.reason == "grad_tol" and run.sweeps < plain.sweeps
+    assert fresh.loss(F) == pytest.approx(fresh.loss(E), rel=1e-6)
+    S_exact = E.X @ E.Y.T
+    assert np.abs(F.X @ F.Y.T - S_exact).max() < 1e-3 * np.abs(S_exact).max()
+
+
+def test_bad_anderson_fit_is_named():
+    with pytest.raises(ValueError, match="fit must be 'items' or 'all', got 'users'"):
+        _Anderson(fit="users")

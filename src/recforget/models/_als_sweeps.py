@@ -56,6 +56,10 @@ DEFAULT_ACCELERATION = "anderson"
 ANDERSON_MEMORY = 5
 SAFEGUARDS = ("line", "sweep")  # what Anderson takes when a mixed point raises the objective
 DEFAULT_SAFEGUARD = "line"
+# the residual Anderson's least squares fits: the items' part (the block a sweep starts from;
+# see _Anderson) or all factors
+ANDERSON_FITS = ("items", "all")
+DEFAULT_ANDERSON_FIT = "items"
 # the finish (see _Finish): tried once at most this share of all rows exceed the tolerance
 FINISH_FRACTION = 0.15
 FINISH_ROUNDS = 6  # rounds per attempt at most (see _Finish for when one ends earlier)
@@ -125,6 +129,14 @@ def _unpack(vec: np.ndarray, F: Factors) -> None:
         nu = F.bu.size
         F.bu[:] = vec[nx + ny : nx + ny + nu]
         F.bi[:] = vec[nx + ny + nu :]
+
+
+def _items_part(vec: np.ndarray, F: Factors) -> np.ndarray:
+    """The items' entries of a packed vector (``Y``, then the item biases if any)."""
+    nx, ny = F.X.size, F.Y.size
+    if F.bu is None:
+        return vec[nx : nx + ny]
+    return np.concatenate([vec[nx : nx + ny], vec[nx + ny + F.bu.size :]])
 
 
 def _split(vec: np.ndarray, F: Factors) -> tuple[np.ndarray, ...]:
@@ -302,7 +314,7 @@ def run_sweeps(
     if accelerate == "ncg":
         state = _NCG()
     elif accelerate == "anderson":
-        state = _Anderson(safeguard=safeguard)
+        state = _Anderson(safeguard=safeguard, fit=DEFAULT_ANDERSON_FIT)
     bar = tqdm(range(n), desc="ALS", disable=not progress, leave=False)
     for _ in bar:
         if state is None or run.sweeps == 0:
@@ -553,6 +565,15 @@ class _NCG:
 class _Anderson:
     """Anderson mixing of the sweep map's last ``ANDERSON_MEMORY`` outputs, safeguarded.
 
+    A sweep solves the users given the items, then the items given those users, so its output
+    is a function of the items alone: the map is ``Y -> G(Y)`` and the users follow from the
+    items. With ``fit="items"`` (default) the mixing weights minimise the items' part of the
+    residual ``G(x) - x`` only, Anderson's rule for that map; ``fit="all"`` fits all factors'
+    residual as before round 30 (docs/acceleration.md compares them: fewer sweeps at
+    regularisation 0.01 and 100 and from unconverged factors, more at 1). The weights then mix
+    the whole outputs, users included, which starts the next sweep's user rows near their
+    solution for the mixed items.
+
     A mixed point is kept when its objective is no higher than the current point's. When it
     is higher, ``safeguard="line"`` (default) moves from the plain sweep's output ``G(x)``
     along the refused correction ``d = mixed - G(x)`` by the exact minimiser ``t`` of the
@@ -561,8 +582,15 @@ class _Anderson:
     ``G(x)`` itself. Either way the memory restarts.
     """
 
-    def __init__(self, memory: int = ANDERSON_MEMORY, safeguard: str = DEFAULT_SAFEGUARD) -> None:
-        self.memory, self.safeguard = memory, safeguard
+    def __init__(
+        self,
+        memory: int = ANDERSON_MEMORY,
+        safeguard: str = DEFAULT_SAFEGUARD,
+        fit: str = DEFAULT_ANDERSON_FIT,
+    ) -> None:
+        if fit not in ANDERSON_FITS:
+            raise ValueError(f"fit must be 'items' or 'all', got {fit!r}")
+        self.memory, self.safeguard, self.fit = memory, safeguard, fit
 
     def reset(self, obj: ALSObjective, F: Factors, loss: float | None) -> None:
         self.loss = fast_loss(obj, F) if loss is None else loss
@@ -576,6 +604,8 @@ class _Anderson:
         sweep(bar)
         gx = _pack(bar)
         f = gx - x
+        if self.fit == "items":
+            f = _items_part(f, F)
         if self.last is not None:
             self.dF.append(f - self.last[0])
             self.dG.append(gx - self.last[1])
