@@ -27,7 +27,9 @@ label ``unlearn-als/forcing``: each sweep cuts a row's residual tenfold, never p
 the tolerance); ``anderson+sweep`` runs Anderson with the old safeguard (a refused step takes
 the plain sweep's output, not the line search's point; label suffix ``/sweep-safeguard``);
 ``NAME+nofinish`` turns off the selective finish (``run_sweeps(finish=0)``: full sweeps until
-certified; label suffix ``/no-finish``).
+certified; label suffix ``/no-finish``); ``anderson+fitall`` fits Anderson's mixing weights to
+the residual of all factors, the rule before round 30, instead of the items' part (label
+suffix ``/fit-all``).
 Suffixes combine (``anderson+fixed+sweep``). Timings are under one BLAS and one numba thread.
 """
 
@@ -56,7 +58,8 @@ FIXED = "+fixed"  # driver suffix: Unlearn-ALS's CG rows take a fixed cg_steps (
 FORCING = "+forcing"  # ... rows solved with the forcing term FORCING_ETA (see unlearn_als)
 SWEEP = "+sweep"  # ... Anderson's refused steps fall back to the plain sweep (the old safeguard)
 NOFINISH = "+nofinish"  # ... no selective finish: full sweeps until certified (as before round 28)
-SUFFIXES = (FIXED, FORCING, SWEEP, NOFINISH)
+FITALL = "+fitall"  # ... Anderson's weights fit all factors' residual (as before round 30)
+SUFFIXES = (FIXED, FORCING, SWEEP, NOFINISH, FITALL)
 FORCING_ETA = 0.1
 
 
@@ -82,22 +85,25 @@ def _rows_opts(driver: str, method: str) -> tuple[str, dict]:
         label = f"{label}/sweep-safeguard"
     if NOFINISH in driver:
         label = f"{label}/no-finish"
+    if FITALL in driver:
+        label = f"{label}/fit-all"
     return label, opts
 
 
 @contextmanager
 def _driver_defaults(driver: str):
-    """Anderson's old safeguard (refusals take the plain sweep) for a "+sweep" driver, and no
-    selective finish for a "+nofinish" one."""
-    from recforget.models import _als_sweeps
+    """Anderson's old safeguard (refusals take the plain sweep) for a "+sweep" driver, no
+    selective finish for a "+nofinish" one, and weights fitted to all factors for "+fitall"."""
+    from recforget.models import _als_sweeps as S
 
-    old = _als_sweeps.DEFAULT_SAFEGUARD, _als_sweeps.FINISH_FRACTION
-    _als_sweeps.DEFAULT_SAFEGUARD = "sweep" if SWEEP in driver else old[0]
-    _als_sweeps.FINISH_FRACTION = 0.0 if NOFINISH in driver else old[1]
+    old = S.DEFAULT_SAFEGUARD, S.FINISH_FRACTION, S.DEFAULT_ANDERSON_FIT
+    S.DEFAULT_SAFEGUARD = "sweep" if SWEEP in driver else old[0]
+    S.FINISH_FRACTION = 0.0 if NOFINISH in driver else old[1]
+    S.DEFAULT_ANDERSON_FIT = "all" if FITALL in driver else old[2]
     try:
         yield
     finally:
-        _als_sweeps.DEFAULT_SAFEGUARD, _als_sweeps.FINISH_FRACTION = old
+        S.DEFAULT_SAFEGUARD, S.FINISH_FRACTION, S.DEFAULT_ANDERSON_FIT = old
 
 
 def _rows_from_trace(base: dict, trace: list[dict], tols: list[float], total: float) -> list[dict]:
@@ -432,6 +438,7 @@ def plots(results: list[dict], folder: str) -> list[Path]:
                     ("/fixed-cg", "3 CG steps a row"),
                     ("/forcing", "forcing term"),
                     ("/sweep-safeguard", "old safeguard"),
+                    ("/fit-all", "weights fit all factors"),
                 )
                 if tag in method
             ]
