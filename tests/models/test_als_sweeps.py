@@ -59,6 +59,35 @@ def _start(data: Interactions, config, seed: int = 1):
     return obj, F
 
 
+def _anderson_to_certificate(data: Interactions, config, tol: float, **kw):
+    """Anderson sweeps from ``_start`` to ``tol``: certified, every step checked not to raise
+    an objective built independently from the data. Returns the objective, the factors, the
+    run and that independent objective."""
+    obj, F = _start(data, config)
+    fresh = _model(config).objective(data)  # an independent objective, built from scratch
+    losses = [fresh.loss(F)]
+    run = run_sweeps(
+        obj, F, 5000, solver="cholesky", grad_tol=tol, accelerate="anderson",
+        on_step=lambda G, info: losses.append(fresh.loss(G)), **kw,
+    )  # fmt: skip
+    assert run.reason == "grad_tol"
+    steps = np.diff(losses)
+    assert np.all(steps <= 1e-12 * abs(losses[0])), steps.max()
+    assert fresh.stationarity(F)["max_relative"] <= tol
+    return obj, F, run, fresh
+
+
+def _assert_plain_point(obj, data, config, F: Factors, fresh, tol: float) -> SweepRun:
+    """``F`` is the point plain exact sweeps from the same start certify at; their run."""
+    _, E = _start(data, config)
+    plain = run_sweeps(obj, E, 5000, solver="cholesky", grad_tol=tol)
+    assert plain.reason == "grad_tol"
+    assert fresh.loss(F) == pytest.approx(fresh.loss(E), rel=1e-6)
+    S_exact = E.X @ E.Y.T
+    assert np.abs(F.X @ F.Y.T - S_exact).max() < 1e-3 * np.abs(S_exact).max()
+    return plain
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
 def test_line_coefficients_are_the_objective_along_the_line(config):
     data = planted()
@@ -364,27 +393,13 @@ def test_anderson_safeguards_never_raise_the_objective(config, safeguard, reg):
     config = {**config, "regularization": reg}
     data = planted(60, 40)
     tol = 1e-6
-    obj, F = _start(data, config)
-    fresh = _model(config).objective(data)  # an independent objective, built from scratch
-    losses = [fresh.loss(F)]
-    run = run_sweeps(
-        obj, F, 5000, solver="cholesky", grad_tol=tol, accelerate="anderson", safeguard=safeguard,
-        on_step=lambda G, info: losses.append(fresh.loss(G)),
-    )  # fmt: skip
-    assert run.reason == "grad_tol"
-    steps = np.diff(losses)
-    assert np.all(steps <= 1e-12 * abs(losses[0])), steps.max()
-    assert fresh.stationarity(F)["max_relative"] <= tol
+    obj, F, run, fresh = _anderson_to_certificate(data, config, tol, safeguard=safeguard)
     if safeguard == "sweep":
         assert run.line_steps == 0
     elif config["feedback"] == "implicit" or reg < 0.5:
         assert 0 < run.line_steps <= run.fallbacks  # refused steps took the line's minimum
     if reg == 0.5:
-        _, E = _start(data, config)
-        assert run_sweeps(obj, E, 5000, solver="cholesky", grad_tol=tol).reason == "grad_tol"
-        assert fresh.loss(F) == pytest.approx(fresh.loss(E), rel=1e-6)
-        S_exact = E.X @ E.Y.T
-        assert np.abs(F.X @ F.Y.T - S_exact).max() < 1e-3 * np.abs(S_exact).max()
+        _assert_plain_point(obj, data, config, F, fresh, tol)
 
 
 @pytest.mark.parametrize("driver", [None, "anderson"])
@@ -563,22 +578,10 @@ def test_anderson_fits_reach_the_plain_certified_point(config, fit, monkeypatch)
     monkeypatch.setattr(sweeps, "DEFAULT_ANDERSON_FIT", fit)
     data = planted(60, 40)
     tol = 1e-7
-    obj, F = _start(data, config)
-    fresh = _model(config).objective(data)  # an independent objective, built from scratch
-    losses = [fresh.loss(F)]
-    run = run_sweeps(
-        obj, F, 5000, solver="cholesky", grad_tol=tol, accelerate="anderson",
-        on_step=lambda G, info: losses.append(fresh.loss(G)),
-    )  # fmt: skip
-    assert run.reason == "grad_tol" and run.accepted > 0
-    assert np.all(np.diff(losses) <= 1e-12 * abs(losses[0]))
-    assert fresh.stationarity(F)["max_relative"] <= tol
-    _, E = _start(data, config)
-    plain = run_sweeps(obj, E, 5000, solver="cholesky", grad_tol=tol)
-    assert plain.reason == "grad_tol" and run.sweeps < plain.sweeps
-    assert fresh.loss(F) == pytest.approx(fresh.loss(E), rel=1e-6)
-    S_exact = E.X @ E.Y.T
-    assert np.abs(F.X @ F.Y.T - S_exact).max() < 1e-3 * np.abs(S_exact).max()
+    obj, F, run, fresh = _anderson_to_certificate(data, config, tol)
+    assert run.accepted > 0
+    plain = _assert_plain_point(obj, data, config, F, fresh, tol)
+    assert run.sweeps < plain.sweeps
 
 
 def test_bad_anderson_fit_is_named():

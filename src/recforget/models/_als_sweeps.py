@@ -131,14 +131,6 @@ def _unpack(vec: np.ndarray, F: Factors) -> None:
         F.bi[:] = vec[nx + ny + nu :]
 
 
-def _items_part(vec: np.ndarray, F: Factors) -> np.ndarray:
-    """The items' entries of a packed vector (``Y``, then the item biases if any)."""
-    nx, ny = F.X.size, F.Y.size
-    if F.bu is None:
-        return vec[nx : nx + ny]
-    return np.concatenate([vec[nx : nx + ny], vec[nx + ny + F.bu.size :]])
-
-
 def _split(vec: np.ndarray, F: Factors) -> tuple[np.ndarray, ...]:
     nx, ny = F.X.size, F.Y.size
     P = vec[:nx].reshape(F.X.shape)
@@ -147,6 +139,12 @@ def _split(vec: np.ndarray, F: Factors) -> tuple[np.ndarray, ...]:
         return P, Q, None, None
     nu = F.bu.size
     return P, Q, vec[nx + ny : nx + ny + nu], vec[nx + ny + nu :]
+
+
+def _items_part(vec: np.ndarray, F: Factors) -> np.ndarray:
+    """The items' entries of a packed vector (``Y``, then the item biases if any)."""
+    _, Q, _, qi = _split(vec, F)
+    return Q.ravel() if qi is None else np.concatenate([Q.ravel(), qi])
 
 
 def _gradient(obj: ALSObjective, F: Factors) -> tuple[np.ndarray, dict[str, float], tuple]:
