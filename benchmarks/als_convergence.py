@@ -60,13 +60,13 @@ SWEEP = "+sweep"  # ... Anderson's refused steps fall back to the plain sweep (t
 NOFINISH = "+nofinish"  # ... no selective finish: full sweeps until certified (as before round 28)
 FITALL = "+fitall"  # ... Anderson's weights fit all factors' residual (as before round 30)
 SUFFIXES = (FIXED, FORCING, SWEEP, NOFINISH, FITALL)
+DRIVERS = ("plain", "ncg", "anderson")  # the names the suffixes follow
 FORCING_ETA = 0.1
 
 
 def _strip(driver: str) -> str:
-    for suffix in SUFFIXES:
-        driver = driver.removesuffix(suffix)
-    return driver
+    """The driver's name without its suffixes, whatever their order."""
+    return driver.split("+", 1)[0]
 
 
 def _acc(driver: str) -> str | None:
@@ -483,6 +483,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         unknown = set(args.tasks) - set(TASKS)
         if unknown:
             p.error(f"unknown task(s) {sorted(unknown)}; choose from {TASKS}")
+        for driver in args.drivers:
+            base, *suffixes = driver.split("+")
+            if base not in DRIVERS or any(f"+{x}" not in SUFFIXES for x in suffixes):
+                p.error(f"unknown driver {driver!r}: one of {DRIVERS}, then suffixes {SUFFIXES}")
+            if (SWEEP in driver or FITALL in driver) and base != "anderson":
+                p.error(f"driver {driver!r}: {SWEEP} and {FITALL} apply to anderson only")
         results = run(args)
         if args.json_path:
             Path(args.json_path).write_text(json.dumps(results, indent=1, default=float) + "\n")
